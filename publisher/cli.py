@@ -1,0 +1,152 @@
+"""The command line: the contract scripts and operators rely on.
+
+Exit status: 0 success, 1 a reported problem (one ``where: what`` line each on stderr),
+2 a usage error. With ``--json`` a command prints one JSON document on stdout and nothing
+else there. This is the only layer that reads the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from publisher import __version__
+from publisher.build import BuildReport, build
+from publisher.config import Publication, config_path, load_config
+from publisher.errors import Problem, PublisherError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        now = _now(args.now) if getattr(args, "now", None) else datetime.now(UTC)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        pub = load_config(config_path(args.config))
+        status: int = args.handler(pub, args, now)
+        return status
+    except PublisherError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="publisher",
+        description="Publish a folder of articles as RSS, Atom and JSON feeds.",
+    )
+    _common_options(parser, argparse.SUPPRESS)
+    parser.set_defaults(config=None, debug=False)
+    # The same options after the command name; SUPPRESS keeps a subcommand from
+    # overwriting what was given before it ("publisher -c x.yaml build").
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"publisher {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", parents=[common], help="validate schedule.yaml and every article; write nothing"
+    )
+    check.add_argument("--now", metavar="ISO", help="judge drafts and future dates at this time")
+    check.set_defaults(handler=_check)
+
+    build_cmd = commands.add_parser("build", parents=[common], help="write every feed")
+    build_cmd.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    build_cmd.add_argument(
+        "--now", metavar="ISO", help="publish what is due at this time (default: now)"
+    )
+    build_cmd.add_argument(
+        "--jobs", type=int, metavar="N", help="processes for reading articles (default: cores)"
+    )
+    build_cmd.set_defaults(handler=_build)
+    return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="schedule.yaml to use (default: $PUBLISHER_CONFIG or ./schedule.yaml)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks of errors"
+    )
+
+
+def _now(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--now: '{text}' is not an ISO 8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _print_problems(report: BuildReport) -> None:
+    for problem in report.warnings:
+        print(_warning(problem), file=sys.stderr)
+    for problem in report.skipped:
+        print(f"{problem} (article skipped)", file=sys.stderr)
+
+
+def _warning(problem: Problem) -> str:
+    place = problem.path if problem.line is None else f"{problem.path}:{problem.line}"
+    return f"{place}: warning: {problem.where}: {problem.what}"
+
+
+def _check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    report = build(pub, now, write=False)
+    _print_problems(report)
+    print(
+        f"{pub.path.name}: ok; {report.published} article(s) publishable, "
+        f"{len(report.skipped)} skipped, {len(report.warnings)} warning(s)"
+    )
+    return 1 if report.skipped else 0
+
+
+def _build(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    report = build(pub, now, jobs=args.jobs)
+    if args.json:
+        print(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
+    else:
+        _print_problems(report)
+        changed = sum(f.written for f in report.feeds)
+        print(
+            f"built {len(report.feeds)} feed file(s) ({changed} changed) from "
+            f"{report.published} article(s); {report.rendered} read, {report.reused} from cache"
+            + (f"; {len(report.skipped)} skipped" if report.skipped else "")
+        )
+    return 1 if report.skipped else 0
+
+
+def _report_json(report: BuildReport) -> dict[str, Any]:
+    def problem(p: Problem) -> dict[str, Any]:
+        return {"path": p.path, "line": p.line, "where": p.where, "reason": p.what}
+
+    return {
+        "feeds": [
+            {"path": f.path, "format": f.format, "items": f.items, "changed": f.written}
+            for f in report.feeds
+        ],
+        "articles": report.published,
+        "skipped": [problem(p) for p in report.skipped],
+        "warnings": [problem(p) for p in report.warnings],
+        "rendered": report.rendered,
+        "reused": report.reused,
+    }

@@ -1,0 +1,173 @@
+"""schedule.yaml -> a typed, validated, frozen ``Config``.
+
+Validation happens once, at start, and reports every mistake with its line. Paths inside the
+file are relative to the file's own folder, so a publication folder can be moved or cloned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from publisher.errors import ConfigError, Problem
+from publisher.schema import (
+    HttpUrl,
+    Int,
+    StrictModel,
+    Text,
+    TimeZoneName,
+    text_value,
+    validate_document,
+)
+from publisher.yamldoc import load_yaml
+
+DEFAULT_CONFIG = "schedule.yaml"
+FeedFormat = Literal["rss", "atom", "json"]
+ALL_FORMATS: tuple[FeedFormat, ...] = ("rss", "atom", "json")
+
+
+def _language(value: str) -> str:
+    # RSS and Atom both want an RFC 5646 tag; "en", "en-GB", "pt-BR", "zh-Hant".
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+        raise ValueError(f"'{value}' is not a language tag such as en or en-GB")
+    return value
+
+
+def _author(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _folder(value: str) -> str:
+    if not value or "\0" in value:
+        raise ValueError("must name a folder")
+    return value
+
+
+Folder = Annotated[str, BeforeValidator(text_value), AfterValidator(_folder)]
+
+
+class Author(StrictModel):
+    name: Text
+    email: Text | None = None
+    uri: HttpUrl | None = None
+
+
+class Site(StrictModel):
+    title: Text = Field(min_length=1)
+    url: HttpUrl
+    description: Text = ""
+    author: Annotated[Author, BeforeValidator(_author)]
+    language: Annotated[Text, AfterValidator(_language)] = "en"
+    timezone: TimeZoneName = "UTC"
+    # Where an article lives on the site; {slug} is replaced. Relative to `url`.
+    permalink: Text = "{slug}/"
+
+    @model_validator(mode="after")
+    def _check(self) -> Site:
+        if "{slug}" not in self.permalink:
+            raise ValueError("permalink must contain {slug}")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.url if self.url.endswith("/") else self.url + "/"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class ContentSettings(StrictModel):
+    folder: Folder = "articles"
+
+
+class FeedsSettings(StrictModel):
+    folder: Folder = "feeds"
+    # Public URL of the output folder; default: <site.url>feeds/ (the folder's name).
+    url: HttpUrl | None = None
+    # Newest N items per feed; 0 means every article.
+    items: Int = Field(default=20, ge=0)
+    content: Literal["full", "summary"] = "full"
+    formats: list[FeedFormat] = Field(default_factory=lambda: list(ALL_FORMATS), min_length=1)
+    # Per-tag feeds: `all`, `none`, or a list of tags.
+    tags: Literal["all", "none"] | list[Text] = "all"
+
+
+class StateSettings(StrictModel):
+    folder: Folder = "var"
+
+
+class Config(StrictModel):
+    site: Site
+    content: ContentSettings = ContentSettings()
+    feeds: FeedsSettings = FeedsSettings()
+    state: StateSettings = StateSettings()
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A validated config together with the folder it belongs to."""
+
+    path: Path
+    config: Config
+    # Line of every key of schedule.yaml, for errors found after validation.
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
+
+    def line_of(self, *path: str | int) -> int | None:
+        return self.lines.get(path)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def articles_dir(self) -> Path:
+        return self.root / self.config.content.folder
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.root / self.config.feeds.folder
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / self.config.state.folder
+
+    @cached_property
+    def feeds_url(self) -> str:
+        url = self.config.feeds.url
+        if url is None:
+            url = self.config.site.base_url + self.config.feeds.folder.strip("/") + "/"
+        return url if url.endswith("/") else url + "/"
+
+
+def config_path(given: str | None) -> Path:
+    return Path(given or os.environ.get("PUBLISHER_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: Path) -> Publication:
+    """Read and validate schedule.yaml; raise ``ConfigError`` listing every problem."""
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([Problem(shown, line, "", "not UTF-8 text")]) from exc
+    doc = load_yaml(text, shown)
+    if doc.value is None:
+        raise ConfigError([Problem(shown, 1, "", "is empty; it needs at least a site: section")])
+    if not isinstance(doc.value, dict):
+        raise ConfigError([Problem(shown, 1, "", "must be a mapping of sections (site:, feeds:)")])
+    config = validate_document(Config, doc, shown)
+    return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))

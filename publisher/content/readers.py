@@ -1,0 +1,320 @@
+"""Article files -> ``Article``, one reader per file suffix (as Pelican chooses readers).
+
+Every reader returns the same frozen ``Article`` with sanitized HTML; what differs is only
+how title, date and body are found. Problems that make an article unpublishable raise
+``ContentError`` with ``path:line``; problems that can be repaired are returned as warnings.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cmarkgfm
+import dateutil.parser
+from cmarkgfm.cmark import Options
+
+from publisher.config import Publication
+from publisher.content.frontmatter import Split, split_front_matter
+from publisher.content.newstext import parse_news_text
+from publisher.content.sanitize import sanitize_html, strip_forbidden
+from publisher.errors import ContentError, Problem
+from publisher.model import Article, Image
+from publisher.schema import parse_datetime
+
+SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
+
+# Bump when a change here alters what a reader produces from the same bytes: the
+# incremental build cache keys on it.
+READER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Body:
+    html: str
+    title: str | None = None
+    title_line: int | None = None
+    date_text: str | None = None
+    date_line: int | None = None
+    date_missing: bool = False  # a dateline whose date got lost: fall back to mtime
+
+
+@dataclass(frozen=True)
+class Parsed:
+    article: Article
+    warnings: tuple[Problem, ...]
+    used_mtime: bool
+
+
+def read_article(path: Path, shown: str, pub: Publication) -> Parsed:
+    """Read one article file. Raises ``ContentError`` when it cannot be published."""
+    try:
+        raw = path.read_bytes()
+        mtime = path.stat().st_mtime
+    except OSError as exc:
+        raise ContentError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
+    return decode_article(raw, path, shown, pub, mtime)
+
+
+def decode_article(raw: bytes, path: Path, shown: str, pub: Publication, mtime: float) -> Parsed:
+    """``parse_article`` for the bytes of a file: refuses text that is not UTF-8."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ContentError([Problem(shown, line, "", "not UTF-8 text")]) from exc
+    return parse_article(text, path, shown, pub, mtime)
+
+
+def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: float) -> Parsed:
+    """Turn the text of one article file into an ``Article`` (no file access but images)."""
+    warnings: list[Problem] = []
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text, removed, first = strip_forbidden(text)
+    if removed:
+        warnings.append(
+            Problem(shown, first, "text", f"removed {removed} character(s) that XML forbids")
+        )
+    split = split_front_matter(text, shown)
+    meta = split.meta
+    for key in sorted(meta.model_extra or {}):
+        warnings.append(Problem(shown, split.doc.line_of((key,)), key, "unknown key, ignored"))
+
+    site = pub.config.site
+    slug = _slug(meta.slug, path, shown, split)
+    link = meta.link or site.base_url + site.permalink.format(slug=slug)
+    reader = _READERS[path.suffix.lower()]
+    body = reader(split, shown, link)
+
+    title = meta.title or body.title
+    if not title:
+        raise ContentError([Problem(shown, 1, "title", "the article has no title")])
+    title = " ".join(title.split())
+
+    used_mtime = False
+    if meta.date is not None:
+        date = _front_date(meta.date, "date", shown, split, site.zone)
+    elif body.date_text:
+        date = _dateline_date(body.date_text, shown, body.date_line, site.zone)
+    elif body.date_missing:
+        date = datetime.fromtimestamp(mtime, UTC).astimezone(site.zone).replace(microsecond=0)
+        used_mtime = True
+        warnings.append(
+            Problem(
+                shown,
+                body.date_line,
+                "date",
+                f"the dateline has no date and there is no 'date:'; "
+                f"using the file's modification time {date.isoformat()}",
+            )
+        )
+    else:
+        raise ContentError(
+            [Problem(shown, 1, "date", "the article has no date (add 'date: 2026-11-02')")]
+        )
+    updated = (
+        _front_date(meta.updated, "updated", shown, split, site.zone) if meta.updated else None
+    )
+    if updated is not None and updated < date:
+        warnings.append(
+            Problem(shown, split.doc.line_of(("updated",)), "updated", "is before 'date'; ignored")
+        )
+        updated = None
+
+    summary = _summary(meta.summary, body.html)
+    image = _image(meta, path, shown, split, pub)
+    tags = tuple(dict.fromkeys(" ".join(t.split()) for t in meta.tags if t.strip()))
+    article = Article(
+        slug=slug,
+        title=title,
+        date=date,
+        updated=updated,
+        author=meta.author,
+        tags=tags,
+        summary_html=summary,
+        body_html=body.html,
+        image=image,
+        draft=meta.draft,
+        link=link,
+        source=shown,
+    )
+    return Parsed(article, tuple(warnings), used_mtime)
+
+
+# --- the three readers --------------------------------------------------------------------
+
+_CMARK_OPTIONS = Options.CMARK_OPT_UNSAFE  # raw HTML passes to the sanitizer, which decides
+_H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$")
+
+
+def _read_markdown(split: Split, shown: str, link: str) -> Body:
+    text = split.body
+    title = None
+    title_line = None
+    if split.meta.title is None:
+        # No front-matter title: a leading "# Heading" is the title (and not repeated).
+        lines = text.split("\n")
+        for index, line in enumerate(lines):
+            if line.strip():
+                match = _H1.match(line)
+                if match:
+                    title, title_line = match.group(1), split.body_line + index
+                    text = "\n".join(lines[index + 1 :])
+                break
+    rendered = cmarkgfm.markdown_to_html_with_extensions(
+        text, options=_CMARK_OPTIONS, extensions=["table", "strikethrough", "autolink"]
+    )
+    return Body(sanitize_html(rendered, link), title, title_line)
+
+
+def _read_html(split: Split, shown: str, link: str) -> Body:
+    return Body(sanitize_html(split.body, link))
+
+
+def _read_news_text(split: Split, shown: str, link: str) -> Body:
+    news = parse_news_text(split.body, split.body_line)
+    if news is None:
+        return Body("")
+    parts = []
+    for block in news.blocks:
+        tag = "h2" if block.kind == "h" else "p"
+        parts.append(f"<{tag}>{html.escape(block.text, quote=False)}</{tag}>")
+    date_text, date_line, missing = None, None, False
+    if news.datelines:
+        # Prefer the first publication date; an "Updated on" line is the next best thing.
+        ordered = sorted(news.datelines, key=lambda d: d[0] != "published")
+        with_date = [d for d in ordered if d[1]]
+        if with_date:
+            date_text, date_line = with_date[0][1], with_date[0][2]
+        else:
+            missing, date_line = True, ordered[0][2]
+    return Body(
+        sanitize_html("\n".join(parts), link),
+        news.title,
+        news.title_line,
+        date_text,
+        date_line,
+        missing,
+    )
+
+
+_READERS: dict[str, Callable[[Split, str, str], Body]] = {
+    ".md": _read_markdown,
+    ".markdown": _read_markdown,
+    ".html": _read_html,
+    ".htm": _read_html,
+    ".txt": _read_news_text,
+}
+
+
+# --- fields -------------------------------------------------------------------------------
+
+_SLUG_OK = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def slugify(text: str) -> str:
+    """``"Harbour Café, Part 2"`` -> ``"harbour-cafe-part-2"``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def _slug(given: str | None, path: Path, shown: str, split: Split) -> str:
+    if given is not None:
+        if not _SLUG_OK.fullmatch(given):
+            raise ContentError(
+                [
+                    Problem(
+                        shown,
+                        split.doc.line_of(("slug",)),
+                        "slug",
+                        f"'{given}' may hold only a-z, 0-9 and single hyphens",
+                    )
+                ]
+            )
+        return given
+    slug = slugify(path.stem)
+    if not slug:
+        raise ContentError(
+            [Problem(shown, 1, "slug", "cannot derive a slug from the file name; add 'slug:'")]
+        )
+    return slug
+
+
+def _front_date(text: str, key: str, shown: str, split: Split, zone: Any) -> datetime:
+    try:
+        return parse_datetime(text, zone)
+    except ValueError as exc:
+        raise ContentError([Problem(shown, split.doc.line_of((key,)), key, str(exc))]) from None
+
+
+_TZINFOS = {
+    "UTC": 0, "GMT": 0, "Z": 0,
+    "BST": 3600, "CET": 3600, "CEST": 7200,
+    "EST": -5 * 3600, "EDT": -4 * 3600, "CST": -6 * 3600, "CDT": -5 * 3600,
+    "MST": -7 * 3600, "MDT": -6 * 3600, "PST": -8 * 3600, "PDT": -7 * 3600,
+}  # fmt: skip
+
+
+def _dateline_date(text: str, shown: str, line: int | None, zone: Any) -> datetime:
+    """Read a dateline date such as ``November 2, 2026 at 9:30 am EST``.
+
+    Refuses what would be a guess: ``02/11/2026`` (2 November or February 11?) and dates
+    without a day or a four-digit year (dateutil would fill them in from today).
+    """
+    clean = text.strip().rstrip("|·-–— ").strip()
+    problem = None
+    if re.search(r"\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b", clean):
+        problem = f"'{clean}' is ambiguous (day/month order); write the month as a word"
+    elif not re.search(r"\b\d{4}\b", clean) or not re.search(r"(?<!\d)\d{1,2}(?!\d)", clean):
+        problem = f"'{clean}' is not a complete date (day, month and year)"
+    if problem is None:
+        try:
+            moment = dateutil.parser.parse(clean, tzinfos=_TZINFOS)
+        except (ValueError, OverflowError):
+            problem = f"'{clean}' is not a date"
+        else:
+            return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    raise ContentError([Problem(shown, line, "dateline", problem)])
+
+
+_FIRST_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
+
+
+def _summary(given: str | None, body_html: str) -> str:
+    if given:
+        return html.escape(" ".join(given.split()), quote=False)
+    match = _FIRST_PARAGRAPH.search(body_html)
+    return match.group(1).strip() if match else ""
+
+
+def _image(meta: Any, path: Path, shown: str, split: Split, pub: Publication) -> Image | None:
+    image = meta.image
+    if image is None:
+        return None
+    src: str = image.src
+    line = split.doc.line_of(("image",))
+    kind = image.type or mimetypes.guess_type(src)[0]
+    if re.match(r"https?://", src):
+        if not kind:
+            raise ContentError([Problem(shown, line, "image", "add 'type:' (e.g. image/jpeg)")])
+        return Image(src, kind, 0, image.alt)
+    file = (path.parent / src).resolve()
+    try:
+        relative = file.relative_to(pub.root)
+        length = file.stat().st_size
+    except ValueError:
+        raise ContentError(
+            [Problem(shown, line, "image", f"'{src}' is outside the publication folder")]
+        ) from None
+    except OSError:
+        raise ContentError([Problem(shown, line, "image", f"'{src}' does not exist")]) from None
+    if not kind or not kind.startswith("image/"):
+        raise ContentError([Problem(shown, line, "image", f"'{src}' is not a known image type")])
+    return Image(pub.config.site.base_url + relative.as_posix(), kind, length, image.alt)

@@ -1,0 +1,74 @@
+"""Make untrusted article text safe for XML feeds and HTML email.
+
+Two separate jobs: characters XML 1.0 cannot carry at all (removed, with a count so the
+caller can warn), and HTML that must not reach a reader (scripts, event handlers,
+``javascript:`` links), which an allow-list sanitizer (ammonia, via nh3) removes.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin
+
+import nh3
+
+# XML 1.0 §2.2 forbids C0 controls other than TAB, LF, CR, surrogates and U+FFFE/U+FFFF;
+# it discourages DEL, the C1 controls and the other noncharacters, which the W3C validator
+# reports as BadCharacters. None of them has any business in an article.
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    "\U0001fffe\U0001ffff\U0010fffe\U0010ffff]"
+)
+
+
+def strip_forbidden(text: str) -> tuple[str, int, int | None]:
+    """Return the text without forbidden characters, how many were removed, and the
+    (1-based) line of the first one."""
+    first = _FORBIDDEN.search(text)
+    if first is None:
+        return text, 0, None
+    line = text.count("\n", 0, first.start()) + 1
+    cleaned, count = _FORBIDDEN.subn("", text)
+    return cleaned, count, line
+
+
+_TAGS = (nh3.ALLOWED_TAGS - {"area", "map", "center", "acronym", "strike", "tt"}) | {"picture"}
+_ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"lang", "dir", "title"},
+    "a": {"href", "hreflang"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align", "scope"},
+    "col": {"span"},
+    "ol": {"start", "reversed"},
+    "time": {"datetime"},
+    "abbr": {"title"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+}
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+_SCHEMES = {"http", "https", "mailto"}
+
+
+def sanitize_html(html: str, base_url: str) -> str:
+    """Keep only allow-listed tags and attributes; make every link absolute.
+
+    Feed readers and mail clients resolve relative links against nothing useful, so
+    ``href="/about"`` becomes ``href="https://example.org/about"``.
+    """
+
+    def absolute(tag: str, attribute: str, value: str) -> str | None:
+        if attribute in _URL_ATTRIBUTES:
+            return urljoin(base_url, value.strip())
+        return value
+
+    cleaned: str = nh3.clean(
+        html,
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        attribute_filter=absolute,
+        url_schemes=_SCHEMES,
+        link_rel="noopener",
+        strip_comments=True,
+    )
+    return cleaned

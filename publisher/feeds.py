@@ -1,0 +1,236 @@
+"""Articles -> RSS 2.0, Atom 1.0 (both written by feedgen) and JSON Feed 1.1 bytes.
+
+Pure: data in, bytes out; no clock and no files. Each entry is rendered once into a
+fragment per format (``render_entry``) and a feed is its head plus the fragments
+(``render_feed``). The fragments are what the incremental build caches, so a rebuild after
+one article changed renders one entry, not ten thousand.
+
+Determinism: a feed's ``updated``/``lastBuildDate`` is the newest entry's modification
+time, never "now", so the same articles give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from feedgen.entry import FeedEntry
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from publisher import __version__
+from publisher.model import Article
+
+Format = Literal["rss", "atom", "json"]
+FILENAMES: dict[Format, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+MEDIA_TYPES: dict[Format, str] = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+# What an empty feed says it was updated: a fixed moment, so an empty build is repeatable.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
+_NS0_OPEN = b'<ns0:encoded xmlns:ns0="' + _CONTENT_NS.encode() + b'">'
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    name: str
+    email: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """What a feed says about itself."""
+
+    title: str
+    description: str
+    home_url: str
+    feed_url: str  # the folder this feed's files are served from, ending in '/'
+    language: str
+    author: Author
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFragments:
+    """One article, rendered once per format; ``key`` orders entries newest first."""
+
+    slug: str
+    date: datetime
+    modified: datetime
+    tags: tuple[str, ...]
+    rss: bytes
+    atom: bytes
+    json: bytes
+
+
+def render_entry(article: Article, full: bool, author: Author) -> EntryFragments:
+    """Render one article's item/entry for every format."""
+    entry = FeedEntry()
+    # Ids come from the permalink, never the title: retitling must not duplicate an item.
+    entry.id(article.link)
+    entry.guid(article.link, permalink=True)
+    entry.title(article.title)
+    entry.link(href=article.link, rel="alternate")
+    entry.published(article.date)
+    entry.updated(article.modified)
+    entry.pubDate(article.date)
+    name = article.author or author.name
+    entry.author({"name": name, **({"email": author.email} if author.email else {})})
+    for tag in article.tags:
+        entry.category(term=tag, label=tag)
+    summary = article.summary_html or article.title
+    # summary() fills Atom <summary> and RSS <description>; content() Atom <content> and
+    # RSS <content:encoded>. (description() would overwrite Atom <content>: not used.)
+    entry.summary(summary, type="html")
+    if full:
+        entry.content(article.body_html or summary, type="html")
+    if article.image is not None:
+        entry.enclosure(article.image.url, str(article.image.length), article.image.type)
+
+    atom = entry.atom_entry()
+    _fix_atom_links(atom, article)
+    rss = entry.rss_entry()
+    if not author.email:
+        # RSS <author> must be an email address; without one it is left out (the channel
+        # and the Atom feed still name the author).
+        for element in rss.findall("author"):
+            rss.remove(element)
+    return EntryFragments(
+        slug=article.slug,
+        date=article.date,
+        modified=article.modified,
+        tags=article.tags,
+        rss=_serialize_item(rss),
+        atom=_serialize(atom, 1),
+        json=_json_item(article, full, name).encode("utf-8"),
+    )
+
+
+def _fix_atom_links(atom: Any, article: Article) -> None:
+    # feedgen 1.0 drops rel/type/length of every Atom entry link (lkiesow/python-feedgen#135:
+    # the loop variable shadows the link dict), so an enclosure would turn into a second
+    # rel="alternate" link, which makes the entry invalid. Rewrite the links ourselves.
+    links = atom.findall("link")
+    position = list(atom).index(links[0]) if links else len(atom)
+    for link in links:
+        atom.remove(link)
+    wanted = [{"rel": "alternate", "type": "text/html", "href": article.link}]
+    if article.image is not None:
+        enclosure = {"rel": "enclosure", "type": article.image.type, "href": article.image.url}
+        if article.image.length:
+            enclosure["length"] = str(article.image.length)
+        wanted.append(enclosure)
+    for offset, attributes in enumerate(wanted):
+        element = etree.Element("link", attrib=attributes)
+        atom.insert(position + offset, element)
+
+
+def _serialize_item(item: Any) -> bytes:
+    # feedgen creates <content:encoded> outside any tree, so lxml names its namespace
+    # "ns0" and declares it on the element. The channel declares content: once; use it.
+    text = _serialize(item, 2)
+    return text.replace(_NS0_OPEN, b"<content:encoded>", 1).replace(
+        b"</ns0:encoded>", b"</content:encoded>", 1
+    )
+
+
+def _serialize(element: Any, level: int) -> bytes:
+    etree.indent(element, space="  ", level=level)
+    element.tail = "\n"
+    return b"  " * level + etree.tostring(element, encoding="utf-8", with_tail=True)
+
+
+def _json_item(article: Article, full: bool, author_name: str) -> str:
+    item: dict[str, Any] = {"id": article.link, "url": article.link, "title": article.title}
+    if full:
+        item["content_html"] = article.body_html or article.summary_html
+    else:
+        item["content_html"] = article.summary_html
+    item["summary"] = _plain(article.summary_html)
+    if article.image is not None:
+        item["image"] = article.image.url
+    item["date_published"] = article.date.isoformat()
+    if article.updated is not None:
+        item["date_modified"] = article.updated.isoformat()
+    item["authors"] = [{"name": author_name}]
+    if article.tags:
+        item["tags"] = list(article.tags)
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(fragment: str) -> str:
+    if not fragment:
+        return ""
+    text = etree.fromstring(f"<x>{fragment}</x>", etree.HTMLParser()).xpath("string()")
+    return " ".join(str(text).split())
+
+
+def newest(entries: list[EntryFragments], limit: int) -> list[EntryFragments]:
+    """The entries of one feed: newest first (ties by slug), at most ``limit`` (0: all)."""
+    chosen = sorted(entries, key=lambda e: (e.date, e.slug), reverse=True)
+    return chosen[:limit] if limit else chosen
+
+
+def render_feed(kind: Format, channel: Channel, entries: list[EntryFragments]) -> bytes:
+    """One feed file: head from feedgen plus the already-rendered entry fragments."""
+    updated = max((e.modified for e in entries), default=EPOCH)
+    if kind == "json":
+        return _render_json(channel, entries)
+    generator = FeedGenerator()
+    self_url = channel.feed_url + FILENAMES[kind]
+    generator.id(self_url)
+    generator.title(channel.title)
+    generator.description(channel.description or channel.title)
+    generator.subtitle(channel.description or channel.title)
+    # RSS has one <link>: feedgen takes the last one given, which must be the site's.
+    generator.link(href=self_url, rel="self", type=MEDIA_TYPES[kind])
+    generator.link(href=channel.home_url, rel="alternate")
+    generator.language(channel.language)
+    author: dict[str, str] = {"name": channel.author.name}
+    if channel.author.email:
+        author["email"] = channel.author.email
+    if channel.author.uri:
+        author["uri"] = channel.author.uri
+    generator.author(author)
+    generator.updated(updated)
+    generator.lastBuildDate(updated)
+    generator.generator("publisher", version=__version__, uri=None)
+    if kind == "rss":
+        head = generator.rss_str(pretty=True)
+        return _splice(head, b"</channel>", [e.rss for e in entries])
+    head = generator.atom_str(pretty=True)
+    return _splice(head, b"</feed>", [e.atom for e in entries])
+
+
+def _splice(head: bytes, closing: bytes, fragments: list[bytes]) -> bytes:
+    cut = head.rindex(closing)
+    start = head.rindex(b"\n", 0, cut) + 1  # keep the closing tag's own indentation
+    return head[:start] + b"".join(fragments) + head[start:]
+
+
+def _render_json(channel: Channel, entries: list[EntryFragments]) -> bytes:
+    head: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": channel.title,
+        "home_page_url": channel.home_url,
+        "feed_url": channel.feed_url + FILENAMES["json"],
+        "language": channel.language,
+        "authors": [
+            {
+                "name": channel.author.name,
+                **({"url": channel.author.uri} if channel.author.uri else {}),
+            }
+        ],
+    }
+    if channel.description:
+        head["description"] = channel.description
+    text = json.dumps(head, ensure_ascii=False, indent=2)
+    items = b",\n".join(e.json for e in entries)
+    # One item per line keeps the file diffable without paying for indenting megabytes.
+    return text[:-2].encode("utf-8") + b',\n  "items": [\n' + items + b"\n  ]\n}\n"

@@ -1,0 +1,46 @@
+"""The values that flow through the pipeline. Frozen: once read, an article never changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A lead image: shown in digests, and an enclosure in feeds."""
+
+    url: str
+    type: str
+    length: int
+    alt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One published piece, whatever file format it came from.
+
+    ``body_html`` and ``summary_html`` are sanitized HTML fragments with absolute URLs;
+    every text field is free of characters XML 1.0 forbids.
+    """
+
+    slug: str
+    title: str
+    date: datetime
+    updated: datetime | None
+    author: str | None
+    tags: tuple[str, ...]
+    summary_html: str
+    body_html: str
+    image: Image | None
+    draft: bool
+    link: str
+    source: str
+
+    @property
+    def modified(self) -> datetime:
+        return self.updated or self.date
+
+    def is_published(self, now: datetime) -> bool:
+        """Drafts never; future-dated articles once their date has come."""
+        return not self.draft and self.date <= now

@@ -1,0 +1,168 @@
+"""Validation of parsed YAML against pydantic models, with errors that point at lines.
+
+Shared by schedule.yaml and article front matter. Field types that need care with YAML 1.1
+habits live here too (see ``yamldoc`` for why every scalar arrives as text).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, tzinfo
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from publisher.errors import ConfigError, Problem
+from publisher.yamldoc import Document, dotted
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are mistakes (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def validate_document(model: type[M], doc: Document, source: str, prefix: str = "") -> M:
+    """Validate ``doc`` as ``model``; every error becomes ``source:line: path: message``."""
+    value = {} if doc.value is None else doc.value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            where = dotted(loc)
+            if prefix:
+                where = f"{prefix}.{where}" if where else prefix
+            problems.append(Problem(source, doc.line_of(loc), where, _message(err, model, loc)))
+        raise ConfigError(problems) from None
+
+
+def _message(err: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(model, loc[:-1])
+        hint = f" (known keys: {', '.join(known)})" if known else ""
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "is required"
+    if kind in ("model_type", "dict_type"):
+        return "must be a mapping of keys to values"
+    if kind == "list_type":
+        return "must be a list"
+    msg = str(err["msg"])
+    # pydantic prefixes messages from our own validators with "Value error, ".
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# --- field types -------------------------------------------------------------------------
+
+
+def _int_text(value: Any) -> Any:
+    # YAML 1.1 reads 012 as octal 10, YAML 1.2 as 12: we refuse to pick one silently.
+    if isinstance(value, str) and re.fullmatch(r"[+-]?0[0-9_]+", value.strip()):
+        raise ValueError(f"'{value}' has a leading zero; write it without (or quote it as text)")
+    if isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        raise ValueError(f"'{value}' is not a whole number")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_int_text)]
+
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+
+
+def _bool_text(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError(f"'{value}' is not true or false (write true/false, yes/no, on/off)")
+    return value
+
+
+Bool = Annotated[bool, BeforeValidator(_bool_text)]
+
+
+def text_value(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        raise ValueError(
+            "must be text, not a " + ("mapping" if isinstance(value, dict) else "list")
+        )
+    return value
+
+
+Text = Annotated[str, BeforeValidator(text_value)]
+
+
+def _zone(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{value}' is not a known IANA time zone (e.g. Europe/Berlin, UTC)"
+            ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(text_value), AfterValidator(_zone)]
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s]*)?", value):
+        raise ValueError(f"'{value}' is not an absolute http(s) URL")
+    return value
+
+
+HttpUrl = Annotated[str, BeforeValidator(text_value), AfterValidator(_http_url)]
+
+
+def parse_datetime(text: str, zone: tzinfo) -> datetime:
+    """Read an ISO 8601 date or date-time; one without an offset is local to ``zone``.
+
+    Accepts ``2026-11-02``, ``2026-11-02 09:30``, ``2026-11-02T09:30:00+01:00``, ``...Z``.
+    """
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            moment = datetime.combine(date.fromisoformat(text), time())
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"'{text}' is not a date (write 2026-11-02 or 2026-11-02 09:30 or with an offset)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment
