@@ -75,7 +75,7 @@ def build(
     reported; the others are published."""
     files = scan_articles(pub)
     report = BuildReport()
-    outcomes = _outcomes(pub, files, report, jobs)
+    outcomes = _outcomes(pub, files, report, jobs, keep=write)
 
     seen: dict[str, str] = {}
     published: list[tuple[Parsed, EntryFragments]] = []
@@ -144,11 +144,17 @@ def _fingerprint(pub: Publication) -> bytes:
 
 
 def _outcomes(
-    pub: Publication, files: list[tuple[Path, str]], report: BuildReport, jobs: int | None
+    pub: Publication,
+    files: list[tuple[Path, str]],
+    report: BuildReport,
+    jobs: int | None,
+    keep: bool,
 ) -> dict[str, Outcome]:
+    """Outcome of every file, from the cache where the file is unchanged. With ``keep``
+    false (``publisher check``) the cache is only read, and state is never created."""
     fingerprint = _fingerprint(pub)
     results: dict[str, Outcome] = {}
-    with BuildCache(pub.state_dir / CACHE_FILE) as cache:
+    with BuildCache(pub.state_dir / CACHE_FILE, readonly=not keep) as cache:
         known = cache.keys()
         keys: dict[str, bytes] = {}
         todo: list[tuple[str, str, bytes, float]] = []
@@ -182,8 +188,9 @@ def _outcomes(
         report.rendered = len(pending)
         fresh = dict(_render_all(pub, pending, jobs))
         results.update(fresh)
-        cache.store((name, keys[name], outcome) for name, outcome in fresh.items())
-        cache.forget_except(set(keys))
+        if keep:
+            cache.store((name, keys[name], outcome) for name, outcome in fresh.items())
+            cache.forget_except(set(keys))
     return results
 
 

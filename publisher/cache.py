@@ -33,9 +33,18 @@ def content_key(fingerprint: bytes, path: str, raw: bytes) -> bytes:
 
 
 class BuildCache:
-    def __init__(self, file: Path) -> None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, file: Path, readonly: bool = False) -> None:
         self.file = file
+        if readonly:
+            # A read-only look creates nothing: an absent cache is an empty one.
+            self.db = sqlite3.connect(":memory:", isolation_level=None, uri=True)
+            if file.exists():
+                self.db.execute("ATTACH DATABASE ? AS disk", (f"{file.as_uri()}?mode=ro",))
+                self.db.execute("CREATE TEMP VIEW entries AS SELECT * FROM disk.entries")
+            else:
+                self.db.execute(SCHEMA)
+            return
+        file.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(file, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

@@ -81,7 +81,9 @@ def render_entry(article: Article, full: bool, author: Author) -> EntryFragments
     entry.updated(article.modified)
     entry.pubDate(article.date)
     name = article.author or author.name
-    entry.author({"name": name, **({"email": author.email} if author.email else {})})
+    # The site's address belongs to the site's name, not to a guest author.
+    email = author.email if article.author is None else None
+    entry.author({"name": name, **({"email": email} if email else {})})
     for tag in article.tags:
         entry.category(term=tag, label=tag)
     summary = article.summary_html or article.title
@@ -96,7 +98,7 @@ def render_entry(article: Article, full: bool, author: Author) -> EntryFragments
     atom = entry.atom_entry()
     _fix_atom_links(atom, article)
     rss = entry.rss_entry()
-    if not author.email:
+    if not email:
         # RSS <author> must be an email address; without one it is left out (the channel
         # and the Atom feed still name the author).
         for element in rss.findall("author"):

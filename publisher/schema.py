@@ -38,6 +38,7 @@ def validate_document(model: type[M], doc: Document, source: str, prefix: str = 
             if prefix:
                 where = f"{prefix}.{where}" if where else prefix
             problems.append(Problem(source, doc.line_of(loc), where, _message(err, model, loc)))
+        problems.sort(key=lambda p: p.line or 0)
         raise ConfigError(problems) from None
 
 
@@ -114,11 +115,17 @@ def _bool_text(value: Any) -> Any:
 Bool = Annotated[bool, BeforeValidator(_bool_text)]
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
 def text_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         raise ValueError(
             "must be text, not a " + ("mapping" if isinstance(value, dict) else "list")
         )
+    if isinstance(value, str) and (bad := _CONTROL.search(value)):
+        # Such a character would break a feed or a mail header later; say so now.
+        raise ValueError(f"contains the control character U+{ord(bad.group()):04X}")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
+from publisher.content.sanitize import strip_forbidden
 from publisher.errors import ConfigError, ContentError, Problem
 from publisher.schema import Bool, HttpUrl, StrictModel, Text, text_value, validate_document
 from publisher.yamldoc import Document, load_yaml
@@ -56,6 +57,8 @@ class Split:
     doc: Document
     body: str
     body_line: int  # file line on which the body starts
+    removed: int = 0  # forbidden characters removed from front-matter values
+    removed_line: int | None = None
 
 
 def split_front_matter(text: str, source: str) -> Split:
@@ -75,7 +78,23 @@ def split_front_matter(text: str, source: str) -> Split:
             raise ContentError(
                 [Problem(source, 2, "front matter", "must be a mapping such as 'title: ...'")]
             )
+        removed: list[int] = []
+        doc.value = _clean(doc.value, (), doc, removed)
         meta = validate_document(FrontMatter, doc, source)
     except ConfigError as exc:
         raise ContentError(exc.problems) from None
-    return Split(meta, doc, "\n".join(lines[index + 1 :]), index + 2)
+    body = "\n".join(lines[index + 1 :])
+    return Split(meta, doc, body, index + 2, len(removed), min(removed, default=None))
+
+
+def _clean(value: Any, path: tuple[str | int, ...], doc: Document, removed: list[int]) -> Any:
+    """Strip XML-forbidden characters from every string, noting the line of each removal."""
+    if isinstance(value, str):
+        cleaned, count, _ = strip_forbidden(value)
+        removed.extend([doc.line_of(path) or 1] * count)
+        return cleaned
+    if isinstance(value, list):
+        return [_clean(v, (*path, i), doc, removed) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _clean(v, (*path, k), doc, removed) for k, v in value.items()}
+    return value

@@ -83,6 +83,16 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
             Problem(shown, first, "text", f"removed {removed} character(s) that XML forbids")
         )
     split = split_front_matter(text, shown)
+    if split.removed:
+        # YAML escapes ("\x07", "\u001b") can produce what the raw text did not contain.
+        warnings.append(
+            Problem(
+                shown,
+                split.removed_line,
+                "front matter",
+                f"removed {split.removed} character(s) that XML forbids",
+            )
+        )
     meta = split.meta
     for key in sorted(meta.model_extra or {}):
         warnings.append(Problem(shown, split.doc.line_of((key,)), key, "unknown key, ignored"))
@@ -93,10 +103,9 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
     reader = _READERS[path.suffix.lower()]
     body = reader(split, shown, link)
 
-    title = meta.title or body.title
+    title = " ".join((meta.title or body.title or "").split())
     if not title:
         raise ContentError([Problem(shown, 1, "title", "the article has no title")])
-    title = " ".join(title.split())
 
     used_mtime = False
     if meta.date is not None:

@@ -1,0 +1,70 @@
+"""Shared fixtures: a copy of the example publication, and helpers to write small ones."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from publisher.config import Publication, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+MINIMAL_CONFIG = """\
+site:
+  title: Test Notes
+  url: https://test.example/
+  author: Tess Tester
+  timezone: UTC
+"""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the golden files under tests/golden/ from the current output",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A private copy of the repository's example publication."""
+    target = tmp_path / "example"
+    target.mkdir()
+    shutil.copy(ROOT / "schedule.yaml", target / "schedule.yaml")
+    shutil.copytree(ROOT / "articles", target / "articles")
+    return target
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Callable[..., Publication]:
+    """Make a small publication: ``site(files={"articles/a.md": "..."}, config=...)``."""
+
+    def make(
+        files: dict[str, str | bytes] | None = None, config: str = MINIMAL_CONFIG
+    ) -> Publication:
+        root = tmp_path / "site"
+        root.mkdir(exist_ok=True)
+        (root / "schedule.yaml").write_text(textwrap.dedent(config), "utf-8")
+        (root / "articles").mkdir(exist_ok=True)
+        for name, content in (files or {}).items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content), "utf-8")
+        return load_config(root / "schedule.yaml")
+
+    return make

@@ -1,0 +1,160 @@
+"""Incremental builds and the command line, run as an operator would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from publisher.build import build
+from publisher.cli import main
+from publisher.config import Publication, load_config
+
+from .conftest import NOW, ROOT
+
+
+def test_rebuild_reads_only_changed_articles(example: Path) -> None:
+    pub = load_config(example / "schedule.yaml")
+    first = build(pub, NOW)
+    assert (first.rendered, first.reused) == (12, 0)
+    again = build(pub, NOW)
+    assert (again.rendered, again.reused) == (0, 12)
+    assert not any(f.written for f in again.feeds)  # nothing changed: no file rewritten
+
+    path = pub.articles_dir / "welcome.md"
+    path.write_text(path.read_text().replace("two bakeries", "three bakeries"))
+    edited = build(pub, NOW)
+    assert (edited.rendered, edited.reused) == (1, 11)
+    assert b"three bakeries" in (pub.feeds_dir / "rss.xml").read_bytes()
+    changed = {f.path.split("feeds/")[-1] for f in edited.feeds if f.written}
+    assert changed == {
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+        "tags/about/rss.xml",
+        "tags/about/atom.xml",
+        "tags/about/feed.json",
+    }
+
+
+def test_a_config_change_renders_again(example: Path) -> None:
+    pub = load_config(example / "schedule.yaml")
+    build(pub, NOW)
+    config = example / "schedule.yaml"
+    config.write_text(config.read_text().replace("content: full", "content: summary"))
+    report = build(load_config(config), NOW)
+    assert report.rendered == 12
+
+
+def test_mtime_dated_article_follows_its_mtime(site: Callable[..., Publication]) -> None:
+    pub = site({"articles/n.txt": "Title\n\nUpdated on\n\nBody.\n"})
+    path = pub.articles_dir / "n.txt"
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    assert build(pub, NOW).articles[0].article.date.timestamp() == 1_700_000_000
+    os.utime(path, (1_700_100_000, 1_700_100_000))
+    report = build(pub, NOW)
+    assert report.rendered == 1 and report.articles[0].article.date.timestamp() == 1_700_100_000
+    assert "modification time" in report.warnings[0].what
+
+
+def test_parallel_and_serial_builds_agree(site: Callable[..., Publication]) -> None:
+    files = {
+        f"articles/p{i:03}.md": f"---\ntitle: P{i}\ndate: 2026-10-{1 + i % 28:02}\ntags: [t{i % 3}]\n---\nBody {i}.\n"
+        for i in range(80)
+    }
+    pub = site(files)
+    build(pub, NOW, jobs=2)
+    parallel = {p: p.read_bytes() for p in sorted(pub.feeds_dir.rglob("*.*"))}
+    (pub.state_dir / "build-cache.sqlite3").unlink()
+    report = build(pub, NOW, jobs=1)
+    assert report.rendered == 80
+    assert {p: p.read_bytes() for p in sorted(pub.feeds_dir.rglob("*.*"))} == parallel
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "publisher", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_build_json(example: Path) -> None:
+    (example / "articles" / "broken.md").write_text("---\ntitle: B\ndate: soon\n---\nx\n")
+    done = run_cli("build", "--json", "--now", "2026-11-28T12:00:00Z", cwd=example)
+    assert done.returncode == 1  # a skipped article is a reported problem
+    report = json.loads(done.stdout)
+    assert report["articles"] == 10
+    assert report["skipped"] == [
+        {
+            "path": "articles/broken.md",
+            "line": 3,
+            "where": "date",
+            "reason": "'soon' is not a date (write 2026-11-02 or 2026-11-02 09:30 or with an offset)",
+        }
+    ]
+    main_rss = next(f for f in report["feeds"] if f["path"] == "feeds/rss.xml")
+    assert main_rss["items"] == 10
+    assert (example / "feeds" / "rss.xml").exists()
+    assert done.stderr == ""
+
+
+def test_cli_check_and_config_errors(example: Path) -> None:
+    done = run_cli("check", "--now", "2026-11-28T12:00:00Z", cwd=example)
+    assert done.returncode == 0, done.stderr
+    assert "10 article(s) publishable" in done.stdout
+    assert not (example / "feeds").exists()
+
+    (example / "schedule.yaml").write_text("site:\n  title: T\n  url: nope\n  author: A\n")
+    done = run_cli("build", cwd=example)
+    assert done.returncode == 1
+    assert done.stderr == "schedule.yaml:3: site.url: 'nope' is not an absolute http(s) URL\n"
+
+
+def test_cli_config_option_and_environment(example: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_cli(
+        "-c", str(example / "schedule.yaml"), "build", "--now", "2026-11-28", cwd=elsewhere
+    )
+    assert done.returncode == 0, done.stderr
+    assert (example / "feeds" / "atom.xml").exists()
+    env_run = subprocess.run(
+        [sys.executable, "-m", "publisher", "check"],
+        cwd=elsewhere,
+        env={**os.environ, "PUBLISHER_CONFIG": str(example / "schedule.yaml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert env_run.returncode == 0, env_run.stderr
+
+
+def test_cli_usage_errors() -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["build", "--now", "yesterday"])
+    assert caught.value.code == 2
+    assert main([]) == 2
+
+
+def test_the_repository_is_a_working_publication(tmp_path: Path) -> None:
+    # The README's first command builds the repository's own example; do the same on a copy.
+    done = run_cli("-c", str(ROOT / "schedule.yaml"), "check", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_check_reads_the_cache_and_creates_no_state(example: Path) -> None:
+    pub = load_config(example / "schedule.yaml")
+    assert build(pub, NOW, write=False).rendered == 12
+    assert not pub.state_dir.exists() and not pub.feeds_dir.exists()
+    build(pub, NOW)
+    assert build(pub, NOW, write=False).reused == 12

@@ -1,0 +1,184 @@
+"""Markdown and HTML articles, sanitizing, and bad articles skipped with path:line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from publisher.build import build
+from publisher.config import Publication
+from publisher.content import read_article
+from publisher.content.sanitize import strip_forbidden
+
+from .conftest import NOW
+
+GOOD = """\
+---
+title: Good
+date: 2026-11-01
+---
+Fine.
+"""
+
+
+def messages(pub: Publication) -> list[str]:
+    report = build(pub, NOW, write=False)
+    return [str(p) for p in report.skipped]
+
+
+def test_markdown_front_matter_tables_and_sanitizing(site: Callable[..., Publication]) -> None:
+    pub = site(
+        {
+            "articles/tables.md": """\
+            ---
+            title: "Tables & <things>"
+            date: 2026-11-01 09:30
+            tags: [Harbour, harbour, " Open   Source "]
+            ---
+            Intro with a [relative link](/about) and <span onclick="x()">a span</span>.
+
+            | a | b |
+            |---|--:|
+            | 1 | 2 |
+
+            <script>alert(1)</script><a href="javascript:alert(2)">js</a>
+            """
+        }
+    )
+    parsed = read_article(pub.articles_dir / "tables.md", "tables.md", pub)
+    article = parsed.article
+    assert article.title == "Tables & <things>"
+    assert article.date.isoformat() == "2026-11-01T09:30:00+00:00"
+    assert article.tags == ("Harbour", "harbour", "Open Source")
+    assert article.slug == "tables"
+    assert article.link == "https://test.example/tables/"
+    body = article.body_html
+    assert '<a href="https://test.example/about" rel="noopener">relative link</a>' in body
+    assert "<table>" in body and '<td align="right">2</td>' in body
+    assert "onclick" not in body and "<script" not in body and "alert" not in body
+    assert "javascript:" not in body
+    assert article.summary_html.startswith("Intro with a <a href=")
+
+
+def test_markdown_title_from_heading(site: Callable[..., Publication]) -> None:
+    pub = site({"articles/h.md": "---\ndate: 2026-11-01\n---\n\n# The Heading\n\nBody.\n"})
+    article = read_article(pub.articles_dir / "h.md", "h.md", pub).article
+    assert article.title == "The Heading"
+    assert "Heading" not in article.body_html
+
+
+def test_html_article(site: Callable[..., Publication]) -> None:
+    pub = site(
+        {
+            "articles/page.html": """\
+            ---
+            title: Page
+            date: 2026-11-01T10:00:00+02:00
+            summary: "A summary with <b>markup</b> & an ampersand"
+            slug: the-page
+            ---
+            <p>Hello <img src="pic.png" onerror="x()"></p><style>p{}</style>
+            """
+        }
+    )
+    article = read_article(pub.articles_dir / "page.html", "page.html", pub).article
+    assert article.slug == "the-page"
+    assert article.date.utcoffset() is not None and article.date.hour == 10
+    assert article.body_html == '<p>Hello <img src="https://test.example/the-page/pic.png"></p>\n'
+    assert article.summary_html == "A summary with &lt;b&gt;markup&lt;/b&gt; &amp; an ampersand"
+
+
+def test_forbidden_characters_are_removed_with_a_warning(site: Callable[..., Publication]) -> None:
+    pub = site(
+        {"articles/c.md": '---\ntitle: "Bell\x07 and \x1b"\ndate: 2026-11-01\n---\nA\x00B\ufffe\n'}
+    )
+    parsed = read_article(pub.articles_dir / "c.md", "c.md", pub)
+    assert parsed.article.title == "Bell and"
+    assert parsed.article.body_html == "<p>AB</p>\n"
+    assert [str(w) for w in parsed.warnings] == [
+        "c.md:2: text: removed 4 character(s) that XML forbids"
+    ]
+
+
+def test_strip_forbidden_handles_surrogates_and_c1() -> None:
+    assert strip_forbidden("a\ud800b\x85c\U0010ffff\n") == ("abc\n", 3, 1)
+
+
+def test_bad_articles_are_skipped_and_the_rest_published(
+    site: Callable[..., Publication], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = site(
+        {
+            "articles/good.md": GOOD,
+            "articles/no-title.md": "---\ndate: 2026-11-01\n---\nNo heading here.\n",
+            "articles/bad-date.md": "---\ntitle: T\ndate: 2026-13-45\n---\nx\n",
+            "articles/no-date.html": "---\ntitle: T\n---\n<p>x</p>\n",
+            "articles/unclosed.md": "---\ntitle: T\ndate: 2026-11-01\nBody\n",
+            "articles/broken-yaml.md": "---\ntitle: [unclosed\ndate: 2026-11-01\n---\nx\n",
+            "articles/list.md": "---\n- a\n---\nx\n",
+            "articles/bad-slug.md": "---\ntitle: T\ndate: 2026-11-01\nslug: Not OK\n---\nx\n",
+            "articles/dup/good.md": GOOD,
+            "articles/binary.txt": b"Title\n\n\xff\xfe bad bytes\n",
+            "articles/bad-draft.md": "---\ntitle: T\ndate: 2026-11-01\ndraft: maybe\n---\nx\n",
+            "articles/missing-image.md": "---\ntitle: T\ndate: 2026-11-01\nimage: nope.png\n---\nx\n",
+            "articles/empty.txt": "\n\n",
+        }
+    )
+    monkeypatch.chdir(pub.root)  # paths are shown relative to where the operator stands
+    found = messages(pub)
+    root = "articles/"
+    expected = [
+        f"{root}bad-date.md:3: date: '2026-13-45' is not a date (write 2026-11-02 or 2026-11-02 09:30 or with an offset)",
+        f"{root}bad-draft.md:4: draft: 'maybe' is not true or false (write true/false, yes/no, on/off)",
+        f"{root}bad-slug.md:4: slug: 'Not OK' may hold only a-z, 0-9 and single hyphens",
+        f"{root}binary.txt:3: not UTF-8 text",
+        f"{root}broken-yaml.md:3: yaml: while parsing a flow sequence did not find expected ',' or ']'",
+        f"{root}empty.txt:1: title: the article has no title",
+        # Files are read in path order: the first file with a slug keeps it.
+        f"{root}good.md:1: slug: 'good' is already used by {root}dup/good.md",
+        f"{root}list.md:2: front matter: must be a mapping such as 'title: ...'",
+        f"{root}missing-image.md:4: image: 'nope.png' does not exist",
+        f"{root}no-date.html:1: date: the article has no date (add 'date: 2026-11-02')",
+        f"{root}no-title.md:1: title: the article has no title",
+        f"{root}unclosed.md:1: front matter: no closing '---' line",
+    ]
+    assert found == expected
+    report = build(pub, NOW, write=False)
+    assert [p.article.slug for p in report.articles] == ["good"]
+
+
+def test_drafts_and_future_articles_wait(site: Callable[..., Publication]) -> None:
+    pub = site(
+        {
+            "articles/now.md": GOOD,
+            "articles/draft.md": "---\ntitle: D\ndate: 2026-11-01\ndraft: yes\n---\nx\n",
+            "articles/future.md": "---\ntitle: F\ndate: 2026-11-28 12:00:01\n---\nx\n",
+        }
+    )
+    assert [p.article.slug for p in build(pub, NOW, write=False).articles] == ["now"]
+    later = NOW.replace(hour=13)
+    assert [p.article.slug for p in build(pub, later, write=False).articles] == ["future", "now"]
+
+
+def test_unknown_front_matter_keys_warn(site: Callable[..., Publication]) -> None:
+    pub = site({"articles/a.md": "---\ntitle: A\ndate: 2026-11-01\ntittle: typo\n---\nx\n"})
+    parsed = read_article(pub.articles_dir / "a.md", "a.md", pub)
+    assert [str(w) for w in parsed.warnings] == ["a.md:4: tittle: unknown key, ignored"]
+
+
+def test_lead_image(site: Callable[..., Publication]) -> None:
+    pub = site(
+        {
+            "articles/img.md": "---\ntitle: I\ndate: 2026-11-01\nimage:\n  src: pics/a.png\n  alt: A\n---\nx\n",
+            "articles/pics/a.png": b"\x89PNG fake but sized",
+        }
+    )
+    image = read_article(pub.articles_dir / "img.md", "img.md", pub).article.image
+    assert image is not None
+    assert (image.url, image.type, image.length, image.alt) == (
+        "https://test.example/articles/pics/a.png",
+        "image/png",
+        19,
+        "A",
+    )
