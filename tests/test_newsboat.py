@@ -36,8 +36,21 @@ def newsboat_items(home: Path, url: str) -> int:
     (home / "config").write_text("")
     log = home / "newsboat.log"
     subprocess.run(
-        ["newsboat", "-u", str(home / "urls"), "-c", str(home / "cache.db"),
-         "-C", str(home / "config"), "-l", "4", "-d", str(log), "-x", "reload"],
+        [
+            "newsboat",
+            "-u",
+            str(home / "urls"),
+            "-c",
+            str(home / "cache.db"),
+            "-C",
+            str(home / "config"),
+            "-l",
+            "4",
+            "-d",
+            str(log),
+            "-x",
+            "reload",
+        ],
         env={"HOME": str(home), "TERM": "dumb", "PATH": "/usr/bin:/bin"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
