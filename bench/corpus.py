@@ -10,7 +10,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-SYLLABLES = ["ka", "lo", "mi", "ne", "ta", "ru", "sa", "ve", "pi", "do", "ba", "lu", "ke", "mo", "ri", "sen", "tal", "var", "dun", "fel", "hor"]
+SYLLABLES = "ka lo mi ne ta ru sa ve pi do ba lu ke mo ri sen tal var dun fel hor".split()
 TAGS = [f"topic{n}" for n in range(40)]
 START = datetime(2020, 1, 1, 8, 0, tzinfo=UTC)
 
