@@ -48,7 +48,7 @@ def article_text(rng: random.Random, vocabulary: list[str], index: int) -> tuple
             parts.append(text)
             words += 60
     front = (
-        f"---\ntitle: {title}\ndate: {date.strftime('%Y-%m-%d %H:%M')}\n"
+        f"---\ntitle: {title}\ndate: {date.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         f"tags: [{', '.join(tags)}]\n---\n\n"
     )
     return f"article-{index:05}", front + "\n\n".join(parts) + "\n"

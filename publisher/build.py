@@ -1,8 +1,10 @@
 """``publisher build``: article files -> every configured feed, written atomically.
 
-The pipeline: scan the content folder, reuse the cached rendering of every unchanged file,
-read and render the rest (in parallel when there are many), drop duplicates and what is not
-yet published at ``now``, then assemble and write each feed. The CLI and the scheduler both
+The pipeline: scan the content folder; take every unchanged file's result from the cache;
+read and render the rest (in worker processes when there are many), storing each result as
+it arrives; drop duplicates and what is not yet published at ``now``; then stream each feed
+file from the cached fragments. Memory stays flat in the number of articles: only a small
+``Entry`` per article is held, never all the rendered text. The CLI and the scheduler both
 call ``build``; it reads no clock of its own.
 """
 
@@ -11,27 +13,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from publisher import __version__
-from publisher.cache import BuildCache, content_key
+from publisher.cache import BuildCache, Row
 from publisher.config import Publication
-from publisher.content import READER_VERSION, SUFFIXES, Parsed, decode_article, slugify
+from publisher.content import READER_VERSION, SUFFIXES, decode_article, slugify
 from publisher.errors import ConfigError, ContentError, Problem
 from publisher.feeds import (
     FILENAMES,
+    SEPARATORS,
     Author,
     Channel,
-    EntryFragments,
-    newest,
+    Format,
+    feed_frame,
     render_entry,
-    render_feed,
 )
-from publisher.files import write_atomic
+from publisher.files import AtomicWriter, write_atomic
+from publisher.model import Article
 
 CACHE_FILE = "build-cache.sqlite3"
 MANIFEST_FILE = "feeds-manifest.json"
@@ -40,13 +44,26 @@ PARALLEL_FROM = 64
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one article file became: an article with its feed entry, or problems."""
+class Entry:
+    """What the build needs to know of a published article to place it in feeds."""
 
-    parsed: Parsed | None
-    entry: EntryFragments | None
+    path: str
+    slug: str
+    date: datetime
+    modified: datetime
+    tags: tuple[str, ...]
+    draft: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one article file became: an entry (with warnings), or the problems that keep
+    it out."""
+
+    entry: Entry | None
     problems: tuple[Problem, ...]
     mtime: float
+    used_mtime: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +76,12 @@ class FeedFile:
 
 @dataclass
 class BuildReport:
-    published: int = 0
+    published: list[Entry] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     feeds: list[FeedFile] = field(default_factory=list)
     rendered: int = 0
     reused: int = 0
-    articles: list[Parsed] = field(default_factory=list)
 
 
 def build(
@@ -75,65 +91,69 @@ def build(
     reported; the others are published."""
     files = scan_articles(pub)
     report = BuildReport()
-    outcomes = _outcomes(pub, files, report, jobs, keep=write)
-
-    seen: dict[str, str] = {}
-    published: list[tuple[Parsed, EntryFragments]] = []
-    for path, shown in files:
-        outcome = outcomes[str(path)]
-        report.warnings.extend(outcome.problems if outcome.parsed else ())
-        if outcome.parsed is None or outcome.entry is None:
-            report.skipped.extend(outcome.problems)
-            continue
-        article = outcome.parsed.article
-        if article.slug in seen:
-            report.skipped.append(
-                Problem(
-                    shown, 1, "slug", f"'{article.slug}' is already used by {seen[article.slug]}"
+    with BuildCache(pub.state_dir / CACHE_FILE, readonly=not write) as cache:
+        outcomes = _outcomes(pub, cache, files, report, jobs, keep=write)
+        seen: dict[str, str] = {}
+        for name, shown in files:
+            outcome = outcomes[name]
+            if outcome.entry is None:
+                report.skipped.extend(outcome.problems)
+                continue
+            report.warnings.extend(outcome.problems)
+            entry = outcome.entry
+            if entry.slug in seen:
+                report.skipped.append(
+                    Problem(
+                        shown, 1, "slug", f"'{entry.slug}' is already used by {seen[entry.slug]}"
+                    )
                 )
-            )
-            continue
-        seen[article.slug] = shown
-        if article.is_published(now):
-            published.append((outcome.parsed, outcome.entry))
-    report.published = len(published)
-    report.articles = [parsed for parsed, _ in published]
-    if write:
-        report.feeds = write_feeds(pub, [entry for _, entry in published])
+                continue
+            seen[entry.slug] = shown
+            if not entry.draft and entry.date <= now:
+                report.published.append(entry)
+        if write:
+            report.feeds = write_feeds(pub, cache, report.published)
     return report
 
 
-def scan_articles(pub: Publication) -> list[tuple[Path, str]]:
+def load_articles(pub: Publication, entries: list[Entry]) -> list[Article]:
+    """The full articles behind ``entries`` (as the last build rendered them), in order."""
+    with BuildCache(pub.state_dir / CACHE_FILE, readonly=True) as cache:
+        found = dict(cache.articles({e.path for e in entries}))
+    return [found[e.path] for e in entries]
+
+
+def scan_articles(pub: Publication) -> list[tuple[str, str]]:
     """Every article file below the content folder, in a stable order, with the name to
-    show for it. Hidden files and folders, and files of other types (images), are not
-    articles."""
+    show for it (relative to the current folder when inside it). Hidden files and folders
+    and files of other types (images) are not articles."""
     folder = pub.articles_dir
     if not folder.is_dir():
         raise ConfigError(
             [
                 Problem(
-                    str(pub.path.name),
+                    pub.path.name,
                     pub.line_of("content", "folder") or pub.line_of("content"),
                     "content.folder",
                     f"'{folder}' is not a folder",
                 )
             ]
         )
-    found: list[Path] = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(
-            Path(root, n)
-            for n in names
-            if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES
-        )
+    shown_root = os.path.relpath(folder)
+    if shown_root.startswith(".."):
+        shown_root = str(folder)
+    found: list[tuple[str, str]] = []
+    base = str(folder)
+    for root, dirs, names in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        relative_root = os.path.relpath(root, base)
+        for name in names:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
+                continue
+            relative = name if relative_root == "." else os.path.join(relative_root, name)
+            found.append((os.path.join(base, relative), os.path.join(shown_root, relative)))
     found.sort()
-    return [(p, _shown(p)) for p in found]
-
-
-def _shown(path: Path) -> str:
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
+    return found
 
 
 def _fingerprint(pub: Publication) -> bytes:
@@ -143,94 +163,128 @@ def _fingerprint(pub: Publication) -> bytes:
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=20).digest()
 
 
+def _key(fingerprint: bytes, name: str, raw: bytes) -> bytes:
+    digest = hashlib.blake2b(fingerprint, digest_size=20)
+    digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(raw)
+    return digest.digest()
+
+
 def _outcomes(
     pub: Publication,
-    files: list[tuple[Path, str]],
+    cache: BuildCache,
+    files: list[tuple[str, str]],
     report: BuildReport,
     jobs: int | None,
     keep: bool,
 ) -> dict[str, Outcome]:
     """Outcome of every file, from the cache where the file is unchanged. With ``keep``
-    false (``publisher check``) the cache is only read, and state is never created."""
+    false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
+    shown_of = dict(files)
+    known = cache.keys()
+    hits: dict[str, float] = {}
+    pending: list[tuple[str, str]] = []
     results: dict[str, Outcome] = {}
-    with BuildCache(pub.state_dir / CACHE_FILE, readonly=not keep) as cache:
-        known = cache.keys()
-        keys: dict[str, bytes] = {}
-        todo: list[tuple[str, str, bytes, float]] = []
-        hits: list[str] = []
-        for path, shown in files:
-            name = str(path)
-            try:
-                raw = path.read_bytes()
-                mtime = path.stat().st_mtime
-            except OSError as exc:
-                results[name] = Outcome(
-                    None, None, (Problem(shown, None, "", f"cannot read: {exc.strerror}"),), 0.0
-                )
-                continue
-            keys[name] = content_key(fingerprint, name, raw)
-            if known.get(name) == keys[name]:
-                hits.append(name)
-            todo.append((name, shown, raw, mtime))
-        cached = dict(cache.load(hits))
-        pending = []
-        for task in todo:
-            outcome = cached.get(task[0])
-            # An article dated by its file's mtime is stale when the mtime moved.
-            if outcome is not None and not (
-                outcome.parsed and outcome.parsed.used_mtime and outcome.mtime != task[3]
-            ):
-                results[task[0]] = outcome
-            else:
-                pending.append(task)
-        report.reused = len(todo) - len(pending)
-        report.rendered = len(pending)
-        fresh = dict(_render_all(pub, pending, jobs))
-        results.update(fresh)
-        if keep:
-            cache.store((name, keys[name], outcome) for name, outcome in fresh.items())
-            cache.forget_except(set(keys))
+    for name, shown in files:
+        try:
+            with open(name, "rb") as handle:
+                raw = handle.read()
+                mtime = os.fstat(handle.fileno()).st_mtime
+        except OSError as exc:
+            problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
+            results[name] = Outcome(None, (problem,), 0.0, False)
+            continue
+        if known.get(name) == _key(fingerprint, name, raw):
+            hits[name] = mtime
+        else:
+            pending.append((name, shown))
+    for name, outcome in cache.metas(set(hits)):
+        # An article dated by its file's mtime is stale when the mtime moved.
+        if outcome.used_mtime and outcome.mtime != hits[name]:
+            pending.append((name, shown_of[name]))
+        else:
+            results[name] = outcome
+    pending.sort()
+    report.reused = len(hits) - sum(1 for name, _ in pending if name in hits)
+    report.rendered = len(pending)
+    rows = _render_all(pub, fingerprint, pending, jobs)
+    if keep:
+        cache.store(_collect(rows, results))
+        cache.forget_except({name for name, _ in files})
+    else:
+        for _ in _collect(rows, results):
+            pass
     return results
 
 
+def _collect(rows: Iterator[tuple[Row, Outcome]], results: dict[str, Outcome]) -> Iterator[Row]:
+    for row, outcome in rows:
+        results[row.path] = outcome
+        yield row
+
+
 def _render_all(
-    pub: Publication, tasks: list[tuple[str, str, bytes, float]], jobs: int | None
-) -> Iterator[tuple[str, Outcome]]:
+    pub: Publication, fingerprint: bytes, tasks: list[tuple[str, str]], jobs: int | None
+) -> Iterator[tuple[Row, Outcome]]:
     workers = jobs or os.cpu_count() or 1
     if workers <= 1 or len(tasks) < PARALLEL_FROM:
-        for task in tasks:
-            yield task[0], render_file(pub, task)
+        for name, shown in tasks:
+            yield render_file(pub, fingerprint, name, shown)
         return
-    chunk = max(1, min(64, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(pub,)) as pool:
-        yield from zip(
-            (t[0] for t in tasks), pool.map(_worker_render, tasks, chunksize=chunk), strict=True
-        )
+    chunk = max(1, min(32, len(tasks) // (workers * 8)))
+    with ProcessPoolExecutor(
+        workers, initializer=_worker_init, initargs=(pub, fingerprint)
+    ) as pool:
+        yield from pool.map(_worker_render, tasks, chunksize=chunk)
 
 
-def render_file(pub: Publication, task: tuple[str, str, bytes, float]) -> Outcome:
-    """Read one article file's bytes into an article and its feed entry."""
-    name, shown, raw, mtime = task
+def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> tuple[Row, Outcome]:
+    """Read and render one article file. The key is computed from the bytes actually read,
+    so a file edited meanwhile is simply seen as changed by the next build."""
+    try:
+        with open(name, "rb") as handle:
+            raw = handle.read()
+            mtime = os.fstat(handle.fileno()).st_mtime
+    except OSError as exc:
+        raw, mtime = b"", 0.0
+        problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
+        outcome = Outcome(None, (problem,), mtime, False)
+        return Row(name, b"", "", outcome, None, None, None, None), outcome
+    key = _key(fingerprint, name, raw)
     try:
         parsed = decode_article(raw, Path(name), shown, pub, mtime)
     except ContentError as exc:
-        return Outcome(None, None, exc.problems, mtime)
-    entry = render_entry(parsed.article, pub.config.feeds.content == "full", _author(pub))
-    return Outcome(parsed, entry, parsed.warnings, mtime)
+        outcome = Outcome(None, exc.problems, mtime, False)
+        return Row(name, key, "", outcome, None, None, None, None), outcome
+    article = parsed.article
+    fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
+    entry = Entry(name, article.slug, article.date, article.modified, article.tags, article.draft)
+    outcome = Outcome(entry, parsed.warnings, mtime, parsed.used_mtime)
+    row = Row(
+        path=name,
+        key=key,
+        sort=_sort_key(entry),
+        meta=outcome,
+        article=pickle.dumps(article, protocol=pickle.HIGHEST_PROTOCOL),
+        rss=fragments.rss,
+        atom=fragments.atom,
+        json=fragments.json,
+    )
+    return row, outcome
 
 
-_WORKER_PUB: Publication | None = None
+_WORKER: tuple[Publication, bytes] | None = None
 
 
-def _worker_init(pub: Publication) -> None:
-    global _WORKER_PUB
-    _WORKER_PUB = pub
+def _worker_init(pub: Publication, fingerprint: bytes) -> None:
+    global _WORKER
+    _WORKER = (pub, fingerprint)
 
 
-def _worker_render(task: tuple[str, str, bytes, float]) -> Outcome:
-    assert _WORKER_PUB is not None
-    return render_file(_WORKER_PUB, task)
+def _worker_render(task: tuple[str, str]) -> tuple[Row, Outcome]:
+    assert _WORKER is not None
+    return render_file(*_WORKER, *task)
 
 
 def _author(pub: Publication) -> Author:
@@ -238,57 +292,115 @@ def _author(pub: Publication) -> Author:
     return Author(author.name, author.email, author.uri)
 
 
-def write_feeds(pub: Publication, entries: list[EntryFragments]) -> list[FeedFile]:
+def _sort_key(entry: Entry) -> str:
+    # Newest first when read descending; same instant: slug decides (also descending).
+    return entry.date.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f") + " " + entry.slug
+
+
+def newest(entries: list[Entry], limit: int) -> list[Entry]:
+    """The entries of one feed: newest first, at most ``limit`` (0: all)."""
+    chosen = sorted(entries, key=_sort_key, reverse=True)
+    return chosen[:limit] if limit else chosen
+
+
+@dataclass
+class _Feed:
+    prefix: str
+    channel: Channel
+    entries: list[Entry]
+
+
+def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> list[FeedFile]:
     """Write the main feed and the per-tag feeds in every configured format; remove feed
     files an earlier build wrote that are no longer produced (a tag that went away)."""
     config = pub.config
     site = config.site
-    feeds: list[tuple[str, str, list[EntryFragments]]] = [("", site.title, entries)]
+    groups: list[tuple[str, str, list[Entry]]] = [("", site.title, entries)]
     for slug, (name, tagged) in sorted(_by_tag(pub, entries).items()):
-        feeds.append((f"tags/{slug}/", f"{site.title}: {name}", tagged))
-
-    written: list[FeedFile] = []
-    produced: list[str] = []
-    for prefix, title, members in feeds:
-        chosen = newest(members, config.feeds.items)
-        channel = Channel(
-            title=title,
-            description=site.description,
-            home_url=site.base_url,
-            feed_url=pub.feeds_url + prefix,
-            language=site.language,
-            author=_author(pub),
+        groups.append((f"tags/{slug}/", f"{site.title}: {name}", tagged))
+    feeds = [
+        _Feed(
+            prefix,
+            Channel(
+                title=title,
+                description=site.description,
+                home_url=site.base_url,
+                feed_url=pub.feeds_url + prefix,
+                language=site.language,
+                author=_author(pub),
+            ),
+            newest(members, config.feeds.items),
         )
-        for kind in config.feeds.formats:
-            relative = prefix + FILENAMES[kind]
-            target = pub.feeds_dir / relative
-            changed = write_atomic(target, render_feed(kind, channel, chosen))
-            written.append(FeedFile(_shown(target), kind, len(chosen), changed))
-            produced.append(relative)
-    _remove_stale(pub, produced)
-    return written
+        for prefix, title, members in groups
+    ]
+    written: list[FeedFile] = []
+    for kind in config.feeds.formats:
+        written.extend(_write_format(pub, cache, kind, feeds))
+    _remove_stale(pub, [f.path for f in written])
+    return [FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written) for f in written]
 
 
-def _by_tag(
-    pub: Publication, entries: list[EntryFragments]
-) -> dict[str, tuple[str, list[EntryFragments]]]:
+def _write_format(
+    pub: Publication, cache: BuildCache, kind: Format, feeds: list[_Feed]
+) -> list[FeedFile]:
+    """Every feed file of one format in a single pass over the cached fragments."""
+    members: dict[str, list[AtomicWriter]] = {}
+    counts: dict[int, int] = {}
+    writers: list[AtomicWriter] = []
+    separator = SEPARATORS[kind]
+    tails: list[bytes] = []
+    try:
+        for feed in feeds:
+            writer = AtomicWriter(pub.feeds_dir / feed.prefix / FILENAMES[kind])
+            writers.append(writer)
+            updated = max((e.modified for e in feed.entries), default=None)
+            head, tail = feed_frame(kind, feed.channel, updated)
+            writer.write(head)
+            tails.append(tail)
+            for entry in feed.entries:
+                members.setdefault(entry.path, []).append(writer)
+        for _path, fragment in cache.fragments(kind, set(members)):
+            for writer in members[_path]:
+                if counts.get(id(writer)):
+                    writer.write(separator)
+                writer.write(fragment)
+                counts[id(writer)] = counts.get(id(writer), 0) + 1
+        result = []
+        for feed, writer, tail in zip(feeds, writers, tails, strict=True):
+            if counts.get(id(writer), 0) != len(feed.entries):
+                raise RuntimeError(f"build cache is missing entries of {writer.path}")
+            writer.write(tail)
+            changed = writer.commit()
+            result.append(FeedFile(feed.prefix + FILENAMES[kind], kind, len(feed.entries), changed))
+        return result
+    finally:
+        for writer in writers:
+            if not writer.handle.closed:
+                writer.abort()
+
+
+def _shown(path: Path) -> str:
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _by_tag(pub: Publication, entries: list[Entry]) -> dict[str, tuple[str, list[Entry]]]:
     """Entries per tag slug ("Open Source" and "open-source" are one feed), with the tag's
     name as first seen."""
     wanted = pub.config.feeds.tags
     if wanted == "none":
         return {}
-    groups: dict[str, tuple[str, list[EntryFragments]]] = {}
+    groups: dict[str, tuple[str, list[Entry]]] = {}
     if isinstance(wanted, list):
         # Listed tags get a feed even while empty, so their URLs never 404.
         for tag in wanted:
             groups.setdefault(slugify(tag), (tag, []))
     for entry in entries:
-        for tag in entry.tags:
-            slug = slugify(tag)
+        for slug in dict.fromkeys(slugify(tag) for tag in entry.tags):
             if not slug:
                 continue
             if wanted == "all":
-                groups.setdefault(slug, (tag, []))
+                groups.setdefault(slug, (next(t for t in entry.tags if slugify(t) == slug), []))
             if slug in groups:
                 groups[slug][1].append(entry)
     return groups

@@ -114,7 +114,7 @@ def _check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     report = build(pub, now, write=False)
     _print_problems(report)
     print(
-        f"{pub.path.name}: ok; {report.published} article(s) publishable, "
+        f"{pub.path.name}: ok; {len(report.published)} article(s) publishable, "
         f"{len(report.skipped)} skipped, {len(report.warnings)} warning(s)"
     )
     return 1 if report.skipped else 0
@@ -129,7 +129,8 @@ def _build(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         changed = sum(f.written for f in report.feeds)
         print(
             f"built {len(report.feeds)} feed file(s) ({changed} changed) from "
-            f"{report.published} article(s); {report.rendered} read, {report.reused} from cache"
+            f"{len(report.published)} article(s); "
+            f"{report.rendered} read, {report.reused} from cache"
             + (f"; {len(report.skipped)} skipped" if report.skipped else "")
         )
     return 1 if report.skipped else 0
@@ -144,7 +145,7 @@ def _report_json(report: BuildReport) -> dict[str, Any]:
             {"path": f.path, "format": f.format, "items": f.items, "changed": f.written}
             for f in report.feeds
         ],
-        "articles": report.published,
+        "articles": len(report.published),
         "skipped": [problem(p) for p in report.skipped],
         "warnings": [problem(p) for p in report.warnings],
         "rendered": report.rendered,

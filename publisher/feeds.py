@@ -58,15 +58,14 @@ class Channel:
 
 @dataclass(frozen=True, slots=True)
 class EntryFragments:
-    """One article, rendered once per format; ``key`` orders entries newest first."""
+    """One article's item/entry, rendered once per format."""
 
-    slug: str
-    date: datetime
-    modified: datetime
-    tags: tuple[str, ...]
     rss: bytes
     atom: bytes
     json: bytes
+
+    def get(self, kind: Format) -> bytes:
+        return self.rss if kind == "rss" else self.atom if kind == "atom" else self.json
 
 
 def render_entry(article: Article, full: bool, author: Author) -> EntryFragments:
@@ -104,10 +103,6 @@ def render_entry(article: Article, full: bool, author: Author) -> EntryFragments
         for element in rss.findall("author"):
             rss.remove(element)
     return EntryFragments(
-        slug=article.slug,
-        date=article.date,
-        modified=article.modified,
-        tags=article.tags,
         rss=_serialize_item(rss),
         atom=_serialize(atom, 1),
         json=_json_item(article, full, name).encode("utf-8"),
@@ -173,17 +168,12 @@ def _plain(fragment: str) -> str:
     return " ".join(str(text).split())
 
 
-def newest(entries: list[EntryFragments], limit: int) -> list[EntryFragments]:
-    """The entries of one feed: newest first (ties by slug), at most ``limit`` (0: all)."""
-    chosen = sorted(entries, key=lambda e: (e.date, e.slug), reverse=True)
-    return chosen[:limit] if limit else chosen
-
-
-def render_feed(kind: Format, channel: Channel, entries: list[EntryFragments]) -> bytes:
-    """One feed file: head from feedgen plus the already-rendered entry fragments."""
-    updated = max((e.modified for e in entries), default=EPOCH)
+def feed_frame(kind: Format, channel: Channel, updated: datetime | None) -> tuple[bytes, bytes]:
+    """What a feed file holds before and after its entries. ``updated`` is the newest
+    entry's modification time (None for an empty feed)."""
+    updated = updated or EPOCH
     if kind == "json":
-        return _render_json(channel, entries)
+        return _json_frame(channel)
     generator = FeedGenerator()
     self_url = channel.feed_url + FILENAMES[kind]
     generator.id(self_url)
@@ -204,19 +194,29 @@ def render_feed(kind: Format, channel: Channel, entries: list[EntryFragments]) -
     generator.lastBuildDate(updated)
     generator.generator("publisher", version=__version__, uri=None)
     if kind == "rss":
-        head = generator.rss_str(pretty=True)
-        return _splice(head, b"</channel>", [e.rss for e in entries])
-    head = generator.atom_str(pretty=True)
-    return _splice(head, b"</feed>", [e.atom for e in entries])
+        return _cut(generator.rss_str(pretty=True), b"</channel>")
+    return _cut(generator.atom_str(pretty=True), b"</feed>")
 
 
-def _splice(head: bytes, closing: bytes, fragments: list[bytes]) -> bytes:
-    cut = head.rindex(closing)
-    start = head.rindex(b"\n", 0, cut) + 1  # keep the closing tag's own indentation
-    return head[:start] + b"".join(fragments) + head[start:]
+# Between two entries of one feed file.
+SEPARATORS: dict[Format, bytes] = {"rss": b"", "atom": b"", "json": b",\n"}
 
 
-def _render_json(channel: Channel, entries: list[EntryFragments]) -> bytes:
+def render_feed(
+    kind: Format, channel: Channel, entries: list[EntryFragments], updated: datetime | None
+) -> bytes:
+    """A whole feed in memory (the build streams the same parts into the file instead)."""
+    head, tail = feed_frame(kind, channel, updated)
+    return head + SEPARATORS[kind].join(e.get(kind) for e in entries) + tail
+
+
+def _cut(document: bytes, closing: bytes) -> tuple[bytes, bytes]:
+    cut = document.rindex(closing)
+    start = document.rindex(b"\n", 0, cut) + 1  # keep the closing tag's own indentation
+    return document[:start], document[start:]
+
+
+def _json_frame(channel: Channel) -> tuple[bytes, bytes]:
     head: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": channel.title,
@@ -233,6 +233,5 @@ def _render_json(channel: Channel, entries: list[EntryFragments]) -> bytes:
     if channel.description:
         head["description"] = channel.description
     text = json.dumps(head, ensure_ascii=False, indent=2)
-    items = b",\n".join(e.json for e in entries)
     # One item per line keeps the file diffable without paying for indenting megabytes.
-    return text[:-2].encode("utf-8") + b',\n  "items": [\n' + items + b"\n  ]\n}\n"
+    return text[:-2].encode("utf-8") + b',\n  "items": [\n', b"\n  ]\n}\n"

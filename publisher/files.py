@@ -2,32 +2,79 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+from types import TracebackType
+
+
+class AtomicWriter:
+    """Write a file through a temporary file in the same folder and a rename.
+
+    ``commit`` keeps the old file (and its mtime) when the new bytes are the same: feed
+    readers and HTTP caches then see an unchanged file. Leaving the ``with`` block on an
+    exception removes the temporary file and leaves the old one in place.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self.temp = Path(temp)
+        self.handle = os.fdopen(fd, "wb")
+        self.digest = hashlib.blake2b()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def commit(self) -> bool:
+        """Put the new file in place; False if the old one already had these bytes."""
+        self.handle.flush()
+        if _same(self.path, self.size, self.digest.digest()):
+            self.abort()
+            return False
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        self.temp.chmod(0o644)  # mkstemp makes 0600; feeds are meant to be served
+        self.temp.replace(self.path)
+        return True
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.handle.closed:
+            self.abort()
+
+
+def _same(path: Path, size: int, digest: bytes) -> bool:
+    try:
+        if path.stat().st_size != size:
+            return False
+        old = hashlib.blake2b()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                old.update(chunk)
+    except FileNotFoundError:
+        return False
+    return old.digest() == digest
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace ``path`` with ``data`` via a temporary file and a rename.
-
-    Returns False (and leaves the file, and its mtime, alone) when it already holds exactly
-    these bytes: feed readers and HTTP caches then see an unchanged file.
-    """
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; feeds are meant to be served
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return True
+    """Replace ``path`` with ``data``; False (file untouched) when it already held them."""
+    with AtomicWriter(path) as writer:
+        writer.write(data)
+        return writer.commit()

@@ -55,10 +55,10 @@ def test_mtime_dated_article_follows_its_mtime(site: Callable[..., Publication])
     pub = site({"articles/n.txt": "Title\n\nUpdated on\n\nBody.\n"})
     path = pub.articles_dir / "n.txt"
     os.utime(path, (1_700_000_000, 1_700_000_000))
-    assert build(pub, NOW).articles[0].article.date.timestamp() == 1_700_000_000
+    assert build(pub, NOW).published[0].date.timestamp() == 1_700_000_000
     os.utime(path, (1_700_100_000, 1_700_100_000))
     report = build(pub, NOW)
-    assert report.rendered == 1 and report.articles[0].article.date.timestamp() == 1_700_100_000
+    assert report.rendered == 1 and report.published[0].date.timestamp() == 1_700_100_000
     assert "modification time" in report.warnings[0].what
 
 

@@ -55,7 +55,7 @@ def test_markdown_front_matter_tables_and_sanitizing(site: Callable[..., Publica
     assert article.link == "https://test.example/tables/"
     body = article.body_html
     assert '<a href="https://test.example/about" rel="noopener">relative link</a>' in body
-    assert "<table>" in body and '<td align="right">2</td>' in body
+    assert "<table>" in body and '<td style="text-align:right">2</td>' in body
     assert "onclick" not in body and "<script" not in body and "alert" not in body
     assert "javascript:" not in body
     assert article.summary_html.startswith("Intro with a <a href=")
@@ -145,7 +145,7 @@ def test_bad_articles_are_skipped_and_the_rest_published(
     ]
     assert found == expected
     report = build(pub, NOW, write=False)
-    assert [p.article.slug for p in report.articles] == ["good"]
+    assert [e.slug for e in report.published] == ["good"]
 
 
 def test_drafts_and_future_articles_wait(site: Callable[..., Publication]) -> None:
@@ -156,9 +156,9 @@ def test_drafts_and_future_articles_wait(site: Callable[..., Publication]) -> No
             "articles/future.md": "---\ntitle: F\ndate: 2026-11-28 12:00:01\n---\nx\n",
         }
     )
-    assert [p.article.slug for p in build(pub, NOW, write=False).articles] == ["now"]
+    assert [e.slug for e in build(pub, NOW, write=False).published] == ["now"]
     later = NOW.replace(hour=13)
-    assert [p.article.slug for p in build(pub, later, write=False).articles] == ["future", "now"]
+    assert [e.slug for e in build(pub, later, write=False).published] == ["future", "now"]
 
 
 def test_unknown_front_matter_keys_warn(site: Callable[..., Publication]) -> None:

@@ -45,7 +45,7 @@ def test_golden_feeds(example: Path, update_golden: bool) -> None:
 def test_every_feed_parses_cleanly_with_unique_ids(example: Path) -> None:
     pub = load_config(example / "schedule.yaml")
     report = build(pub, NOW)
-    assert report.published == 10
+    assert len(report.published) == 10
     assert not report.skipped
     for feed in report.feeds:
         path = Path(feed.path) if Path(feed.path).is_absolute() else Path.cwd() / feed.path

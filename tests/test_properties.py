@@ -48,12 +48,12 @@ def test_any_unicode_gives_parseable_feeds(
     entry = render_entry(parsed.article, True, Author("A"))
     channel = Channel("P", "", "https://p.example/", "https://p.example/feeds/", "en", Author("A"))
     for kind in ("rss", "atom"):
-        data = render_feed(kind, channel, [entry])
+        data = render_feed(kind, channel, [entry], parsed.article.modified)
         etree.fromstring(data)  # well-formed XML 1.0
         result = feedparser.parse(data)
         assert result.bozo == 0, result.get("bozo_exception")
         assert len(result.entries) == 1
-    feed = json.loads(render_feed("json", channel, [entry]))
+    feed = json.loads(render_feed("json", channel, [entry], None))
     assert len(feed["items"]) == 1
 
 
@@ -70,7 +70,7 @@ def test_titles_survive_round_trip(tmp_path: Path, title: str) -> None:
         return
     entry = render_entry(parsed.article, True, Author("A"))
     channel = Channel("P", "", "https://p.example/", "https://p.example/feeds/", "en", Author("A"))
-    tree = etree.fromstring(render_feed("atom", channel, [entry]))
+    tree = etree.fromstring(render_feed("atom", channel, [entry], None))
     # The feed carries exactly the cleaned title (whitespace folded). lxml, not feedparser:
     # feedparser "repairs" text that merely looks like double-encoded UTF-8 ("Â¡").
     title = tree.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title")

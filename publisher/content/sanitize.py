@@ -37,8 +37,8 @@ _ATTRIBUTES: dict[str, set[str]] = {
     "*": {"lang", "dir", "title"},
     "a": {"href", "hreflang"},
     "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan", "align"},
-    "th": {"colspan", "rowspan", "align", "scope"},
+    "td": {"colspan", "rowspan", "align", "style"},
+    "th": {"colspan", "rowspan", "align", "scope", "style"},
     "col": {"span"},
     "ol": {"start", "reversed"},
     "time": {"datetime"},
@@ -59,7 +59,10 @@ def sanitize_html(html: str, base_url: str) -> str:
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
         if attribute in _URL_ATTRIBUTES:
-            return urljoin(base_url, value.strip())
+            value = value.strip()
+            # urljoin is the slow part of sanitizing; most links are absolute already.
+            if not value.startswith(("https://", "http://", "mailto:")):
+                return urljoin(base_url, value)
         return value
 
     cleaned: str = nh3.clean(
@@ -70,5 +73,7 @@ def sanitize_html(html: str, base_url: str) -> str:
         url_schemes=_SCHEMES,
         link_rel="noopener",
         strip_comments=True,
+        # Table cells keep their alignment (Markdown writes it as a style) and nothing else.
+        filter_style_properties={"text-align"},
     )
     return cleaned
