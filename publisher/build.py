@@ -14,14 +14,16 @@ import hashlib
 import json
 import os
 import pickle
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from publisher import __version__
-from publisher.cache import BuildCache, Row
+from publisher.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
 from publisher.config import Publication
 from publisher.content import READER_VERSION, SUFFIXES, decode_article, slugify
 from publisher.errors import ConfigError, ContentError, Problem
@@ -39,31 +41,10 @@ from publisher.model import Article
 
 CACHE_FILE = "build-cache.sqlite3"
 MANIFEST_FILE = "feeds-manifest.json"
+# Files modified this recently are verified by content on the next build (see render_file).
+RACY_NS = 2_000_000_000
 # Below this many files to render, starting worker processes costs more than it saves.
 PARALLEL_FROM = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the build needs to know of a published article to place it in feeds."""
-
-    path: str
-    slug: str
-    date: datetime
-    modified: datetime
-    tags: tuple[str, ...]
-    draft: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one article file became: an entry (with warnings), or the problems that keep
-    it out."""
-
-    entry: Entry | None
-    problems: tuple[Problem, ...]
-    mtime: float
-    used_mtime: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,32 +163,39 @@ def _outcomes(
     false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
     shown_of = dict(files)
-    known = cache.keys()
+    known = cache.known()
     hits: dict[str, float] = {}
     pending: list[tuple[str, str]] = []
-    results: dict[str, Outcome] = {}
     for name, shown in files:
-        try:
-            with open(name, "rb") as handle:
-                raw = handle.read()
-                mtime = os.fstat(handle.fileno()).st_mtime
-        except OSError as exc:
-            problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
-            results[name] = Outcome(None, (problem,), 0.0, False)
+        cached = known.get(name)
+        if cached is None:
+            pending.append((name, shown))  # never seen: its worker reads and hashes it
             continue
-        if known.get(name) == _key(fingerprint, name, raw):
-            hits[name] = mtime
-        else:
-            pending.append((name, shown))
-    for name, outcome in cache.metas(set(hits)):
+        try:
+            info = os.stat(name)
+            if (
+                stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
+                != cached[1]
+            ):
+                # Touched: unchanged only if the bytes (not just the mtime) are the same.
+                with open(name, "rb") as handle:
+                    if _key(fingerprint, name, handle.read()) != cached[0]:
+                        pending.append((name, shown))
+                        continue
+        except OSError:
+            pending.append((name, shown))  # its worker reports why it cannot be read
+            continue
+        hits[name] = info.st_mtime
+    results: dict[str, Outcome] = {}
+    for name, outcome in cache.outcomes(set(hits)):
         # An article dated by its file's mtime is stale when the mtime moved.
         if outcome.used_mtime and outcome.mtime != hits[name]:
             pending.append((name, shown_of[name]))
         else:
             results[name] = outcome
     pending.sort()
-    report.reused = len(hits) - sum(1 for name, _ in pending if name in hits)
     report.rendered = len(pending)
+    report.reused = len(results)
     rows = _render_all(pub, fingerprint, pending, jobs)
     if keep:
         cache.store(_collect(rows, results))
@@ -218,15 +206,15 @@ def _outcomes(
     return results
 
 
-def _collect(rows: Iterator[tuple[Row, Outcome]], results: dict[str, Outcome]) -> Iterator[Row]:
-    for row, outcome in rows:
-        results[row.path] = outcome
+def _collect(rows: Iterator[Row], results: dict[str, Outcome]) -> Iterator[Row]:
+    for row in rows:
+        results[row.path] = row.outcome
         yield row
 
 
 def _render_all(
     pub: Publication, fingerprint: bytes, tasks: list[tuple[str, str]], jobs: int | None
-) -> Iterator[tuple[Row, Outcome]]:
+) -> Iterator[Row]:
     workers = jobs or os.cpu_count() or 1
     if workers <= 1 or len(tasks) < PARALLEL_FROM:
         for name, shown in tasks:
@@ -239,39 +227,48 @@ def _render_all(
         yield from pool.map(_worker_render, tasks, chunksize=chunk)
 
 
-def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> tuple[Row, Outcome]:
+def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> Row:
     """Read and render one article file. The key is computed from the bytes actually read,
     so a file edited meanwhile is simply seen as changed by the next build."""
     try:
         with open(name, "rb") as handle:
             raw = handle.read()
-            mtime = os.fstat(handle.fileno()).st_mtime
+            info = os.fstat(handle.fileno())
     except OSError as exc:
-        raw, mtime = b"", 0.0
         problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
-        outcome = Outcome(None, (problem,), mtime, False)
-        return Row(name, b"", "", outcome, None, None, None, None), outcome
+        return Row(Outcome(None, (problem,), 0.0, False), name, b"", "", None, None, None, None)
     key = _key(fingerprint, name, raw)
+    stat = stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
+    if time.time_ns() - info.st_mtime_ns < RACY_NS:
+        # "Racy git": a file written within the filesystem's timestamp granularity of now
+        # could change again without its mtime moving. Such a row is checked by content
+        # next time. (The clock decides only this, never what a build outputs.)
+        stat = ""
     try:
-        parsed = decode_article(raw, Path(name), shown, pub, mtime)
+        parsed = decode_article(raw, Path(name), shown, pub, info.st_mtime)
     except ContentError as exc:
-        outcome = Outcome(None, exc.problems, mtime, False)
-        return Row(name, key, "", outcome, None, None, None, None), outcome
+        outcome = Outcome(None, exc.problems, info.st_mtime, False)
+        return Row(outcome, name, key, stat, None, None, None, None)
     article = parsed.article
     fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
-    entry = Entry(name, article.slug, article.date, article.modified, article.tags, article.draft)
-    outcome = Outcome(entry, parsed.warnings, mtime, parsed.used_mtime)
-    row = Row(
-        path=name,
-        key=key,
-        sort=_sort_key(entry),
-        meta=outcome,
-        article=pickle.dumps(article, protocol=pickle.HIGHEST_PROTOCOL),
-        rss=fragments.rss,
-        atom=fragments.atom,
-        json=fragments.json,
+    entry = Entry(
+        name, key, article.slug, article.date, article.modified, article.tags, article.draft
     )
-    return row, outcome
+    outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
+    return Row(
+        outcome,
+        name,
+        key,
+        stat,
+        _pickle(article),
+        fragments.rss,
+        fragments.atom,
+        fragments.json,
+    )
+
+
+def _pickle(value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 _WORKER: tuple[Publication, bytes] | None = None
@@ -282,7 +279,7 @@ def _worker_init(pub: Publication, fingerprint: bytes) -> None:
     _WORKER = (pub, fingerprint)
 
 
-def _worker_render(task: tuple[str, str]) -> tuple[Row, Outcome]:
+def _worker_render(task: tuple[str, str]) -> Row:
     assert _WORKER is not None
     return render_file(*_WORKER, *task)
 
@@ -292,14 +289,9 @@ def _author(pub: Publication) -> Author:
     return Author(author.name, author.email, author.uri)
 
 
-def _sort_key(entry: Entry) -> str:
-    # Newest first when read descending; same instant: slug decides (also descending).
-    return entry.date.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f") + " " + entry.slug
-
-
 def newest(entries: list[Entry], limit: int) -> list[Entry]:
     """The entries of one feed: newest first, at most ``limit`` (0: all)."""
-    chosen = sorted(entries, key=_sort_key, reverse=True)
+    chosen = sorted(entries, key=lambda e: sort_key(e.date, e.slug), reverse=True)
     return chosen[:limit] if limit else chosen
 
 
@@ -333,50 +325,88 @@ def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> li
         )
         for prefix, title, members in groups
     ]
+    before = _read_manifest(pub)
+    after: dict[str, dict[str, Any]] = {}
     written: list[FeedFile] = []
     for kind in config.feeds.formats:
-        written.extend(_write_format(pub, cache, kind, feeds))
-    _remove_stale(pub, [f.path for f in written])
+        written.extend(_write_format(pub, cache, kind, feeds, before, after))
+    _remove_stale(pub, before, after)
     return [FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written) for f in written]
 
 
 def _write_format(
-    pub: Publication, cache: BuildCache, kind: Format, feeds: list[_Feed]
+    pub: Publication,
+    cache: BuildCache,
+    kind: Format,
+    feeds: list[_Feed],
+    before: dict[str, dict[str, Any]],
+    after: dict[str, dict[str, Any]],
 ) -> list[FeedFile]:
-    """Every feed file of one format in a single pass over the cached fragments."""
+    """Every feed file of one format in a single pass over the cached fragments.
+
+    A file whose inputs (its frame and the keys of its entries) are those of the last
+    build, and which nobody touched since, is not written at all.
+    """
+    result: list[FeedFile] = []
+    pending: list[tuple[_Feed, str, AtomicWriter, bytes, str]] = []
     members: dict[str, list[AtomicWriter]] = {}
     counts: dict[int, int] = {}
-    writers: list[AtomicWriter] = []
     separator = SEPARATORS[kind]
-    tails: list[bytes] = []
     try:
         for feed in feeds:
-            writer = AtomicWriter(pub.feeds_dir / feed.prefix / FILENAMES[kind])
-            writers.append(writer)
+            relative = feed.prefix + FILENAMES[kind]
+            target = pub.feeds_dir / relative
             updated = max((e.modified for e in feed.entries), default=None)
             head, tail = feed_frame(kind, feed.channel, updated)
+            inputs = hashlib.blake2b(head + tail, digest_size=20)
+            for entry in feed.entries:
+                inputs.update(entry.key)
+            signature = inputs.hexdigest()
+            old = before.get(relative)
+            untouched = old is not None and _untouched(target, old)
+            if untouched and old is not None and old["inputs"] == signature:
+                after[relative] = old
+                result.append(FeedFile(relative, kind, len(feed.entries), False))
+                continue
+            writer = AtomicWriter(target)
             writer.write(head)
-            tails.append(tail)
+            pending.append((feed, relative, writer, tail, signature))
             for entry in feed.entries:
                 members.setdefault(entry.path, []).append(writer)
-        for _path, fragment in cache.fragments(kind, set(members)):
-            for writer in members[_path]:
-                if counts.get(id(writer)):
-                    writer.write(separator)
-                writer.write(fragment)
-                counts[id(writer)] = counts.get(id(writer), 0) + 1
-        result = []
-        for feed, writer, tail in zip(feeds, writers, tails, strict=True):
+            if untouched and old is not None:
+                writer.previous_digest = bytes.fromhex(old["digest"])
+        if members:
+            for path, fragment in cache.fragments(kind, set(members)):
+                for writer in members[path]:
+                    if counts.get(id(writer)):
+                        writer.write(separator)
+                    writer.write(fragment)
+                    counts[id(writer)] = counts.get(id(writer), 0) + 1
+        for feed, relative, writer, tail, signature in pending:
             if counts.get(id(writer), 0) != len(feed.entries):
                 raise RuntimeError(f"build cache is missing entries of {writer.path}")
             writer.write(tail)
             changed = writer.commit()
-            result.append(FeedFile(feed.prefix + FILENAMES[kind], kind, len(feed.entries), changed))
+            info = writer.path.stat()
+            after[relative] = {
+                "inputs": signature,
+                "digest": writer.digest.hexdigest(),
+                "size": info.st_size,
+                "mtime_ns": info.st_mtime_ns,
+            }
+            result.append(FeedFile(relative, kind, len(feed.entries), changed))
         return result
     finally:
-        for writer in writers:
-            if not writer.handle.closed:
-                writer.abort()
+        for _, _, writer, _, _ in pending:
+            writer.close()
+
+
+def _untouched(target: Path, record: dict[str, Any]) -> bool:
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        return False
+    return bool(info.st_size == record["size"] and info.st_mtime_ns == record["mtime_ns"])
 
 
 def _shown(path: Path) -> str:
@@ -406,15 +436,23 @@ def _by_tag(pub: Publication, entries: list[Entry]) -> dict[str, tuple[str, list
     return groups
 
 
-def _remove_stale(pub: Publication, produced: list[str]) -> None:
-    manifest = pub.state_dir / MANIFEST_FILE
+def _read_manifest(pub: Publication) -> dict[str, dict[str, Any]]:
+    """What the last build wrote: per feed file, its inputs' signature, digest and stat."""
     try:
-        previous = json.loads(manifest.read_text("utf-8"))
+        data = json.loads((pub.state_dir / MANIFEST_FILE).read_text("utf-8"))
     except FileNotFoundError:
-        previous = []
-    keep = set(produced)
-    for relative in previous:
-        if relative in keep or ".." in Path(relative).parts:
+        return {}
+    except ValueError:
+        return {}  # a damaged manifest only costs rewriting every feed once
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def _remove_stale(
+    pub: Publication, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> None:
+    for relative in before:
+        if relative in after or ".." in Path(relative).parts:
             continue
         target = pub.feeds_dir / relative
         target.unlink(missing_ok=True)
@@ -422,4 +460,5 @@ def _remove_stale(pub: Publication, produced: list[str]) -> None:
         while parent != pub.feeds_dir and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
-    write_atomic(manifest, json.dumps(sorted(keep), indent=0).encode())
+    manifest = {"version": 1, "files": dict(sorted(after.items()))}
+    write_atomic(pub.state_dir / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())

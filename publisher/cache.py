@@ -2,34 +2,48 @@
 
 One row per article path. A row is reused only when its key — a hash of the file's bytes,
 the reader version and every setting that shapes the output — is the same as now; so an
-edited file, a new reader or a changed schedule.yaml setting all render again. The cache is
-disposable: deleting the file only makes the next build a cold one.
+edited file, a new reader or a changed schedule.yaml setting all render again. Like git's
+index, a row also remembers the file's size, mtime and inode: while those are unchanged the
+file is not even read again. The cache is disposable: deleting it only makes the next build
+a cold one.
 
-A row keeps the small facts a build needs (``meta``) apart from the big rendered parts
-(the article, one fragment per feed format), so a rebuild loads only the small part and
-streams the fragments of each feed straight from the database into the file, in order.
+A row keeps the small facts a build needs in plain columns, apart from the big rendered
+parts (the article, one fragment per feed format), so a rebuild loads only the small part
+and streams the fragments of each feed from the database into the file, in order.
 
-``meta`` and ``article`` are pickled. The state folder belongs to the operator (like the
+The ``article`` column is pickled. The state folder belongs to the operator (like the
 database); nothing from outside is ever unpickled.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-SCHEMA_VERSION = 2
+from publisher.errors import Problem
+from publisher.model import Article
+
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
     key BLOB NOT NULL,
+    stat TEXT NOT NULL,
     sort TEXT NOT NULL,
-    meta BLOB NOT NULL,
+    slug TEXT,
+    date TEXT,
+    modified TEXT,
+    tags TEXT,
+    draft INTEGER,
+    used_mtime INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    problems TEXT NOT NULL,
     article BLOB,
     rss BLOB,
     atom BLOB,
@@ -41,15 +55,49 @@ FORMATS = ("rss", "atom", "json")
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
+class Entry:
+    """What a build needs to know of a published article to place it in feeds."""
+
     path: str
     key: bytes
-    sort: str  # orders rows newest first when read descending
-    meta: Any
-    article: bytes | None  # pickled Article
+    slug: str
+    date: datetime
+    modified: datetime
+    tags: tuple[str, ...]
+    draft: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one article file became: an entry (with warnings), or the problems that keep
+    it out."""
+
+    entry: Entry | None
+    problems: tuple[Problem, ...]
+    mtime: float
+    used_mtime: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    outcome: Outcome
+    path: str
+    key: bytes
+    stat: str
+    article: bytes | None  # pickled Article, made in the worker that rendered it
     rss: bytes | None
     atom: bytes | None
     json: bytes | None
+
+
+def stat_signature(fingerprint: bytes, size: int, mtime_ns: int, inode: int) -> str:
+    # The settings' fingerprint is part of it: a changed setting must not look "unchanged".
+    return f"{fingerprint.hex()}:{size}:{mtime_ns}:{inode}"
+
+
+def sort_key(date: datetime, slug: str) -> str:
+    """Orders entries newest first when read descending; same instant: by slug."""
+    return date.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f") + " " + slug
 
 
 class BuildCache:
@@ -88,36 +136,43 @@ class BuildCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def keys(self) -> dict[str, bytes]:
-        with closing(self.db.execute("SELECT path, key FROM entries")) as rows:
-            return {path: bytes(key) for path, key in rows}
+    def known(self) -> dict[str, tuple[bytes, str]]:
+        """Key and stat signature of every cached path."""
+        with closing(self.db.execute("SELECT path, key, stat FROM entries")) as rows:
+            return {path: (bytes(key), stat) for path, key, stat in rows}
 
-    def metas(self, paths: set[str]) -> Iterator[tuple[str, Any]]:
-        with closing(self.db.execute("SELECT path, meta FROM entries")) as rows:
-            for path, meta in rows:
-                if path in paths:
-                    yield path, pickle.loads(meta)
+    def outcomes(self, paths: set[str]) -> Iterator[tuple[str, Outcome]]:
+        query = (
+            "SELECT path, key, slug, date, modified, tags, draft, used_mtime, mtime, problems"
+            " FROM entries"
+        )
+        with closing(self.db.execute(query)) as rows:
+            for path, key, slug, date, modified, tags, draft, used, mtime, problems in rows:
+                if path not in paths:
+                    continue
+                entry = None
+                if slug is not None:
+                    entry = Entry(
+                        path,
+                        bytes(key),
+                        slug,
+                        datetime.fromisoformat(date),
+                        datetime.fromisoformat(modified),
+                        tuple(json.loads(tags)),
+                        bool(draft),
+                    )
+                found = tuple(Problem(*p) for p in json.loads(problems))
+                yield path, Outcome(entry, found, mtime, bool(used))
 
     def store(self, rows: Iterable[Row]) -> None:
         """Insert or replace rows in one transaction; ``rows`` is consumed lazily."""
         self.db.execute("BEGIN")
         try:
             self.db.executemany(
-                "INSERT OR REPLACE INTO entries (path, key, sort, meta, article, rss, atom, json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        r.path,
-                        r.key,
-                        r.sort,
-                        pickle.dumps(r.meta, protocol=pickle.HIGHEST_PROTOCOL),
-                        r.article,
-                        r.rss,
-                        r.atom,
-                        r.json,
-                    )
-                    for r in rows
-                ),
+                "INSERT OR REPLACE INTO entries (path, key, stat, sort, slug, date, modified,"
+                " tags, draft, used_mtime, mtime, problems, article, rss, atom, json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_columns(r) for r in rows),
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -134,7 +189,7 @@ class BuildCache:
                 if path in paths:
                     yield path, bytes(data)
 
-    def articles(self, paths: set[str]) -> Iterator[tuple[str, Any]]:
+    def articles(self, paths: set[str]) -> Iterator[tuple[str, Article]]:
         with closing(self.db.execute("SELECT path, article FROM entries")) as rows:
             for path, data in rows:
                 if path in paths and data is not None:
@@ -142,6 +197,36 @@ class BuildCache:
 
     def forget_except(self, keep: set[str]) -> None:
         """Drop rows of files that no longer exist."""
-        gone = [p for p in self.keys() if p not in keep]
+        gone = [p for p in self.known() if p not in keep]
         if gone:
             self.db.executemany("DELETE FROM entries WHERE path = ?", ((p,) for p in gone))
+
+
+def _columns(row: Row) -> tuple[object, ...]:
+    outcome = row.outcome
+    entry = outcome.entry
+    problems = json.dumps([[p.path, p.line, p.where, p.what] for p in outcome.problems])
+    if entry is None:
+        head: tuple[object, ...] = ("", None, None, None, None, None)
+    else:
+        head = (
+            sort_key(entry.date, entry.slug),
+            entry.slug,
+            entry.date.isoformat(),
+            entry.modified.isoformat(),
+            json.dumps(list(entry.tags), ensure_ascii=False),
+            int(entry.draft),
+        )
+    return (
+        row.path,
+        row.key,
+        row.stat,
+        *head,
+        int(outcome.used_mtime),
+        outcome.mtime,
+        problems,
+        row.article,
+        row.rss,
+        row.atom,
+        row.json,
+    )

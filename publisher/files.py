@@ -25,6 +25,8 @@ class AtomicWriter:
         self.handle = os.fdopen(fd, "wb")
         self.digest = hashlib.blake2b()
         self.size = 0
+        # The old file's digest, when the caller knows it: saves reading the old file back.
+        self.previous_digest: bytes | None = None
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
@@ -34,7 +36,11 @@ class AtomicWriter:
     def commit(self) -> bool:
         """Put the new file in place; False if the old one already had these bytes."""
         self.handle.flush()
-        if _same(self.path, self.size, self.digest.digest()):
+        if self.previous_digest is not None:
+            same = self.previous_digest == self.digest.digest()
+        else:
+            same = _same(self.path, self.size, self.digest.digest())
+        if same:
             self.abort()
             return False
         os.fsync(self.handle.fileno())
@@ -47,6 +53,11 @@ class AtomicWriter:
         self.handle.close()
         self.temp.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        """Abort unless committed."""
+        if not self.handle.closed:
+            self.abort()
+
     def __enter__(self) -> AtomicWriter:
         return self
 
@@ -56,8 +67,7 @@ class AtomicWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self.handle.closed:
-            self.abort()
+        self.close()
 
 
 def _same(path: Path, size: int, digest: bytes) -> bool:

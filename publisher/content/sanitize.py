@@ -8,7 +8,6 @@ caller can warn), and HTML that must not reach a reader (scripts, event handlers
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin
 
 import nh3
 
@@ -46,7 +45,6 @@ _ATTRIBUTES: dict[str, set[str]] = {
     "blockquote": {"cite"},
     "q": {"cite"},
 }
-_URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 _SCHEMES = {"http", "https", "mailto"}
 
 
@@ -56,21 +54,12 @@ def sanitize_html(html: str, base_url: str) -> str:
     Feed readers and mail clients resolve relative links against nothing useful, so
     ``href="/about"`` becomes ``href="https://example.org/about"``.
     """
-
-    def absolute(tag: str, attribute: str, value: str) -> str | None:
-        if attribute in _URL_ATTRIBUTES:
-            value = value.strip()
-            # urljoin is the slow part of sanitizing; most links are absolute already.
-            if not value.startswith(("https://", "http://", "mailto:")):
-                return urljoin(base_url, value)
-        return value
-
     cleaned: str = nh3.clean(
         html,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
-        attribute_filter=absolute,
         url_schemes=_SCHEMES,
+        url_relative=("rewrite_with_base", base_url),
         link_rel="noopener",
         strip_comments=True,
         # Table cells keep their alignment (Markdown writes it as a style) and nothing else.
