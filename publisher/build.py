@@ -16,7 +16,6 @@ import os
 import pickle
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from publisher import __version__
 from publisher.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
 from publisher.config import Publication
-from publisher.content import READER_VERSION, SUFFIXES, decode_article, slugify
+from publisher.content import READER_VERSION, SUFFIXES, slugify
 from publisher.errors import ConfigError, ContentError, Problem
 from publisher.feeds import (
     FILENAMES,
@@ -141,11 +140,11 @@ def _fingerprint(pub: Publication) -> bytes:
     # Everything that changes what a reader or render_entry produces from the same bytes.
     config = pub.config
     parts = [READER_VERSION, __version__, config.site.model_dump_json(), config.feeds.content]
-    return hashlib.blake2b("\0".join(parts).encode(), digest_size=20).digest()
+    return hashlib.sha256("\0".join(parts).encode()).digest()
 
 
 def _key(fingerprint: bytes, name: str, raw: bytes) -> bytes:
-    digest = hashlib.blake2b(fingerprint, digest_size=20)
+    digest = hashlib.sha256(fingerprint)
     digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
     digest.update(raw)
     return digest.digest()
@@ -220,6 +219,8 @@ def _render_all(
         for name, shown in tasks:
             yield render_file(pub, fingerprint, name, shown)
         return
+    from concurrent.futures import ProcessPoolExecutor  # only a cold build pays for it
+
     chunk = max(1, min(32, len(tasks) // (workers * 8)))
     with ProcessPoolExecutor(
         workers, initializer=_worker_init, initargs=(pub, fingerprint)
@@ -237,6 +238,9 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
     except OSError as exc:
         problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
         return Row(Outcome(None, (problem,), 0.0, False), name, b"", "", None, None, None, None)
+    # Imported here: a rebuild with nothing to read never loads the readers.
+    from publisher.content.readers import decode_article
+
     key = _key(fingerprint, name, raw)
     stat = stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
     if time.time_ns() - info.st_mtime_ns < RACY_NS:
@@ -358,7 +362,7 @@ def _write_format(
             target = pub.feeds_dir / relative
             updated = max((e.modified for e in feed.entries), default=None)
             head, tail = feed_frame(kind, feed.channel, updated)
-            inputs = hashlib.blake2b(head + tail, digest_size=20)
+            inputs = hashlib.sha256(head + tail)
             for entry in feed.entries:
                 inputs.update(entry.key)
             signature = inputs.hexdigest()

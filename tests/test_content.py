@@ -8,7 +8,7 @@ import pytest
 
 from publisher.build import build
 from publisher.config import Publication
-from publisher.content import read_article
+from publisher.content.readers import read_article
 from publisher.content.sanitize import strip_forbidden
 
 from .conftest import NOW

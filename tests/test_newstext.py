@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from publisher.config import Publication
-from publisher.content import read_article
 from publisher.content.newstext import parse_news_text
+from publisher.content.readers import read_article
 from publisher.errors import ContentError
 
 DATA = Path(__file__).parent / "data" / "newstext"

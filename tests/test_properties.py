@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from publisher.config import Publication, load_config
-from publisher.content import parse_article
+from publisher.content.readers import parse_article
 from publisher.feeds import Author, Channel, render_entry, render_feed
 
 CONFIG = "site:\n  title: P\n  url: https://p.example/\n  author: A\n"

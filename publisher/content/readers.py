@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import mimetypes
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,18 +20,13 @@ import dateutil.parser
 import pyromark
 
 from publisher.config import Publication
+from publisher.content import slugify
 from publisher.content.frontmatter import Split, split_front_matter
 from publisher.content.newstext import parse_news_text
 from publisher.content.sanitize import sanitize_html, strip_forbidden
 from publisher.errors import ContentError, Problem
 from publisher.model import Article, Image
 from publisher.schema import parse_datetime
-
-SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
-
-# Bump when a change here alters what a reader produces from the same bytes: the
-# incremental build cache keys on it.
-READER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -225,12 +219,6 @@ _READERS: dict[str, Callable[[Split, str, str], Body]] = {
 # --- fields -------------------------------------------------------------------------------
 
 _SLUG_OK = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-
-
-def slugify(text: str) -> str:
-    """``"Harbour Café, Part 2"`` -> ``"harbour-cafe-part-2"``."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
 def _slug(given: str | None, path: Path, shown: str, split: Split) -> str:
