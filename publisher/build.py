@@ -123,15 +123,17 @@ def scan_articles(pub: Publication) -> list[tuple[str, str]]:
     if shown_root.startswith(".."):
         shown_root = str(folder)
     found: list[tuple[str, str]] = []
-    base = str(folder)
-    for root, dirs, names in os.walk(base):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        relative_root = os.path.relpath(root, base)
-        for name in names:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
-                continue
-            relative = name if relative_root == "." else os.path.join(relative_root, name)
-            found.append((os.path.join(base, relative), os.path.join(shown_root, relative)))
+    folders = [(str(folder), shown_root)]
+    while folders:  # bounded: each folder is visited once (symlinked folders are not followed)
+        real, shown = folders.pop()
+        with os.scandir(real) as listing:
+            for item in listing:
+                if item.name.startswith("."):
+                    continue
+                if item.is_dir(follow_symlinks=False):
+                    folders.append((item.path, f"{shown}/{item.name}"))
+                elif os.path.splitext(item.name)[1].lower() in SUFFIXES:
+                    found.append((item.path, f"{shown}/{item.name}"))
     found.sort()
     return found
 
@@ -198,7 +200,7 @@ def _outcomes(
     rows = _render_all(pub, fingerprint, pending, jobs)
     if keep:
         cache.store(_collect(rows, results))
-        cache.forget_except({name for name, _ in files})
+        cache.forget([name for name in known if name not in shown_of])
     else:
         for _ in _collect(rows, results):
             pass
@@ -256,7 +258,14 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
     article = parsed.article
     fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
     entry = Entry(
-        name, key, article.slug, article.date, article.modified, article.tags, article.draft
+        name,
+        key,
+        sort_key(article.date, article.slug),
+        article.slug,
+        article.date,
+        article.modified,
+        article.tags,
+        article.draft,
     )
     outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
     return Row(
@@ -295,7 +304,7 @@ def _author(pub: Publication) -> Author:
 
 def newest(entries: list[Entry], limit: int) -> list[Entry]:
     """The entries of one feed: newest first, at most ``limit`` (0: all)."""
-    chosen = sorted(entries, key=lambda e: sort_key(e.date, e.slug), reverse=True)
+    chosen = sorted(entries, key=lambda e: e.sort, reverse=True)
     return chosen[:limit] if limit else chosen
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from publisher.errors import Problem
 from publisher.model import Article
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS entries (
     draft INTEGER,
     used_mtime INTEGER NOT NULL,
     mtime REAL NOT NULL,
-    problems TEXT NOT NULL,
+    problems TEXT,
     article BLOB,
     rss BLOB,
     atom BLOB,
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_sort ON entries (sort);
 """
 FORMATS = ("rss", "atom", "json")
+# Joins tags in one column; a control character, so never part of a tag.
+_SEP = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Entry:
 
     path: str
     key: bytes
+    sort: str  # see sort_key
     slug: str
     date: datetime
     modified: datetime
@@ -143,11 +146,11 @@ class BuildCache:
 
     def outcomes(self, paths: set[str]) -> Iterator[tuple[str, Outcome]]:
         query = (
-            "SELECT path, key, slug, date, modified, tags, draft, used_mtime, mtime, problems"
-            " FROM entries"
+            "SELECT path, key, sort, slug, date, modified, tags, draft, used_mtime, mtime,"
+            " problems FROM entries"
         )
         with closing(self.db.execute(query)) as rows:
-            for path, key, slug, date, modified, tags, draft, used, mtime, problems in rows:
+            for path, key, sort, slug, date, modified, tags, draft, used, mtime, found in rows:
                 if path not in paths:
                     continue
                 entry = None
@@ -155,14 +158,15 @@ class BuildCache:
                     entry = Entry(
                         path,
                         bytes(key),
+                        sort,
                         slug,
                         datetime.fromisoformat(date),
                         datetime.fromisoformat(modified),
-                        tuple(json.loads(tags)),
+                        tuple(tags.split(_SEP)) if tags else (),
                         bool(draft),
                     )
-                found = tuple(Problem(*p) for p in json.loads(problems))
-                yield path, Outcome(entry, found, mtime, bool(used))
+                problems = tuple(Problem(*p) for p in json.loads(found)) if found else ()
+                yield path, Outcome(entry, problems, mtime, bool(used))
 
     def store(self, rows: Iterable[Row]) -> None:
         """Insert or replace rows in one transaction; ``rows`` is consumed lazily."""
@@ -195,9 +199,8 @@ class BuildCache:
                 if path in paths and data is not None:
                     yield path, pickle.loads(data)
 
-    def forget_except(self, keep: set[str]) -> None:
+    def forget(self, gone: list[str]) -> None:
         """Drop rows of files that no longer exist."""
-        gone = [p for p in self.known() if p not in keep]
         if gone:
             self.db.executemany("DELETE FROM entries WHERE path = ?", ((p,) for p in gone))
 
@@ -205,16 +208,20 @@ class BuildCache:
 def _columns(row: Row) -> tuple[object, ...]:
     outcome = row.outcome
     entry = outcome.entry
-    problems = json.dumps([[p.path, p.line, p.where, p.what] for p in outcome.problems])
+    problems = (
+        json.dumps([[p.path, p.line, p.where, p.what] for p in outcome.problems])
+        if outcome.problems
+        else None
+    )
     if entry is None:
         head: tuple[object, ...] = ("", None, None, None, None, None)
     else:
         head = (
-            sort_key(entry.date, entry.slug),
+            entry.sort,
             entry.slug,
             entry.date.isoformat(),
             entry.modified.isoformat(),
-            json.dumps(list(entry.tags), ensure_ascii=False),
+            _SEP.join(entry.tags),
             int(entry.draft),
         )
     return (
