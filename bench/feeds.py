@@ -118,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rebuild-rounds", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work")
     parser.add_argument("--tools", default="publisher,hugo,pelican")
     args = parser.parse_args()
@@ -150,7 +151,7 @@ def main() -> None:
             if name == "publisher":
                 assert count_items(site / "feeds" / "rss.xml") == args.articles
                 warm = []
-                for index in range(args.rounds):
+                for index in range(args.rebuild_rounds):
                     target = corpus / f"article-{index * 7:05}.md"
                     original = target.read_text()
                     target.write_text(original + "\nOne more sentence.\n")

@@ -123,7 +123,7 @@ def scan_articles(pub: Publication) -> list[tuple[str, str]]:
     if shown_root.startswith(".."):
         shown_root = str(folder)
     found: list[tuple[str, str]] = []
-    folders = [(str(folder), shown_root)]
+    folders = [(str(folder), "" if shown_root == "." else shown_root + "/")]
     while folders:  # bounded: each folder is visited once (symlinked folders are not followed)
         real, shown = folders.pop()
         with os.scandir(real) as listing:
@@ -131,9 +131,9 @@ def scan_articles(pub: Publication) -> list[tuple[str, str]]:
                 if item.name.startswith("."):
                     continue
                 if item.is_dir(follow_symlinks=False):
-                    folders.append((item.path, f"{shown}/{item.name}"))
+                    folders.append((item.path, f"{shown}{item.name}/"))
                 elif os.path.splitext(item.name)[1].lower() in SUFFIXES:
-                    found.append((item.path, f"{shown}/{item.name}"))
+                    found.append((item.path, shown + item.name))
     found.sort()
     return found
 
@@ -257,9 +257,12 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
         return Row(outcome, name, key, stat, None, None, None, None)
     article = parsed.article
     fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
+    digest = hashlib.sha256(fragments.rss)
+    digest.update(fragments.atom)
+    digest.update(fragments.json)
     entry = Entry(
         name,
-        key,
+        digest.digest(),
         sort_key(article.date, article.slug),
         article.slug,
         article.date,
@@ -357,8 +360,9 @@ def _write_format(
 ) -> list[FeedFile]:
     """Every feed file of one format in a single pass over the cached fragments.
 
-    A file whose inputs (its frame and the keys of its entries) are those of the last
-    build, and which nobody touched since, is not written at all.
+    A file whose inputs (its frame and the digests of its entries) are those of the last
+    build, and which nobody touched since, is not written at all: its bytes, and so its
+    mtime, stay as they are for feed readers and HTTP caches.
     """
     result: list[FeedFile] = []
     pending: list[tuple[_Feed, str, AtomicWriter, bytes, str]] = []
@@ -371,13 +375,13 @@ def _write_format(
             target = pub.feeds_dir / relative
             updated = max((e.modified for e in feed.entries), default=None)
             head, tail = feed_frame(kind, feed.channel, updated)
+            # Same frame and same entry digests: the same bytes as the file already holds.
             inputs = hashlib.sha256(head + tail)
             for entry in feed.entries:
-                inputs.update(entry.key)
+                inputs.update(entry.digest)
             signature = inputs.hexdigest()
             old = before.get(relative)
-            untouched = old is not None and _untouched(target, old)
-            if untouched and old is not None and old["inputs"] == signature:
+            if old is not None and old["inputs"] == signature and _untouched(target, old):
                 after[relative] = old
                 result.append(FeedFile(relative, kind, len(feed.entries), False))
                 continue
@@ -386,8 +390,6 @@ def _write_format(
             pending.append((feed, relative, writer, tail, signature))
             for entry in feed.entries:
                 members.setdefault(entry.path, []).append(writer)
-            if untouched and old is not None:
-                writer.previous_digest = bytes.fromhex(old["digest"])
         if members:
             for path, fragment in cache.fragments(kind, set(members)):
                 for writer in members[path]:
@@ -399,15 +401,14 @@ def _write_format(
             if counts.get(id(writer), 0) != len(feed.entries):
                 raise RuntimeError(f"build cache is missing entries of {writer.path}")
             writer.write(tail)
-            changed = writer.commit()
+            writer.commit()
             info = writer.path.stat()
             after[relative] = {
                 "inputs": signature,
-                "digest": writer.digest.hexdigest(),
                 "size": info.st_size,
                 "mtime_ns": info.st_mtime_ns,
             }
-            result.append(FeedFile(relative, kind, len(feed.entries), changed))
+            result.append(FeedFile(relative, kind, len(feed.entries), True))
         return result
     finally:
         for _, _, writer, _, _ in pending:

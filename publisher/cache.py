@@ -29,12 +29,13 @@ from pathlib import Path
 from publisher.errors import Problem
 from publisher.model import Article
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
     key BLOB NOT NULL,
     stat TEXT NOT NULL,
+    digest BLOB,
     sort TEXT NOT NULL,
     slug TEXT,
     date TEXT,
@@ -61,7 +62,7 @@ class Entry:
     """What a build needs to know of a published article to place it in feeds."""
 
     path: str
-    key: bytes
+    digest: bytes  # of the rendered fragments: equal digests, equal feed bytes
     sort: str  # see sort_key
     slug: str
     date: datetime
@@ -85,7 +86,7 @@ class Outcome:
 class Row:
     outcome: Outcome
     path: str
-    key: bytes
+    key: bytes  # of the source file's bytes and the settings
     stat: str
     article: bytes | None  # pickled Article, made in the worker that rendered it
     rss: bytes | None
@@ -120,6 +121,8 @@ class BuildCache:
         self.db = sqlite3.connect(file, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Rebuilds stream ~100 MB of fragments out of this file: map it instead of copying.
+        self.db.execute("PRAGMA mmap_size=1073741824")
         if self._version("main") != SCHEMA_VERSION:
             # An older layout: start again rather than migrate a disposable cache.
             self.db.execute("DROP TABLE IF EXISTS entries")
@@ -146,18 +149,18 @@ class BuildCache:
 
     def outcomes(self, paths: set[str]) -> Iterator[tuple[str, Outcome]]:
         query = (
-            "SELECT path, key, sort, slug, date, modified, tags, draft, used_mtime, mtime,"
+            "SELECT path, digest, sort, slug, date, modified, tags, draft, used_mtime, mtime,"
             " problems FROM entries"
         )
         with closing(self.db.execute(query)) as rows:
-            for path, key, sort, slug, date, modified, tags, draft, used, mtime, found in rows:
+            for path, digest, sort, slug, date, modified, tags, draft, used, mtime, found in rows:
                 if path not in paths:
                     continue
                 entry = None
                 if slug is not None:
                     entry = Entry(
                         path,
-                        bytes(key),
+                        bytes(digest),
                         sort,
                         slug,
                         datetime.fromisoformat(date),
@@ -173,9 +176,9 @@ class BuildCache:
         self.db.execute("BEGIN")
         try:
             self.db.executemany(
-                "INSERT OR REPLACE INTO entries (path, key, stat, sort, slug, date, modified,"
-                " tags, draft, used_mtime, mtime, problems, article, rss, atom, json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO entries (path, key, stat, digest, sort, slug, date,"
+                " modified, tags, draft, used_mtime, mtime, problems, article, rss, atom, json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_columns(r) for r in rows),
             )
             self.db.execute("COMMIT")
@@ -214,9 +217,10 @@ def _columns(row: Row) -> tuple[object, ...]:
         else None
     )
     if entry is None:
-        head: tuple[object, ...] = ("", None, None, None, None, None)
+        head: tuple[object, ...] = (None, "", None, None, None, None, None)
     else:
         head = (
+            entry.digest,
             entry.sort,
             entry.slug,
             entry.date.isoformat(),

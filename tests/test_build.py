@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from publisher.build import build
+from publisher.build import build, load_articles
 from publisher.cli import main
 from publisher.config import Publication, load_config
+from publisher.errors import ConfigError
 
 from .conftest import NOW, ROOT
 
@@ -158,3 +159,31 @@ def test_check_reads_the_cache_and_creates_no_state(example: Path) -> None:
     assert not pub.state_dir.exists() and not pub.feeds_dir.exists()
     build(pub, NOW)
     assert build(pub, NOW, write=False).reused == 12
+
+
+def test_built_articles_can_be_loaded_back(example: Path) -> None:
+    pub = load_config(example / "schedule.yaml")
+    report = build(pub, NOW)
+    articles = load_articles(pub, report.published[:2])
+    assert [a.slug for a in articles] == [e.slug for e in report.published[:2]]
+    assert articles[0].body_html.startswith("<p>")
+
+
+def test_missing_content_folder(site: Callable[..., Publication]) -> None:
+    pub = site()
+    (pub.articles_dir).rmdir()
+    with pytest.raises(ConfigError) as caught:
+        build(pub, NOW)
+    assert (
+        str(caught.value) == f"schedule.yaml: content.folder: '{pub.articles_dir}' is not a folder"
+    )
+
+
+def test_paths_are_shown_from_where_the_operator_stands(
+    site: Callable[..., Publication], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = site({"articles/sub/a.md": "---\ndate: 2026-11-01\n---\nno title\n"})
+    monkeypatch.chdir(pub.articles_dir)
+    assert [str(p) for p in build(pub, NOW).skipped] == [
+        "sub/a.md:1: title: the article has no title"
+    ]
