@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,10 +96,13 @@ def build(
 
 
 def load_articles(pub: Publication, entries: list[Entry]) -> list[Article]:
-    """The full articles behind ``entries`` (as the last build rendered them), in order."""
-    with BuildCache(pub.state_dir / CACHE_FILE, readonly=True) as cache:
-        found = dict(cache.articles({e.path for e in entries}))
-    return [found[e.path] for e in entries]
+    """The full articles behind ``entries``, read again from their files (a digest needs a
+    few dozen; reading them costs milliseconds, storing all of them would cost every
+    build)."""
+    from publisher.content.readers import read_article
+
+    shown = {name: shown for name, shown in scan_articles(pub)}
+    return [read_article(Path(e.path), shown.get(e.path, e.path), pub).article for e in entries]
 
 
 def scan_articles(pub: Publication) -> list[tuple[str, str]]:
@@ -239,7 +241,7 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
             info = os.fstat(handle.fileno())
     except OSError as exc:
         problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
-        return Row(Outcome(None, (problem,), 0.0, False), name, b"", "", None, None, None, None)
+        return Row(Outcome(None, (problem,), 0.0, False), name, b"", "", None, None, None)
     # Imported here: a rebuild with nothing to read never loads the readers.
     from publisher.content.readers import decode_article
 
@@ -254,7 +256,7 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
         parsed = decode_article(raw, Path(name), shown, pub, info.st_mtime)
     except ContentError as exc:
         outcome = Outcome(None, exc.problems, info.st_mtime, False)
-        return Row(outcome, name, key, stat, None, None, None, None)
+        return Row(outcome, name, key, stat, None, None, None)
     article = parsed.article
     fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
     digest = hashlib.sha256(fragments.rss)
@@ -276,15 +278,10 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
         name,
         key,
         stat,
-        _pickle(article),
         fragments.rss,
         fragments.atom,
         fragments.json,
     )
-
-
-def _pickle(value: object) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 _WORKER: tuple[Publication, bytes] | None = None

@@ -7,19 +7,14 @@ index, a row also remembers the file's size, mtime and inode: while those are un
 file is not even read again. The cache is disposable: deleting it only makes the next build
 a cold one.
 
-A row keeps the small facts a build needs in plain columns; the big rendered parts (the
-article, one fragment per feed format) live in a table of their own, so a rebuild loads only
-the small part and streams the fragments of each feed from the database into the file, in
-order.
-
-The article blob is pickled. The state folder belongs to the operator (like the
-database); nothing from outside is ever unpickled.
+A row keeps the small facts a build needs in plain columns; the big rendered parts (one
+fragment per feed format) live in a table of their own, so a rebuild loads only the small
+part and streams the fragments of each feed from the database into the file, in order.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing
@@ -28,9 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from publisher.errors import Problem
-from publisher.model import Article
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -48,7 +42,7 @@ CREATE TABLE IF NOT EXISTS entries (
     problems TEXT
 );
 -- The big parts live apart, so that reading the small columns of 10,000 entries stays a
--- read of a few hundred kilobytes. kind: 'article', 'rss', 'atom' or 'json'.
+-- read of a few hundred kilobytes. kind: 'rss', 'atom' or 'json'.
 CREATE TABLE IF NOT EXISTS blobs (
     path TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -94,7 +88,6 @@ class Row:
     path: str
     key: bytes  # of the source file's bytes and the settings
     stat: str
-    article: bytes | None  # pickled Article, made in the worker that rendered it
     rss: bytes | None
     atom: bytes | None
     json: bytes | None
@@ -177,28 +170,31 @@ class BuildCache:
                 problems = tuple(Problem(*p) for p in json.loads(found)) if found else ()
                 yield path, Outcome(entry, problems, mtime, bool(used))
 
-    def store(self, rows: Iterable[Row]) -> None:
+    def store(self, rows: Iterable[Row], batch: int = 256) -> None:
         """Insert or replace rows in one transaction; ``rows`` is consumed lazily."""
         self.db.execute("BEGIN")
         try:
-            for row in rows:
-                columns = _columns(row)
-                self.db.execute(
+            for chunk in _chunks(rows, batch):
+                entries = [_columns(row) for row in chunk]
+                self.db.executemany(
                     "INSERT OR REPLACE INTO entries (path, key, stat, digest, sort, slug, date,"
                     " modified, tags, draft, used_mtime, mtime, problems)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    columns,
+                    entries,
                 )
-                self.db.execute("DELETE FROM blobs WHERE path = ?", (row.path,))
-                parts = (
-                    ("article", row.article),
-                    ("rss", row.rss),
-                    ("atom", row.atom),
-                    ("json", row.json),
+                # A file that no longer renders must not leave old fragments behind.
+                self.db.executemany(
+                    "DELETE FROM blobs WHERE path = ?",
+                    ((row.path,) for row in chunk if row.rss is None),
                 )
                 self.db.executemany(
-                    "INSERT INTO blobs (path, kind, sort, data) VALUES (?, ?, ?, ?)",
-                    ((row.path, kind, columns[4], data) for kind, data in parts if data),
+                    "INSERT OR REPLACE INTO blobs (path, kind, sort, data) VALUES (?, ?, ?, ?)",
+                    (
+                        (row.path, kind, columns[4], data)
+                        for row, columns in zip(chunk, entries, strict=True)
+                        for kind, data in (("rss", row.rss), ("atom", row.atom), ("json", row.json))
+                        if data is not None
+                    ),
                 )
             self.db.execute("COMMIT")
         except BaseException:
@@ -215,13 +211,6 @@ class BuildCache:
                 if path in paths:
                     yield path, bytes(data)
 
-    def articles(self, paths: set[str]) -> Iterator[tuple[str, Article]]:
-        query = "SELECT path, data FROM blobs WHERE kind = 'article'"
-        with closing(self.db.execute(query)) as rows:
-            for path, data in rows:
-                if path in paths:
-                    yield path, pickle.loads(data)
-
     def forget(self, gone: list[str]) -> None:
         """Drop rows of files that no longer exist."""
         if gone:
@@ -229,6 +218,17 @@ class BuildCache:
             self.db.executemany("DELETE FROM entries WHERE path = ?", ((p,) for p in gone))
             self.db.executemany("DELETE FROM blobs WHERE path = ?", ((p,) for p in gone))
             self.db.execute("COMMIT")
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _columns(row: Row) -> tuple[object, ...]:

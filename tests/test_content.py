@@ -182,3 +182,9 @@ def test_lead_image(site: Callable[..., Publication]) -> None:
         19,
         "A",
     )
+
+
+def test_strip_forbidden_keeps_ordinary_non_ascii() -> None:
+    text = "£5 \u00a0“quoted” é 東京 🙂\t\n"
+    assert strip_forbidden(text) == (text, 0, None)
+    assert strip_forbidden("a\ufdd0b\U0001fffe\x7f") == ("ab", 3, 1)

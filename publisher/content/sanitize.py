@@ -20,9 +20,22 @@ _FORBIDDEN = re.compile(
 )
 
 
+# A quick look at the UTF-8 bytes settles almost every text without the regex above (which
+# costs ~100 µs on a 6 KB article): no C0 control or DEL byte, and none of the lead bytes
+# with which the other forbidden characters start (C1: C2; surrogates: ED; noncharacters:
+# EF, F0-F4).
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_SUSPECT_LEADS = (b"\xc2", b"\xed", b"\xef", b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+
+
 def strip_forbidden(text: str) -> tuple[str, int, int | None]:
     """Return the text without forbidden characters, how many were removed, and the
     (1-based) line of the first one."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data.translate(None, _CONTROL_BYTES)) == len(data) and not any(
+        lead in data for lead in _SUSPECT_LEADS
+    ):
+        return text, 0, None
     first = _FORBIDDEN.search(text)
     if first is None:
         return text, 0, None
