@@ -166,43 +166,37 @@ def _outcomes(
     false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
     shown_of = dict(files)
-    known = cache.known()
-    hits: dict[str, float] = {}
+    cached = cache.cached()
     pending: list[tuple[str, str]] = []
+    results: dict[str, Outcome] = {}
     for name, shown in files:
-        cached = known.get(name)
-        if cached is None:
+        hit = cached.get(name)
+        if hit is None:
             pending.append((name, shown))  # never seen: its worker reads and hashes it
             continue
         try:
             info = os.stat(name)
-            if (
-                stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
-                != cached[1]
-            ):
+            if stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino) != hit.stat:
                 # Touched: unchanged only if the bytes (not just the mtime) are the same.
                 with open(name, "rb") as handle:
-                    if _key(fingerprint, name, handle.read()) != cached[0]:
+                    if _key(fingerprint, name, handle.read()) != hit.key:
                         pending.append((name, shown))
                         continue
         except OSError:
             pending.append((name, shown))  # its worker reports why it cannot be read
             continue
-        hits[name] = info.st_mtime
-    results: dict[str, Outcome] = {}
-    for name, outcome in cache.outcomes(set(hits)):
         # An article dated by its file's mtime is stale when the mtime moved.
-        if outcome.used_mtime and outcome.mtime != hits[name]:
-            pending.append((name, shown_of[name]))
-        else:
-            results[name] = outcome
+        if hit.outcome.used_mtime and hit.outcome.mtime != info.st_mtime:
+            pending.append((name, shown))
+            continue
+        results[name] = hit.outcome
     pending.sort()
     report.rendered = len(pending)
     report.reused = len(results)
     rows = _render_all(pub, fingerprint, pending, jobs)
     if keep:
         cache.store(_collect(rows, results))
-        cache.forget([name for name in known if name not in shown_of])
+        cache.forget([name for name in cached if name not in shown_of])
     else:
         for _ in _collect(rows, results):
             pass
