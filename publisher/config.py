@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from publisher.errors import ConfigError, Problem
 from publisher.schema import (
+    Bool,
     HttpUrl,
     Int,
     StrictModel,
@@ -105,11 +106,86 @@ class StateSettings(StrictModel):
     folder: Folder = "var"
 
 
+def _name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+        raise ValueError(f"'{value}' must be lower-case letters, digits, '-' or '_'")
+    return value
+
+
+Name = Annotated[Text, AfterValidator(_name)]
+
+
+class Digest(StrictModel):
+    """One email digest: which articles, how it looks, who it is from."""
+
+    name: Name
+    # "Kestrel Bay Notes <news@kestrelbay.example>" or a bare address.
+    sender: Text = Field(alias="from")
+    reply_to: Text | None = None
+    # A Jinja2 template of its own (sandboxed): {{ digest }}, {{ issue.number }},
+    # {{ issue.date }}, {{ articles | length }}, {{ first.title }}.
+    subject: Text = "{{ site.title }}: {{ first.title }}"
+    template: Name = "digest"
+    list_: Name | None = Field(default=None, alias="list")  # default: the digest's name
+    tags: list[Text] = Field(default_factory=list)  # only articles with one of these tags
+    max_articles: Int = Field(default=20, ge=1, le=200)
+    content: Literal["full", "summary"] = "summary"
+    skip_empty: Bool = True
+    preheader: Text | None = None  # default: the first article's summary
+
+    @property
+    def list_name(self) -> str:
+        return self.list_ or self.name
+
+
+class Dkim(StrictModel):
+    domain: Text
+    selector: Text
+    key_file: Text | None = None  # PEM file, relative to schedule.yaml
+    key_env: Text | None = None  # or an environment variable holding the PEM
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Dkim:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key_file and key_env")
+        return self
+
+
+class EmailSettings(StrictModel):
+    # Where the web side answers; {token} is the signed, opaque unsubscribe token.
+    unsubscribe_url: HttpUrl | None = None
+    # A mailto: address for List-Unsubscribe as well (optional).
+    unsubscribe_mailto: Text | None = None
+    # The "view in browser" page of an issue; {digest} and {number} are replaced.
+    archive_url: HttpUrl | None = None
+    # Name of the environment variable holding the secret that signs tokens.
+    secret_env: Text = "PUBLISHER_SECRET"
+    dkim: Dkim | None = None
+
+
 class Config(StrictModel):
     site: Site
     content: ContentSettings = ContentSettings()
     feeds: FeedsSettings = FeedsSettings()
     state: StateSettings = StateSettings()
+    templates: Folder = "templates/email"
+    email: EmailSettings = EmailSettings()
+    digests: list[Digest] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_digests(self) -> Config:
+        names = [d.name for d in self.digests]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"digests[{index}].name: '{name}' is used by another digest")
+        return self
+
+    def digest(self, name: str) -> Digest:
+        for digest in self.digests:
+            if digest.name == name:
+                return digest
+        known = ", ".join(d.name for d in self.digests) or "none"
+        raise KeyError(f"no digest named '{name}' (digests: {known})")
 
 
 @dataclass(frozen=True)
@@ -139,6 +215,10 @@ class Publication:
     @property
     def state_dir(self) -> Path:
         return self.root / self.config.state.folder
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / self.config.templates
 
     @cached_property
     def feeds_url(self) -> str:

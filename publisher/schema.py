@@ -70,7 +70,8 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         current = _model_in(field.annotation)
         if current is None:
             return []
-    return sorted(getattr(current, "model_fields", {}))
+    fields = getattr(current, "model_fields", {})
+    return sorted(field.alias or name for name, field in fields.items())
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
