@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
 from typing import Any
 
 from publisher import __version__
-from publisher.build import BuildReport, build
+from publisher.build import BuildReport, build, load_articles
 from publisher.config import Publication, config_path, load_config
+from publisher.digest import Window, compose_issue, select_articles
 from publisher.errors import Problem, PublisherError
+from publisher.personalize import Recipient, prepare
+from publisher.tokens import Signer, signer_from_environment
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs", type=int, metavar="N", help="processes for reading articles (default: cores)"
     )
     build_cmd.set_defaults(handler=_build)
+
+    preview = commands.add_parser(
+        "preview", parents=[common], help="write a digest issue for a sample recipient"
+    )
+    preview.add_argument("digest", metavar="DIGEST", help="the digest's name in schedule.yaml")
+    preview.add_argument("--out", required=True, metavar="DIR", help="folder for .eml/.html/.txt")
+    preview.add_argument("--now", metavar="ISO", help="compose the issue due at this time")
+    preview.set_defaults(handler=_preview)
     return parser
 
 
@@ -113,11 +127,73 @@ def _warning(problem: Problem) -> str:
 def _check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     report = build(pub, now, write=False)
     _print_problems(report)
+    articles = load_articles(pub, report.published)
+    lint_warnings = 0
+    for digest in pub.config.digests:
+        # Every digest is rendered with sample data: all published articles, a sample
+        # recipient. Template errors are reported like config errors.
+        issue = compose_issue(pub, digest, articles[: digest.max_articles] or [], 1,
+                              Window(None, now), now)  # fmt: skip
+        for warning in issue.warnings:
+            print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
+        lint_warnings += len(issue.warnings)
     print(
         f"{pub.path.name}: ok; {len(report.published)} article(s) publishable, "
-        f"{len(report.skipped)} skipped, {len(report.warnings)} warning(s)"
+        f"{len(report.skipped)} skipped, {len(report.warnings) + lint_warnings} warning(s), "
+        f"{len(pub.config.digests)} digest(s) rendered"
     )
     return 1 if report.skipped else 0
+
+
+def _preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    try:
+        digest = pub.config.digest(args.digest)
+    except KeyError as exc:
+        print(f"{pub.path.name}: digests: {exc.args[0]}", file=sys.stderr)
+        return 1
+    report = build(pub, now, write=False)
+    articles = select_articles(load_articles(pub, report.published), digest, Window(None, now))
+    issue = compose_issue(pub, digest, articles, 1, Window(None, now), now)
+    letters = prepare(pub, issue, _signer(pub, preview=True))
+    message = letters.render(SAMPLE_RECIPIENT)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    values = {
+        "name": SAMPLE_RECIPIENT.name,
+        "unsubscribe_url": letters.unsubscribe_link(SAMPLE_RECIPIENT),
+    }
+    html = issue.html
+    text = issue.text
+    for slot, marker in issue.markers.items():
+        html = html.replace(marker, escape(values[slot]))
+        text = text.replace(marker, values[slot])
+    (out / f"{digest.name}.eml").write_bytes(message)
+    (out / f"{digest.name}.html").write_text(html, "utf-8")
+    (out / f"{digest.name}.txt").write_text(text, "utf-8")
+    for warning in issue.warnings:
+        print(f"{digest.name}: warning: {warning}", file=sys.stderr)
+    print(
+        f"{out}/{digest.name}.eml: issue {issue.number} with {len(articles)} article(s), "
+        f"{len(message):,} bytes; {len(issue.warnings)} warning(s)"
+    )
+    return 0
+
+
+SAMPLE_RECIPIENT = Recipient("sam@example.com", "Sam Example", "preview")
+PREVIEW_KEY = b"preview-key-not-for-sending-0000"
+
+
+def _signer(pub: Publication, preview: bool = False) -> Signer:
+    variable = pub.config.email.secret_env
+    if preview and not os.environ.get(variable):
+        # A preview needs a signed link to show, not a valid one.
+        print(
+            f"{pub.path.name}: warning: {variable} is not set; the preview's unsubscribe "
+            "link is signed with a throw-away key",
+            file=sys.stderr,
+        )
+        return Signer([PREVIEW_KEY])
+    return signer_from_environment(variable, pub.path.name, pub.line_of("email", "secret_env"))
 
 
 def _build(pub: Publication, args: argparse.Namespace, now: datetime) -> int:

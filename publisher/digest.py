@@ -1,0 +1,346 @@
+"""A digest issue: articles of one window, rendered once, encoded once.
+
+Pure: articles, settings and a moment in; an ``Issue`` (subject, inlined HTML, text, the
+encoded message with per-recipient slots, lint warnings) out. Templates are operator-edited
+files, so Jinja2 runs sandboxed, with autoescaping for HTML and StrictUndefined; premailer
+inlines the CSS once per issue and is not allowed to fetch anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from publisher.config import Digest, Publication
+from publisher.errors import Problem, PublisherError
+from publisher.headers import clean_text, encode_text, parse_sender
+from publisher.mime import CRLF, MessageTemplate, Segment, encode_qp_with_slots, slot_marker
+from publisher.model import Article
+
+# Per-recipient values; everything else in a message is the same for every recipient.
+SLOTS = ("name", "unsubscribe_url")
+GMAIL_CLIP_BYTES = 100_000  # Gmail clips HTML parts past ~102 KB, often cutting the footer
+
+
+class TemplateError(PublisherError, ValueError):
+    """A digest template that cannot be rendered (syntax, unknown variable, sandbox)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Articles dated after ``start`` (exclusive; None: from the beginning) up to ``end``
+    (inclusive). Consecutive issues share their boundary, so none is sent twice or skipped."""
+
+    start: datetime | None
+    end: datetime
+
+    def __contains__(self, moment: datetime) -> bool:
+        return (self.start is None or moment > self.start) and moment <= self.end
+
+
+def select_articles(articles: Sequence[Article], digest: Digest, window: Window) -> list[Article]:
+    """The articles of one issue: published in the window, matching the digest's tags,
+    newest first, at most ``max_articles``."""
+    wanted = {t.casefold() for t in digest.tags}
+    chosen = [
+        a
+        for a in articles
+        if not a.draft
+        and a.date in window
+        and (not wanted or any(t.casefold() in wanted for t in a.tags))
+    ]
+    chosen.sort(key=lambda a: (a.date, a.slug), reverse=True)
+    return chosen[: digest.max_articles]
+
+
+@dataclass
+class Issue:
+    digest: str
+    number: int
+    window: Window
+    articles: list[Article]
+    subject: str
+    html: str  # inlined, with slot markers where per-recipient values go
+    text: str
+    markers: dict[str, str]
+    message: MessageTemplate
+    sender: tuple[str, str]
+    list_id: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.digest}-{self.number}"
+
+
+def environment(folder: Path) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        autoescape=lambda name: bool(name and name.endswith((".html", ".htm"))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["datefmt"] = lambda value, fmt="%-d %B %Y": value.strftime(fmt)
+    return env
+
+
+def compose_issue(
+    pub: Publication,
+    digest: Digest,
+    articles: list[Article],
+    number: int,
+    window: Window,
+    now: datetime,
+) -> Issue:
+    """Render, inline and encode one issue. Raises ``TemplateError`` for a bad template."""
+    site = pub.config.site
+    key = f"{digest.name}-{number}"
+    markers = {name: slot_marker(name, key) for name in SLOTS}
+    archive = pub.config.email.archive_url
+    web_url = archive.format(digest=digest.name, number=number) if archive else ""
+    local = now.astimezone(site.zone)
+    context: dict[str, Any] = {
+        "site": {
+            "title": site.title,
+            "url": site.base_url,
+            "description": site.description,
+            "language": site.language,
+        },
+        "digest": digest.name,
+        "issue": {"number": number, "date": local, "start": window.start, "end": window.end},
+        "articles": [_article_context(a, digest.content == "full") for a in articles],
+        "first": _article_context(articles[0], False) if articles else None,
+        "web_url": web_url,
+        "unsubscribe_url": markers["unsubscribe_url"],
+        "recipient": {"name": markers["name"]},
+    }
+    env = environment(pub.templates_dir)
+    subject = clean_text(_render_string(env, digest.subject, context, "subject"), 250)
+    preheader = digest.preheader or (
+        _plain(articles[0].summary_html) if articles else site.description
+    )
+    context["preheader"] = clean_text(_render_string(env, preheader, context, "preheader"), 250)
+    context["subject"] = subject
+    raw_html = _render(env, f"{digest.template}.html", context)
+    text = _render(env, f"{digest.template}.txt", context)
+    html, css_warnings = inline_css(raw_html)
+    warnings = lint(html, text, markers) + css_warnings
+
+    name, address = parse_sender(digest.sender)
+    list_id = f"<{digest.list_name}.{_domain(site.base_url)}>"
+    head = _common_headers(pub, digest, subject, now, name, address, list_id, key)
+    boundary = f"=_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+    body: list[Segment] = [
+        CRLF + b"This is a multi-part message in MIME format." + CRLF,
+        f"--{boundary}".encode() + CRLF,
+        b"Content-Type: text/plain; charset=utf-8" + CRLF,
+        b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF,
+        *encode_qp_with_slots(text, markers, html_part=False),
+        CRLF + f"--{boundary}".encode() + CRLF,
+        b"Content-Type: text/html; charset=utf-8" + CRLF,
+        b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF,
+        *encode_qp_with_slots(html, markers, html_part=True),
+        CRLF + f"--{boundary}--".encode() + CRLF,
+    ]
+    head += f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode() + CRLF
+    return Issue(
+        digest=digest.name,
+        number=number,
+        window=window,
+        articles=articles,
+        subject=subject,
+        html=html,
+        text=text,
+        markers=markers,
+        message=MessageTemplate(head, tuple(_merge(body))),
+        sender=(name, address),
+        list_id=list_id,
+        warnings=warnings,
+    )
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    out: list[Segment] = []
+    for segment in segments:
+        if isinstance(segment, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] = out[-1] + segment
+        else:
+            out.append(segment)
+    return out
+
+
+def _domain(url: str) -> str:
+    return url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+
+
+def _common_headers(
+    pub: Publication,
+    digest: Digest,
+    subject: str,
+    now: datetime,
+    name: str,
+    address: str,
+    list_id: str,
+    key: str,
+) -> bytes:
+    from publisher.headers import format_address
+
+    lines = [
+        f"From: {format_address(name, address)}",
+        f"Subject: {encode_text(subject)}",
+        f"Date: {format_datetime(now)}",
+        "MIME-Version: 1.0",
+        f"List-Id: {encode_text(pub.config.site.title)} {list_id}",
+        # RFC 8058: the POST to the List-Unsubscribe URL unsubscribes in one click.
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        f"X-Publisher-Issue: {key}",
+    ]
+    if digest.reply_to:
+        reply_name, reply_address = parse_sender(digest.reply_to)
+        lines.insert(1, f"Reply-To: {format_address(reply_name, reply_address)}")
+    return "".join(line + "\r\n" for line in lines).encode("ascii")
+
+
+def _article_context(article: Article, full: bool) -> dict[str, Any]:
+    return {
+        "title": article.title,
+        "link": article.link,
+        "date": article.date,
+        "author": article.author,
+        "tags": list(article.tags),
+        "summary": Markup(article.summary_html),
+        "body": Markup(article.body_html) if full else None,
+        "image": None
+        if article.image is None
+        else {"url": article.image.url, "alt": article.image.alt},
+    }
+
+
+def _render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            [Problem(exc.filename or name, exc.lineno, "template", exc.message or "syntax error")]
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(
+            [Problem(str(exc.name), None, "template", "no such template")]
+        ) from None
+    except (jinja2.TemplateError, OverflowError, ArithmeticError) as exc:
+        raise TemplateError([Problem(name, _template_line(exc), "template", str(exc))]) from None
+
+
+def _render_string(
+    env: SandboxedEnvironment, source: str, context: dict[str, Any], where: str
+) -> str:
+    try:
+        return env.from_string(source).render(context)
+    except (jinja2.TemplateError, OverflowError, ArithmeticError) as exc:
+        raise TemplateError([Problem("schedule.yaml", None, where, str(exc))]) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith((".html", ".txt")):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+_TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+def _plain(fragment: str) -> str:
+    import html as html_module
+
+    return " ".join(html_module.unescape(_TAG.sub("", fragment)).split())
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def inline_css(html: str) -> tuple[str, list[str]]:
+    """Inline the CSS of ``<style>`` blocks; keep media queries; fetch nothing.
+
+    Returns the HTML and a warning for every CSS rule or property the inliner dropped.
+    """
+    from premailer import Premailer
+
+    import cssutils  # premailer's CSS parser; by default it also prints to stderr
+
+    collector = _Collect()
+    quiet = logging.getLogger("publisher.cssutils")
+    quiet.propagate = False
+    cssutils.log.setLog(quiet)
+    try:
+        inlined = Premailer(
+            html,
+            allow_network=False,  # a <link rel=stylesheet href=http://...> is never fetched
+            allow_loading_external_files=False,
+            disable_link_rewrites=True,
+            remove_classes=False,  # media queries still need the classes
+            strip_important=False,  # and !important to beat the inlined styles on phones
+            keep_style_tags=False,
+            cssutils_logging_handler=collector,
+            cssutils_logging_level=logging.WARNING,
+        ).transform()
+    except Exception as exc:  # premailer raises many kinds; every one is a template problem
+        raise TemplateError(
+            [Problem("template", None, "css", f"cannot inline CSS: {exc}")]
+        ) from exc
+    output = str(inlined)
+    warnings = []
+    for message in collector.messages:
+        # cssutils does not know vendor properties such as mso-hide, but premailer keeps
+        # them: only what is really missing from the output was dropped.
+        named = re.search(r"\[[\d:]+: ([\w-]+)\]$", message)
+        if named and f"{named.group(1)}:" in output:
+            continue
+        warnings.append(f"CSS dropped by the inliner: {message}")
+    return output, warnings
+
+
+def lint(html: str, text: str, markers: dict[str, str]) -> list[str]:
+    """What would hurt delivery or readers, found before anything is sent."""
+    found = []
+    size = len(html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        found.append(
+            f"HTML part is {size:,} bytes: Gmail clips past ~100 KB, usually cutting off the "
+            "unsubscribe link (lower max_articles or use content: summary)"
+        )
+    for part, body in (("HTML", html), ("text", text)):
+        leftover = re.search(r"\{\{|\}\}|\{%|%\}|\{#|#\}", body)
+        if leftover:
+            line = body.count("\n", 0, leftover.start()) + 1
+            found.append(f"{part} part, line {line}: leftover template syntax {leftover.group()!r}")
+        if markers["unsubscribe_url"] not in body:
+            found.append(f"{part} part has no unsubscribe link (use {{{{ unsubscribe_url }}}})")
+    if (
+        re.search(r"""href=["']?""" + re.escape(markers["unsubscribe_url"]), html) is None
+        and markers["unsubscribe_url"] in html
+    ):
+        found.append("HTML part shows the unsubscribe URL but not as a link")
+    return found

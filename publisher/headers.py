@@ -1,0 +1,71 @@
+"""Header values that cannot inject headers, whatever a title or a name contains.
+
+Python 3.11.7's ``email`` package lets a crafted value smuggle a header in (CVE-2024-6923:
+newlines survive folding, and RFC 2047 encoded words can carry an encoded newline). We
+never hand raw text to it: every value is cleaned here first (control characters, line
+separators and encoded-word look-alikes removed), and the header lines are written by us.
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import Header
+from email.utils import formataddr, parseaddr
+
+from publisher.errors import Problem, PublisherError
+
+# C0 and C1 controls (CR and LF among them), DEL, and the Unicode line and paragraph
+# separators, which some mail software also treats as line breaks.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+# The opening of an RFC 2047 encoded word: a decoder would turn what follows into other
+# text (possibly a newline). Every "=?" becomes "= ?", which no decoder expands.
+_ENCODED_WORD = re.compile(r"=\?")
+# What we accept as an address: a conservative RFC 5321 mailbox (local@domain), no
+# spaces, quotes, brackets or controls. Internationalised domains in their A-label form.
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+
+
+class InvalidAddress(PublisherError, ValueError):
+    """An email address we will not put in a header."""
+
+
+def clean_text(value: str, limit: int = 200) -> str:
+    """One line of plain text, safe for a header: no controls, no line separators, no
+    encoded words, whitespace folded, at most ``limit`` characters."""
+    value = _BREAKING.sub(" ", value)
+    value = _ENCODED_WORD.sub("= ?", value)  # no "=?": nothing a decoder could expand
+    value = " ".join(value.split())
+    return value[:limit]
+
+
+def check_address(address: str, where: str = "address") -> str:
+    if len(address) > 254 or not _ADDRESS.fullmatch(address):
+        raise InvalidAddress([Problem("", None, where, f"{address!r} is not a valid address")])
+    return address
+
+
+def format_address(name: str, address: str) -> str:
+    """``"Name" <address>`` with the name cleaned and, if not ASCII, RFC 2047 encoded."""
+    check_address(address)
+    name = clean_text(name, 100)
+    if not name:
+        return address
+    return formataddr((name, address), charset="utf-8")
+
+
+def parse_sender(value: str) -> tuple[str, str]:
+    """``"Name <a@b>"`` or ``a@b`` from schedule.yaml -> (name, address), both checked."""
+    name, address = parseaddr(value)
+    return clean_text(name, 100), check_address(address, "from")
+
+
+def encode_text(value: str) -> str:
+    """A cleaned unstructured value (Subject) as header text: as is when ASCII, else
+    RFC 2047 encoded words, folded with CRLF."""
+    value = clean_text(value, 300)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
