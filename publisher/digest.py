@@ -286,9 +286,8 @@ def inline_css(html: str) -> tuple[str, list[str]]:
 
     Returns the HTML and a warning for every CSS rule or property the inliner dropped.
     """
-    from premailer import Premailer
-
     import cssutils  # premailer's CSS parser; by default it also prints to stderr
+    from premailer import Premailer
 
     collector = _Collect()
     quiet = logging.getLogger("publisher.cssutils")

@@ -44,6 +44,7 @@ def example(tmp_path: Path) -> Path:
     target.mkdir()
     shutil.copy(ROOT / "schedule.yaml", target / "schedule.yaml")
     shutil.copytree(ROOT / "articles", target / "articles")
+    shutil.copytree(ROOT / "templates", target / "templates")
     return target
 
 
