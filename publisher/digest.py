@@ -237,9 +237,9 @@ def _render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> st
             [Problem(exc.filename or name, exc.lineno, "template", exc.message or "syntax error")]
         ) from None
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(
-            [Problem(str(exc.name), None, "template", "no such template")]
-        ) from None
+        folder = getattr(env.loader, "searchpath", ["."])[0]
+        where = f"{folder}/{exc.name}"
+        raise TemplateError([Problem(where, None, "template", "no such template")]) from None
     except (jinja2.TemplateError, OverflowError, ArithmeticError) as exc:
         raise TemplateError([Problem(name, _template_line(exc), "template", str(exc))]) from None
 
