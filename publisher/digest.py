@@ -318,7 +318,24 @@ def inline_css(html: str) -> tuple[str, list[str]]:
         if named and f"{named.group(1)}:" in output:
             continue
         warnings.append(f"CSS dropped by the inliner: {message}")
+    # At-rules cannot be inlined; premailer keeps @media but silently drops others
+    # (@font-face, @import, @supports, @keyframes): say so.
+    styles = _COMMENT.sub("", "".join(_STYLE.findall(html)))
+    for rule in sorted(set(_AT_RULE.findall(styles))):
+        kept = len(_AT_RULE_NAMED(rule).findall(output))
+        wanted = len(_AT_RULE_NAMED(rule).findall(styles))
+        if kept < wanted:
+            warnings.append(f"CSS dropped by the inliner: {wanted - kept} @{rule} rule(s)")
     return output, warnings
+
+
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_AT_RULE = re.compile(r"@([a-z-]+)", re.I)
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def _AT_RULE_NAMED(name: str) -> re.Pattern[str]:
+    return re.compile(r"@" + re.escape(name) + r"\b", re.I)
 
 
 def lint(html: str, text: str, markers: dict[str, str]) -> list[str]:

@@ -14,9 +14,10 @@ from email.utils import formataddr, parseaddr
 
 from publisher.errors import Problem, PublisherError
 
-# C0 and C1 controls (CR and LF among them), DEL, and the Unicode line and paragraph
-# separators, which some mail software also treats as line breaks.
-_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+# C0 and C1 controls (CR and LF among them), DEL, the Unicode line and paragraph
+# separators, which some mail software also treats as line breaks, and lone surrogates,
+# which cannot be encoded at all.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 # The opening of an RFC 2047 encoded word: a decoder would turn what follows into other
 # text (possibly a newline). Every "=?" becomes "= ?", which no decoder expands.
 _ENCODED_WORD = re.compile(r"=\?")

@@ -15,7 +15,7 @@ from pathlib import Path
 from publisher.config import Publication
 from publisher.digest import Issue
 from publisher.errors import ConfigError, Problem
-from publisher.headers import format_address
+from publisher.headers import clean_text, format_address
 from publisher.tokens import Signer
 
 UNSUBSCRIBE = "unsubscribe"  # the token purpose ("salt") of unsubscribe links
@@ -64,9 +64,9 @@ class Letters:
             f"Message-ID: {self.message_id(recipient)}\r\n"
             f"List-Unsubscribe: {unsubscribe}\r\n"
         ).encode("ascii")
-        message = self.issue.message.personalize(
-            headers, {"name": recipient.name or "", "unsubscribe_url": link}
-        )
+        # The body shows the name exactly as the header does: cleaned the same way.
+        name = clean_text(recipient.name, 100)
+        message = self.issue.message.personalize(headers, {"name": name, "unsubscribe_url": link})
         if self.dkim is None:
             return message
         import dkim  # only when signing is configured
