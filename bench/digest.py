@@ -1,0 +1,117 @@
+"""Benchmark: one digest issue rendered once, then personalized per recipient.
+
+    python3 bench/digest.py [--articles 20] [--recipients 20000] [--rounds 5]
+
+Measures, in one process on one core:
+* compose: Jinja2 render + premailer inlining + MIME encoding of an issue of N articles
+  (target <= 0.5 s);
+* personalize: finished messages per second for a list of distinct recipients, from the
+  issue's pre-encoded bytes (target >= 20,000/s);
+* the reference in the same run: building each personalized message with the standard
+  library's EmailMessage and as_bytes(), as a naive sender would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import write_corpus
+
+from publisher.build import build, load_articles
+from publisher.config import load_config
+from publisher.digest import Window, compose_issue, select_articles
+from publisher.personalize import Recipient, prepare
+from publisher.tokens import Signer
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--articles", type=int, default=20)
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    try:
+        shutil.copy(ROOT / "schedule.yaml", work / "schedule.yaml")
+        shutil.copytree(ROOT / "templates", work / "templates")
+        write_corpus(work / "articles", args.articles)
+        config = (
+            (work / "schedule.yaml").read_text().replace("max_articles: 10", "max_articles: 50")
+        )
+        (work / "schedule.yaml").write_text(config)
+        pub = load_config(work / "schedule.yaml")
+        digest = pub.config.digests[0]
+        report = build(pub, NOW, write=False)
+        articles = select_articles(load_articles(pub, report.published), digest, Window(None, NOW))
+        assert len(articles) == args.articles
+
+        times = []
+        for number in range(1, args.rounds + 1):
+            start = time.perf_counter()
+            issue = compose_issue(pub, digest, articles, number, Window(None, NOW), NOW)
+            times.append(time.perf_counter() - start)
+        letters = prepare(pub, issue, Signer([b"bench-key-0123456789abcdef"]))
+        recipients = [
+            Recipient(f"reader{i}@example.org", f"Reader {i}", f"s{i}")
+            for i in range(args.recipients)
+        ]
+        size = len(letters.render(recipients[0]))
+        rates = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            for recipient in recipients:
+                letters.render(recipient)
+            rates.append(len(recipients) / (time.perf_counter() - start))
+        naive = naive_rate(issue.html, issue.text, issue.subject, recipients[:300])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.articles} articles, HTML part {len(issue.html.encode()):,} bytes, "
+        f"message {size:,} bytes"
+    )
+    print(
+        f"compose (render + inline + encode): median {statistics.median(times):.3f} s, "
+        f"min {min(times):.3f}, max {max(times):.3f}  [target <= 0.5 s]"
+    )
+    print(
+        f"personalize: median {statistics.median(rates):,.0f} msgs/s, min {min(rates):,.0f}, "
+        f"max {max(rates):,.0f}  [target >= 20,000/s]"
+    )
+    print(
+        f"reference, EmailMessage + as_bytes per recipient: {naive:,.0f} msgs/s "
+        f"(ratio {statistics.median(rates) / naive:,.0f}x)"
+    )
+
+
+def naive_rate(html: str, text: str, subject: str, recipients: list[Recipient]) -> float:
+    start = time.perf_counter()
+    for recipient in recipients:
+        message = EmailMessage()
+        message["From"] = "Kestrel Bay Notes <news@kestrelbay.example>"
+        message["To"] = f"{recipient.name} <{recipient.address}>"
+        message["Subject"] = subject
+        message["List-Unsubscribe"] = f"<https://example.org/u/{recipient.id}>"
+        message.set_content(text.replace("XPUBSLOT", recipient.name))
+        message.add_alternative(html.replace("XPUBSLOT", recipient.name), subtype="html")
+        message.as_bytes()
+    return len(recipients) / (time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
