@@ -134,6 +134,8 @@ def _check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         # recipient. Template errors are reported like config errors.
         issue = compose_issue(pub, digest, articles[: digest.max_articles] or [], 1,
                               Window(None, now), now)  # fmt: skip
+        # The settings sending needs (unsubscribe URL, DKIM key) are checked here too.
+        prepare(pub, issue, Signer([PREVIEW_KEY]))
         for warning in issue.warnings:
             print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
         lint_warnings += len(issue.warnings)

@@ -359,3 +359,22 @@ def test_preview_command(example: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert missing.returncode == 1
     assert missing.stderr == "schedule.yaml: digests: no digest named 'monthly' (digests: weekly)\n"
+
+
+def test_check_reports_missing_unsubscribe_url(example: Path) -> None:
+    import subprocess
+    import sys
+
+    config = example / "schedule.yaml"
+    config.write_text(
+        config.read_text().replace(
+            '  unsubscribe_url: "https://notes.kestrelbay.example/unsubscribe/{token}"\n', ""
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "check", "--now", "2026-11-28T12:00:00Z"],
+        cwd=example, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("schedule.yaml:")
+    assert "email.unsubscribe_url: digests need an https URL with {token}" in done.stderr
