@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from publisher.config import Digest, Publication
+from publisher.content import plain_text
 from publisher.errors import Problem, PublisherError
 from publisher.headers import clean_text, encode_text, parse_sender
 from publisher.mime import CRLF, MessageTemplate, Segment, encode_qp_with_slots, slot_marker
@@ -130,7 +131,7 @@ def compose_issue(
     env = environment(pub.templates_dir)
     subject = clean_text(_render_string(env, digest.subject, context, "subject"), 250)
     preheader = digest.preheader or (
-        _plain(articles[0].summary_html) if articles else site.description
+        plain_text(articles[0].summary_html) if articles else site.description
     )
     context["preheader"] = clean_text(_render_string(env, preheader, context, "preheader"), 250)
     context["subject"] = subject
@@ -261,15 +262,6 @@ def _template_line(exc: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
-
-
-_TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
-
-
-def _plain(fragment: str) -> str:
-    import html as html_module
-
-    return " ".join(html_module.unescape(_TAG.sub("", fragment)).split())
 
 
 class _Collect(logging.Handler):

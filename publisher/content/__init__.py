@@ -6,6 +6,7 @@ so that a rebuild with nothing new to read starts fast.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -20,3 +21,15 @@ def slugify(text: str) -> str:
     """``"Harbour Café, Part 2"`` -> ``"harbour-cafe-part-2"``."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+_TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+def plain_text(fragment: str) -> str:
+    """The text of a sanitized HTML fragment, whitespace folded.
+
+    Sanitizer output has well-formed tags and quoted attribute values, so dropping the tags
+    and unescaping entities leaves exactly the text.
+    """
+    return " ".join(html.unescape(_TAG.sub("", fragment)).split())
