@@ -21,7 +21,8 @@ class Problem:
 
     def __str__(self) -> str:
         place = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{place}: {self.where}: {self.what}" if self.where else f"{place}: {self.what}"
+        parts = [part for part in (place, self.where, self.what) if part]
+        return ": ".join(parts)
 
 
 class PublisherError(Exception):

@@ -1,0 +1,11 @@
+"""Delivery backends: finished messages in, a provider id (or a DeliveryError) out.
+
+The one pluggable role of the project. A backend knows nothing of articles or digests; it
+receives bytes and an envelope. Built-ins are registered as entry points in the group
+``publisher.backends`` exactly as a third-party package registers its own.
+"""
+
+from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.backends.registry import load_backend
+
+__all__ = ["Backend", "DeliveryError", "Envelope", "load_backend"]

@@ -1,0 +1,77 @@
+"""The backend interface: open, close, context manager, send."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from publisher.errors import Problem, PublisherError
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Who a message is from and to, as the transport sees it (SMTP MAIL FROM / RCPT TO)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+
+
+class DeliveryError(PublisherError, OSError):
+    """A message was not accepted. ``permanent``: retrying cannot help (an SMTP 5xx);
+    otherwise it may (4xx, a dropped connection). ``code`` and ``reply`` carry what the
+    server said, for the ledger and the operator."""
+
+    def __init__(
+        self,
+        what: str,
+        permanent: bool,
+        code: int | None = None,
+        reply: str = "",
+        connection: bool = False,
+    ) -> None:
+        self.permanent = permanent
+        self.code = code
+        self.reply = reply
+        # True when the fault is the server's or the connection's (refused, TLS, AUTH,
+        # 421), not this recipient's: the run should slow down or pause, not fail people.
+        self.connection = connection
+        kind = "permanent" if permanent else "transient"
+        detail = f"{code} {reply}".strip() if code else reply
+        super().__init__(
+            [Problem("", None, f"delivery ({kind})", f"{what}: {detail}" if detail else what)]
+        )
+
+
+class Backend:
+    """Base class of every backend. Subclasses implement ``send`` and, when they hold a
+    connection or a file, ``open`` and ``close``. ``options`` are the keys of the
+    ``backend:`` section of schedule.yaml other than ``type``."""
+
+    def __init__(self, options: Mapping[str, Any], root: str) -> None:
+        self.options = dict(options)
+        self.root = root  # the publication folder: relative paths in options start here
+
+    def open(self) -> None:
+        """Connect / prepare. Calling it again on an open backend does nothing."""
+
+    def close(self) -> None:
+        """Release what ``open`` took. Calling it on a closed backend does nothing."""
+
+    def send(self, message: bytes, envelope: Envelope) -> str:
+        """Hand one finished message over; return the provider's id for it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Backend:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""An SMTP server on 127.0.0.1 (aiosmtpd) whose replies are scripted by recipient name.
+
+reject* 550, full* 552, badaddr* 553, tempfail* 451, busy* 450, notls* 454, closing* 421,
+reset* drops the connection after the final dot, slow* answers the final dot late;
+everyone else is accepted and kept in ``received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+RCPT_REPLIES = {
+    "reject": "550 5.1.1 no such user",
+    "full": "552 5.2.2 mailbox full",
+    "badaddr": "553 5.1.3 bad destination address",
+    "tempfail": "451 4.3.0 try again later",
+    "busy": "450 4.2.1 mailbox busy",
+    "notls": "454 4.7.0 TLS not available",
+    "closing": "421 4.3.2 service shutting down",
+}
+
+
+@dataclass
+class Script:
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    slow_seconds: float = 2.0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        local = address.split("@")[0]
+        for prefix, reply in RCPT_REPLIES.items():
+            if local.startswith(prefix):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        recipient = envelope.rcpt_tos[0]
+        if recipient.startswith("reset"):
+            server.transport.close()
+            return "451 never seen"
+        if recipient.startswith("slow"):
+            await asyncio.sleep(self.slow_seconds)
+        self.received.append((envelope.mail_from, recipient, envelope.original_content))
+        return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def smtp_server(
+    tls: ssl.SSLContext | None = None, password: str | None = None
+) -> Iterator[tuple[Controller, Script]]:
+    script = Script()
+    kwargs: dict[str, Any] = {}
+    if tls is not None:
+        kwargs.update(tls_context=tls, require_starttls=True)
+    if password is not None:
+
+        def check(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth: Any
+        ) -> AuthResult:
+            # handled=False: aiosmtpd itself answers (235, or 535 on failure)
+            return AuthResult(success=auth.password == password.encode(), handled=False)
+
+        kwargs.update(authenticator=check, auth_require_tls=False)
+    controller = Controller(script, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller.start()
+    try:
+        yield controller, script
+    finally:
+        controller.stop()
+
+
+def self_signed(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A certificate for 127.0.0.1 signed by itself; returns the server context and the
+    PEM a client can trust."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = folder / "cert.pem"
+    key_file = folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file

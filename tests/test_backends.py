@@ -1,0 +1,227 @@
+"""One contract for every built-in backend, then the SMTP backend against scripted faults."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from publisher.backends import Backend, DeliveryError, Envelope, load_backend
+from publisher.backends.memory import MemoryBackend
+from publisher.backends.registry import backend_class, installed
+
+from .smtpserver import Script, self_signed, smtp_server
+
+MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n"
+    b"\r\nHello.\r\n.leading dot survives\r\n"
+)
+
+
+def envelope(recipient: str = "b@example.org", number: int = 1) -> Envelope:
+    return Envelope("bounces@example.org", recipient, f"<m{number}@example.org>")
+
+
+class Contract:
+    """What every backend must do; subclasses say how to make one and what it delivered."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[Backend]:
+        raise NotImplementedError
+
+    def delivered(self, backend: Backend, capsys: pytest.CaptureFixture[str]) -> list[bytes]:
+        raise NotImplementedError
+
+    def test_sends_and_returns_an_id(
+        self, backend: Backend, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with backend:
+            ids = [backend.send(MESSAGE, envelope(number=n)) for n in range(3)]
+        assert all(isinstance(i, str) and i for i in ids)
+        got = self.delivered(backend, capsys)
+        assert len(got) == 3
+        assert all(b"Subject: hi" in m and b"Hello." in m for m in got)
+        assert all(b".leading dot survives" in m for m in got)
+
+    def test_open_and_close_are_idempotent(self, backend: Backend) -> None:
+        backend.open()
+        backend.open()
+        backend.close()
+        backend.close()
+
+    def test_is_registered(self, backend: Backend) -> None:
+        assert type(backend) in {backend_class(name) for name in installed()}
+
+
+class TestMemory(Contract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[Backend]:
+        yield load_backend("memory", {}, str(tmp_path))
+
+    def delivered(self, backend: Backend, capsys: pytest.CaptureFixture[str]) -> list[bytes]:
+        assert isinstance(backend, MemoryBackend)
+        return [m for _, m in backend.outbox]
+
+
+class TestConsole(Contract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[Backend]:
+        yield load_backend("console", {}, str(tmp_path))
+
+    def delivered(self, backend: Backend, capsys: pytest.CaptureFixture[str]) -> list[bytes]:
+        out = capsys.readouterr().out
+        return [chunk.encode() for chunk in out.split("--- to ")[1:]]
+
+
+class TestMaildir(Contract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[Backend]:
+        yield load_backend("maildir", {"path": "outbox"}, str(tmp_path))
+
+    def delivered(self, backend: Backend, capsys: pytest.CaptureFixture[str]) -> list[bytes]:
+        folder = Path(backend.root, "outbox", "new")
+        return [p.read_bytes() for p in sorted(folder.iterdir())]
+
+    def test_a_resend_replaces_its_first_copy(self, backend: Backend) -> None:
+        with backend:
+            backend.send(MESSAGE, envelope())
+            backend.send(MESSAGE, envelope())
+        assert len(list(Path(backend.root, "outbox", "new").iterdir())) == 1
+        assert list(Path(backend.root, "outbox", "tmp").iterdir()) == []
+
+
+class TestSmtp(Contract):
+    @pytest.fixture
+    def server(self) -> Iterator[Script]:
+        with smtp_server() as (controller, script):
+            self.port = controller.port
+            yield script
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path, server: Script) -> Iterator[Backend]:
+        self.script = server
+        yield load_backend(
+            "smtp",
+            {"host": "127.0.0.1", "port": self.port, "tls": "none", "timeout": 1},
+            str(tmp_path),
+        )
+
+    def delivered(self, backend: Backend, capsys: pytest.CaptureFixture[str]) -> list[bytes]:
+        return [content for _, _, content in self.script.received]
+
+    @pytest.mark.parametrize(
+        ("local", "code", "permanent", "connection"),
+        [
+            ("reject", 550, True, False),
+            ("full", 552, True, False),
+            ("badaddr", 553, True, False),
+            ("tempfail", 451, False, False),
+            ("busy", 450, False, False),
+            ("notls", 454, False, False),
+            ("closing", 421, False, True),
+        ],
+    )
+    def test_replies_map_to_errors(
+        self, backend: Backend, local: str, code: int, permanent: bool, connection: bool
+    ) -> None:
+        with backend:
+            with pytest.raises(DeliveryError) as caught:
+                backend.send(MESSAGE, envelope(f"{local}@example.org"))
+            error = caught.value
+            assert (error.code, error.permanent, error.connection) == (code, permanent, connection)
+            assert error.reply
+            # The next recipient still goes through (after a reconnect for 421).
+            backend.send(MESSAGE, envelope("ok@example.org"))
+        assert [r for _, r, _ in self.script.received] == ["ok@example.org"]
+
+    @pytest.mark.parametrize("local", ["reset", "slow"])
+    def test_lost_connection_is_transient_and_recovers(self, backend: Backend, local: str) -> None:
+        with backend:
+            with pytest.raises(DeliveryError) as caught:
+                backend.send(MESSAGE, envelope(f"{local}@example.org"))
+            assert not caught.value.permanent and caught.value.connection
+            backend.send(MESSAGE, envelope("after@example.org"))
+        assert "after@example.org" in [r for _, r, _ in self.script.received]
+
+    def test_connection_refused(self, tmp_path: Path) -> None:
+        from .smtpserver import free_port
+
+        backend = load_backend(
+            "smtp",
+            {"host": "127.0.0.1", "port": free_port(), "tls": "none", "timeout": 1},
+            str(tmp_path),
+        )
+        with pytest.raises(DeliveryError) as caught:
+            backend.open()
+        assert caught.value.connection and not caught.value.permanent
+
+    def test_message_cap_reconnects(self, tmp_path: Path, server: Script) -> None:
+        backend = load_backend(
+            "smtp",
+            {"host": "127.0.0.1", "port": self.port, "tls": "none", "max_per_connection": 2},
+            str(tmp_path),
+        )
+        with backend:
+            for n in range(5):
+                backend.send(MESSAGE, envelope(number=n))
+        assert len(server.received) == 5
+
+    def test_provider_id_is_the_servers_reply(self, backend: Backend) -> None:
+        with backend:
+            assert backend.send(MESSAGE, envelope()) == "250 2.0.0 Ok: queued as Q1"
+
+
+def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with smtp_server(password="right") as (controller, script):
+        options = {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "tls": "none",
+            "username": "u",
+            "password_env": "TEST_SMTP_PASSWORD",
+        }
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+        with pytest.raises(DeliveryError) as caught:
+            load_backend("smtp", options, str(tmp_path)).open()
+        assert caught.value.code == 535 and caught.value.permanent and caught.value.connection
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "right")
+        with load_backend("smtp", options, str(tmp_path)) as backend:
+            backend.send(MESSAGE, envelope())
+        assert len(script.received) == 1
+        monkeypatch.delenv("TEST_SMTP_PASSWORD")
+        with pytest.raises(DeliveryError, match="password_env"):
+            load_backend("smtp", options, str(tmp_path)).open()
+
+
+def test_starttls_verifies_certificates(tmp_path: Path) -> None:
+    context, cert = self_signed(tmp_path)
+    with smtp_server(tls=context) as (controller, script):
+        options = {"host": "127.0.0.1", "port": controller.port, "tls": "starttls", "timeout": 5}
+        with pytest.raises(DeliveryError) as caught:
+            load_backend("smtp", options, str(tmp_path)).open()
+        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
+        with load_backend("smtp", {**options, "ca_file": str(cert)}, str(tmp_path)) as backend:
+            backend.send(MESSAGE, envelope())
+        assert len(script.received) == 1
+        parsed = email.message_from_bytes(script.received[0][2])
+        assert parsed["Subject"] == "hi"
+
+
+def test_unknown_backend_lists_what_is_installed(tmp_path: Path) -> None:
+    with pytest.raises(LookupError) as caught:
+        load_backend("carrier-pigeon", {}, str(tmp_path))
+    assert str(caught.value) == (
+        "no backend named 'carrier-pigeon'; installed: console, maildir, memory, smtp "
+        "(or give package.module:Class)"
+    )
+
+
+def test_module_class_path(tmp_path: Path) -> None:
+    backend = load_backend("publisher.backends.memory:MemoryBackend", {}, str(tmp_path))
+    assert isinstance(backend, MemoryBackend)
+    with pytest.raises(LookupError, match=r"not a publisher\.backends\.Backend"):
+        load_backend("pathlib:Path", {}, str(tmp_path))
+    with pytest.raises(LookupError, match="cannot be imported"):
+        load_backend("no.such.module:Thing", {}, str(tmp_path))
