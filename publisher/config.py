@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
 from publisher.errors import ConfigError, Problem
 from publisher.schema import (
     Bool,
+    Duration,
     HttpUrl,
     Int,
     StrictModel,
@@ -104,6 +105,45 @@ class FeedsSettings(StrictModel):
 
 class StateSettings(StrictModel):
     folder: Folder = "var"
+    # SQLAlchemy URL of the state database; default: SQLite file publisher.db in `folder`.
+    # A PostgreSQL URL (postgresql+psycopg://...) works too.
+    database: Text | None = None
+
+
+class BackendSettings(StrictModel):
+    """Where messages go. ``type``: a built-in (smtp, maildir, console, memory), another
+    installed entry point of ``publisher.backends``, or ``package.module:Class``. The other
+    keys are the backend's own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Text = "maildir"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RateLimits(StrictModel):
+    per_second: Int = Field(default=0, ge=0)  # 0: no limit
+    per_hour: Int = Field(default=0, ge=0)
+    per_day: Int = Field(default=0, ge=0)
+
+
+class DeliverySettings(StrictModel):
+    # Retries of 4xx replies and lost connections double from `retry_first` up to
+    # `retry_max`, for at most `lifetime` (Postfix's minimal_backoff_time,
+    # maximal_backoff_time and maximal_queue_lifetime: 300s, 4000s, 5d).
+    retry_first: Duration = Field(default=300, ge=1)
+    retry_max: Duration = Field(default=4000, ge=1)
+    lifetime: Duration = Field(default=5 * 86400, ge=1)
+    # An address is suppressed after this many permanent failures (5xx) in a row.
+    hard_bounces: Int = Field(default=3, ge=1)
+    # This many failed attempts in a row pause the issue; a later run resumes it.
+    pause_after: Int = Field(default=50, ge=1)
+    rate: RateLimits = RateLimits()
+    # SMTP envelope sender (MAIL FROM), where bounces go; default: the digest's From.
+    bounce_address: Text | None = None
 
 
 def _name(value: str) -> str:
@@ -170,6 +210,8 @@ class Config(StrictModel):
     state: StateSettings = StateSettings()
     templates: Folder = "templates/email"
     email: EmailSettings = EmailSettings()
+    backend: BackendSettings = BackendSettings()
+    delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -215,6 +257,11 @@ class Publication:
     @property
     def state_dir(self) -> Path:
         return self.root / self.config.state.folder
+
+    @property
+    def database_url(self) -> str:
+        url = self.config.state.database
+        return url or f"sqlite:///{self.state_dir / 'publisher.db'}"
 
     @property
     def templates_dir(self) -> Path:

@@ -174,3 +174,20 @@ def parse_datetime(text: str, zone: tzinfo) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> Any:
+    # "90s", "5m", "4h", "5d" or a number of seconds; never a bare "1:30" (YAML 1.1 would
+    # have read it as 90).
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
+        if not match:
+            raise ValueError(f"'{value}' is not a duration such as 90s, 5m, 4h or 5d")
+        return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
