@@ -23,6 +23,7 @@ from publisher.build import BuildReport, build, load_articles
 from publisher.config import Publication, config_path, load_config
 from publisher.digest import Window, compose_issue, select_articles
 from publisher.errors import Problem, PublisherError
+from publisher.headers import clean_text
 from publisher.personalize import Recipient, prepare
 from publisher.tokens import Signer, signer_from_environment
 
@@ -88,6 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", required=True, metavar="DIR", help="folder for .eml/.html/.txt")
     preview.add_argument("--now", metavar="ISO", help="compose the issue due at this time")
     preview.set_defaults(handler=_preview)
+
+    subs = commands.add_parser("subscribers", parents=[common], help="manage subscriber lists")
+    actions = subs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    importing = actions.add_parser(
+        "import", parents=[common], help="add every address of a CSV file"
+    )
+    importing.add_argument("file", metavar="FILE.csv")
+    adding = actions.add_parser("add", parents=[common], help="subscribe one address")
+    adding.add_argument("address", metavar="EMAIL")
+    adding.add_argument("--name", default="", help="the subscriber's name")
+    removing = actions.add_parser("remove", parents=[common], help="unsubscribe one address")
+    removing.add_argument("address", metavar="EMAIL")
+    listing = actions.add_parser("list", parents=[common], help="show a list's subscribers")
+    listing.add_argument("--json", action="store_true", help="print JSON on stdout")
+    actions.add_parser("export", parents=[common], help="write a list as CSV on stdout")
+    for action in (importing, adding, removing, listing, *[actions.choices["export"]]):
+        action.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    subs.set_defaults(handler=_subscribers)
     return parser
 
 
@@ -179,6 +198,58 @@ def _preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         f"{len(message):,} bytes; {len(issue.warnings)} warning(s)"
     )
     return 0
+
+
+def _subscribers(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher import store, subscribers
+
+    engine = store.connect(pub.database_url)
+    stamp = now.timestamp()
+    list_name = args.list_name
+    try:
+        if args.action == "import":
+            with engine.begin() as db:
+                report = subscribers.import_csv(db, Path(args.file), list_name, stamp)
+            for problem in report.problems:
+                print(f"{problem} (row skipped)", file=sys.stderr)
+            print(
+                f"{list_name}: {report.added} added, {report.unchanged} already subscribed, "
+                f"{len(report.problems)} row(s) refused"
+            )
+            return 1 if report.problems else 0
+        if args.action in ("add", "remove"):
+            try:
+                address = subscribers.normalize_address(args.address)
+            except ValueError as exc:
+                print(f"{args.address}: {exc}", file=sys.stderr)
+                return 1
+            with engine.begin() as db:
+                if args.action == "add":
+                    changed = store.add_subscriber(
+                        db, address, clean_text(args.name), list_name, stamp
+                    )
+                else:
+                    changed = store.remove_subscriber(db, address, list_name, stamp)
+            verb = "subscribed to" if args.action == "add" else "unsubscribed from"
+            print(f"{address} {verb} {list_name}" + ("" if changed else " (no change)"))
+            return 0
+        with engine.connect() as db:
+            if args.action == "export":
+                for line in subscribers.export_csv(db, list_name):
+                    sys.stdout.write(line)
+                return 0
+            rows = list(store.members(db, list_name))
+        listed = [
+            {"email": m.address, "name": m.name, "status": subscribers.status_of(m)} for m in rows
+        ]
+        if args.json:
+            print(json.dumps(listed, indent=2, ensure_ascii=False))
+        else:
+            for entry in listed:
+                print(f"{entry['email']}\t{entry['name']}\t{entry['status']}")
+        return 0
+    finally:
+        engine.dispose()
 
 
 SAMPLE_RECIPIENT = Recipient("sam@example.com", "Sam Example", "preview")

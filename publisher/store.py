@@ -1,0 +1,232 @@
+"""The state database (SQLAlchemy Core): subscribers and their lists, digest issues, and the
+delivery ledger — one row per (issue, recipient).
+
+SQLite in WAL mode by default (embedded, nothing to install); any SQLAlchemy URL, such as
+PostgreSQL, works too. Times are stored as UTC epoch seconds (REAL): the same on every
+database, and ordered.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The address as validated; `key` (lower-cased) makes Ann@X and ann@x one subscriber.
+    Column("address", String(254), nullable=False),
+    Column("key", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    # What tokens carry instead of the address.
+    Column("public_id", String(32), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("hard_bounces", Integer, nullable=False, default=0),
+    Column("suppressed_at", Float),
+    Column("suppressed_reason", String(1000)),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id"), primary_key=True),
+    Column("list", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # active | unsubscribed
+    Column("updated_at", Float, nullable=False),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("window_start", Float),
+    Column("window_end", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # sending | paused | done
+    # One issue per number per digest, whoever composes it (two schedulers included).
+    UniqueConstraint("digest", "number"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id"), primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id"), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | deferred | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False, default=0.0),
+    Column("first_attempt_at", Float),
+    Column("code", Integer),
+    Column("reply", String(1000)),
+    Column("provider_id", String(200)),
+    Column("updated_at", Float),
+    Index("deliveries_due", "issue_id", "status", "next_attempt_at"),
+    Index("deliveries_sent_at", "status", "updated_at"),
+)
+
+
+def epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def moment(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def connect(url: str) -> Engine:
+    """An engine with the schema in place; SQLite in WAL mode with foreign keys on."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi: Any, record: Any) -> None:
+            cursor = dbapi.cursor()
+            # WAL: readers never block the sender; NORMAL: a commit survives a crash of the
+            # process (only a power cut can lose the last few), at a fraction of FULL's cost.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    metadata.create_all(engine)
+    return engine
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    address: str
+    name: str
+    public_id: str
+    status: str
+    suppressed: bool
+
+
+def add_subscriber(db: Connection, address: str, name: str, list_name: str, now: float) -> bool:
+    """Subscribe ``address`` (already validated) to a list; True if that changed anything.
+    A known address keeps its id and public id; an unsubscribed one is active again."""
+    key = address.lower()
+    row = db.execute(
+        select(subscribers.c.id, subscribers.c.name).where(subscribers.c.key == key)
+    ).first()
+    if row is None:
+        inserted = db.execute(
+            subscribers.insert().values(
+                address=address,
+                key=key,
+                name=name,
+                public_id=secrets.token_urlsafe(12),
+                created_at=now,
+                hard_bounces=0,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        subscriber_id = inserted[0]
+    else:
+        subscriber_id = row.id
+        if name and name != row.name:
+            db.execute(subscribers.update().where(subscribers.c.id == row.id).values(name=name))
+    current = db.execute(
+        select(subscriptions.c.status).where(
+            subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
+        )
+    ).scalar()
+    if current == "active":
+        return False
+    if current is None:
+        db.execute(
+            subscriptions.insert().values(
+                subscriber_id=subscriber_id, list=list_name, status="active", updated_at=now
+            )
+        )
+    else:
+        db.execute(
+            subscriptions.update()
+            .where(
+                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
+            )
+            .values(status="active", updated_at=now)
+        )
+    return True
+
+
+def remove_subscriber(db: Connection, address: str, list_name: str, now: float) -> bool:
+    """Unsubscribe; the row stays (the address must not be mailed again), True if it was
+    active."""
+    subscriber_id = db.execute(
+        select(subscribers.c.id).where(subscribers.c.key == address.lower())
+    ).scalar()
+    if subscriber_id is None:
+        return False
+    result = db.execute(
+        subscriptions.update()
+        .where(
+            subscriptions.c.subscriber_id == subscriber_id,
+            subscriptions.c.list == list_name,
+            subscriptions.c.status == "active",
+        )
+        .values(status="unsubscribed", updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def members(db: Connection, list_name: str) -> Iterator[Member]:
+    query = (
+        select(
+            subscribers.c.id,
+            subscribers.c.address,
+            subscribers.c.name,
+            subscribers.c.public_id,
+            subscriptions.c.status,
+            subscribers.c.suppressed_at,
+        )
+        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+        .where(subscriptions.c.list == list_name)
+        .order_by(subscribers.c.id)
+    )
+    for row in db.execute(query):
+        yield Member(row.id, row.address, row.name, row.public_id, row.status,
+                     row.suppressed_at is not None)  # fmt: skip
+
+
+def count_active(db: Connection, list_name: str) -> int:
+    return int(
+        db.execute(
+            select(func.count())
+            .select_from(subscriptions.join(subscribers))
+            .where(
+                subscriptions.c.list == list_name,
+                subscriptions.c.status == "active",
+                subscribers.c.suppressed_at.is_(None),
+            )
+        ).scalar_one()
+    )

@@ -1,0 +1,98 @@
+"""Subscribers on the way in and out: addresses validated, CSV imported and exported.
+
+Validation is syntax only (email-validator without DNS: this must work offline and fast);
+a bad row of a CSV file is reported with its line number while the good rows are imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.engine import Connection
+
+from publisher.errors import Problem
+from publisher.headers import InvalidAddress, check_address, clean_text
+from publisher.store import Member, add_subscriber, members
+
+ADDRESS_COLUMNS = ("email", "address", "e-mail", "mail")
+
+
+def normalize_address(text: str) -> str:
+    """The address as it will be stored and used, or ValueError saying what is wrong."""
+    try:
+        result = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    address = str(result.normalized)
+    try:
+        # What we put in headers is stricter than what RFC 5322 allows (no quoted local
+        # parts, ASCII domains): refuse here what we could not send to later.
+        check_address(address if address.isascii() else str(result.ascii_email or ""))
+    except InvalidAddress:
+        raise ValueError("this address cannot be used in a mail header") from None
+    return address if address.isascii() else str(result.ascii_email)
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def import_csv(db: Connection, path: Path, list_name: str, now: float) -> ImportReport:
+    report = ImportReport()
+    shown = str(path)
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.problems.append(Problem(shown, None, "", f"cannot read: {exc}"))
+        return report
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+    column = next((fields[c] for c in ADDRESS_COLUMNS if c in fields), None)
+    if column is None:
+        report.problems.append(
+            Problem(
+                shown, 1, "header", f"needs a column named one of: {', '.join(ADDRESS_COLUMNS)}"
+            )
+        )
+        return report
+    name_column = fields.get("name")
+    line = reader.line_num
+    for row in reader:
+        where = line + 1  # the line this row starts on (a quoted field may span lines)
+        line = reader.line_num
+        raw = (row.get(column) or "").strip()
+        try:
+            address = normalize_address(raw)
+        except ValueError as exc:
+            report.problems.append(Problem(shown, where, column, f"{raw!r}: {exc}"))
+            continue
+        name = clean_text((row.get(name_column) or "") if name_column else "", 200)
+        if add_subscriber(db, address, name, list_name, now):
+            report.added += 1
+        else:
+            report.unchanged += 1
+    return report
+
+
+def export_csv(db: Connection, list_name: str) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "status"])
+    yield out.getvalue()
+    for member in members(db, list_name):
+        out.seek(0)
+        out.truncate()
+        writer.writerow([member.address, member.name, status_of(member)])
+        yield out.getvalue()
+
+
+def status_of(member: Member) -> str:
+    return "suppressed" if member.suppressed else member.status
