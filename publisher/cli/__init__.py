@@ -1,0 +1,143 @@
+"""The command line: the contract scripts and operators rely on.
+
+Exit status: 0 success, 1 a reported problem (one ``where: what`` line each on stderr),
+2 a usage error. With ``--json`` a command prints one JSON document on stdout and nothing
+else there. This is the only layer that reads the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from publisher import __version__
+from publisher.cli import content, mail
+from publisher.config import config_path, load_config
+from publisher.errors import PublisherError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        now = _now(args.now) if getattr(args, "now", None) else datetime.now(UTC)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        pub = load_config(config_path(args.config))
+        status: int = args.handler(pub, args, now)
+        return status
+    except PublisherError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="publisher",
+        description="Publish a folder of articles as RSS, Atom and JSON feeds.",
+    )
+    _common_options(parser, argparse.SUPPRESS)
+    parser.set_defaults(config=None, debug=False)
+    # The same options after the command name; SUPPRESS keeps a subcommand from
+    # overwriting what was given before it ("publisher -c x.yaml build").
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"publisher {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", parents=[common], help="validate schedule.yaml and every article; write nothing"
+    )
+    check.add_argument("--now", metavar="ISO", help="judge drafts and future dates at this time")
+    check.set_defaults(handler=content.check)
+
+    build_cmd = commands.add_parser("build", parents=[common], help="write every feed")
+    build_cmd.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    build_cmd.add_argument(
+        "--now", metavar="ISO", help="publish what is due at this time (default: now)"
+    )
+    build_cmd.add_argument(
+        "--jobs", type=int, metavar="N", help="processes for reading articles (default: cores)"
+    )
+    build_cmd.set_defaults(handler=content.build_feeds)
+
+    preview = commands.add_parser(
+        "preview", parents=[common], help="write a digest issue for a sample recipient"
+    )
+    preview.add_argument("digest", metavar="DIGEST", help="the digest's name in schedule.yaml")
+    preview.add_argument("--out", required=True, metavar="DIR", help="folder for .eml/.html/.txt")
+    preview.add_argument("--now", metavar="ISO", help="compose the issue due at this time")
+    preview.set_defaults(handler=content.preview)
+
+    subs = commands.add_parser("subscribers", parents=[common], help="manage subscriber lists")
+    actions = subs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    importing = actions.add_parser(
+        "import", parents=[common], help="add every address of a CSV file"
+    )
+    importing.add_argument("file", metavar="FILE.csv")
+    adding = actions.add_parser("add", parents=[common], help="subscribe one address")
+    adding.add_argument("address", metavar="EMAIL")
+    adding.add_argument("--name", default="", help="the subscriber's name")
+    removing = actions.add_parser("remove", parents=[common], help="unsubscribe one address")
+    removing.add_argument("address", metavar="EMAIL")
+    listing = actions.add_parser("list", parents=[common], help="show a list's subscribers")
+    listing.add_argument("--json", action="store_true", help="print JSON on stdout")
+    actions.add_parser("export", parents=[common], help="write a list as CSV on stdout")
+    for action in (importing, adding, removing, listing, *[actions.choices["export"]]):
+        action.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    subs.set_defaults(handler=mail.subscribers_command)
+
+    send = commands.add_parser(
+        "send", parents=[common], help="deliver the issue of a digest due now"
+    )
+    send.add_argument("digest", metavar="DIGEST")
+    send.add_argument("--now", metavar="ISO", help="compose the issue due at this time")
+    send.add_argument(
+        "--dry-run", action="store_true", help="compose and count; send and record nothing"
+    )
+    send.add_argument(
+        "--test", metavar="ADDRESS", help="send the issue to this address only; record nothing"
+    )
+    send.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    send.set_defaults(handler=mail.send)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="issues and their delivery counts"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON on stdout")
+    status.set_defaults(handler=mail.status)
+    return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="schedule.yaml to use (default: $PUBLISHER_CONFIG or ./schedule.yaml)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks of errors"
+    )
+
+
+def _now(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--now: '{text}' is not an ISO 8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

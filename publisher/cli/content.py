@@ -1,0 +1,109 @@
+"""``publisher check``, ``build`` and ``preview``: articles, feeds and the look of a digest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from publisher.build import BuildReport, build, load_articles
+from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
+from publisher.config import Publication
+from publisher.digest import Window, compose_issue, select_articles
+from publisher.errors import Problem
+from publisher.personalize import prepare
+from publisher.tokens import Signer
+
+
+def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    report = build(pub, now, write=False)
+    print_problems(report)
+    articles = load_articles(pub, report.published)
+    lint_warnings = 0
+    for digest in pub.config.digests:
+        # Every digest is rendered with sample data: all published articles, a sample
+        # recipient. Template errors are reported like config errors.
+        issue = compose_issue(pub, digest, articles[: digest.max_articles] or [], 1,
+                              Window(None, now), now)  # fmt: skip
+        # The settings sending needs (unsubscribe URL, DKIM key) are checked here too.
+        prepare(pub, issue, Signer([PREVIEW_KEY]))
+        for warning in issue.warnings:
+            print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
+        lint_warnings += len(issue.warnings)
+    print(
+        f"{pub.path.name}: ok; {len(report.published)} article(s) publishable, "
+        f"{len(report.skipped)} skipped, {len(report.warnings) + lint_warnings} warning(s), "
+        f"{len(pub.config.digests)} digest(s) rendered"
+    )
+    return 1 if report.skipped else 0
+
+
+def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    try:
+        digest = pub.config.digest(args.digest)
+    except KeyError as exc:
+        print(f"{pub.path.name}: digests: {exc.args[0]}", file=sys.stderr)
+        return 1
+    report = build(pub, now, write=False)
+    articles = select_articles(load_articles(pub, report.published), digest, Window(None, now))
+    issue = compose_issue(pub, digest, articles, 1, Window(None, now), now)
+    letters = prepare(pub, issue, signer(pub, preview=True))
+    message = letters.render(SAMPLE_RECIPIENT)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    values = {
+        "name": SAMPLE_RECIPIENT.name,
+        "unsubscribe_url": letters.unsubscribe_link(SAMPLE_RECIPIENT),
+    }
+    html = issue.html
+    text = issue.text
+    for slot, marker in issue.markers.items():
+        html = html.replace(marker, escape(values[slot]))
+        text = text.replace(marker, values[slot])
+    (out / f"{digest.name}.eml").write_bytes(message)
+    (out / f"{digest.name}.html").write_text(html, "utf-8")
+    (out / f"{digest.name}.txt").write_text(text, "utf-8")
+    for warning in issue.warnings:
+        print(f"{digest.name}: warning: {warning}", file=sys.stderr)
+    print(
+        f"{out}/{digest.name}.eml: issue {issue.number} with {len(articles)} article(s), "
+        f"{len(message):,} bytes; {len(issue.warnings)} warning(s)"
+    )
+    return 0
+
+
+def build_feeds(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    report = build(pub, now, jobs=args.jobs)
+    if args.json:
+        print(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
+    else:
+        print_problems(report)
+        changed = sum(f.written for f in report.feeds)
+        print(
+            f"built {len(report.feeds)} feed file(s) ({changed} changed) from "
+            f"{len(report.published)} article(s); "
+            f"{report.rendered} read, {report.reused} from cache"
+            + (f"; {len(report.skipped)} skipped" if report.skipped else "")
+        )
+    return 1 if report.skipped else 0
+
+
+def _report_json(report: BuildReport) -> dict[str, Any]:
+    def problem(p: Problem) -> dict[str, Any]:
+        return {"path": p.path, "line": p.line, "where": p.where, "reason": p.what}
+
+    return {
+        "feeds": [
+            {"path": f.path, "format": f.format, "items": f.items, "changed": f.written}
+            for f in report.feeds
+        ],
+        "articles": len(report.published),
+        "skipped": [problem(p) for p in report.skipped],
+        "warnings": [problem(p) for p in report.warnings],
+        "rendered": report.rendered,
+        "reused": report.reused,
+    }

@@ -1,0 +1,242 @@
+"""``publisher subscribers``, ``send`` and ``status``: lists, delivery and the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from publisher.build import build, load_articles
+from publisher.cli.common import signer
+from publisher.config import Publication
+from publisher.digest import Window, compose_issue, select_articles
+from publisher.headers import clean_text
+from publisher.personalize import Recipient, prepare
+from publisher.tokens import Signer
+
+
+def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher import store, subscribers
+
+    engine = store.connect(pub.database_url)
+    stamp = now.timestamp()
+    list_name = args.list_name
+    try:
+        if args.action == "import":
+            with engine.begin() as db:
+                report = subscribers.import_csv(db, Path(args.file), list_name, stamp)
+            for problem in report.problems:
+                print(f"{problem} (row skipped)", file=sys.stderr)
+            print(
+                f"{list_name}: {report.added} added, {report.unchanged} already subscribed, "
+                f"{len(report.problems)} row(s) refused"
+            )
+            return 1 if report.problems else 0
+        if args.action in ("add", "remove"):
+            try:
+                address = subscribers.normalize_address(args.address)
+            except ValueError as exc:
+                print(f"{args.address}: {exc}", file=sys.stderr)
+                return 1
+            with engine.begin() as db:
+                if args.action == "add":
+                    changed = store.add_subscriber(
+                        db, address, clean_text(args.name), list_name, stamp
+                    )
+                else:
+                    changed = store.remove_subscriber(db, address, list_name, stamp)
+            verb = "subscribed to" if args.action == "add" else "unsubscribed from"
+            print(f"{address} {verb} {list_name}" + ("" if changed else " (no change)"))
+            return 0
+        with engine.connect() as db:
+            if args.action == "export":
+                for line in subscribers.export_csv(db, list_name):
+                    sys.stdout.write(line)
+                return 0
+            rows = list(store.members(db, list_name))
+        listed = [
+            {"email": m.address, "name": m.name, "status": subscribers.status_of(m)} for m in rows
+        ]
+        if args.json:
+            print(json.dumps(listed, indent=2, ensure_ascii=False))
+        else:
+            for entry in listed:
+                print(f"{entry['email']}\t{entry['name']}\t{entry['status']}")
+        return 0
+    finally:
+        engine.dispose()
+
+
+def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher import delivery, store
+    from publisher.backends import load_backend
+
+    try:
+        digest = pub.config.digest(args.digest)
+    except KeyError as exc:
+        print(f"{pub.path.name}: digests: {exc.args[0]}", file=sys.stderr)
+        return 1
+    settings = pub.config.backend
+    try:
+        backend = load_backend(settings.type, settings.options, str(pub.root))
+    except (LookupError, ValueError) as exc:
+        print(f"{pub.path.name}:{pub.line_of('backend', 'type') or ''}: backend.type: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    token_signer = signer(pub)
+    engine = store.connect(pub.database_url)
+    try:
+        if args.test or args.dry_run:
+            return _send_preview(pub, engine, digest, now, token_signer, backend, args)
+        plan = delivery.open_issue(engine, pub, digest, now)
+        if plan is None:
+            report = delivery.RunReport(digest.name, status="nothing new to send")
+        else:
+            letters = delivery.compose(pub, digest, plan, now, token_signer)
+            for warning in letters.issue.warnings:
+                print(f"{digest.name}: warning: {warning}", file=sys.stderr)
+            with _progress(engine, plan, args.json) as tick:
+                report = delivery.deliver(
+                    engine, pub, digest, plan, letters, backend, progress=tick
+                )
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        print(report.line())
+    return 0 if report.status in ("done", "nothing new to send") else 1
+
+
+def _send_preview(
+    pub: Publication,
+    engine: Any,
+    digest: Any,
+    now: datetime,
+    token_signer: Signer,
+    backend: Any,
+    args: argparse.Namespace,
+) -> int:
+    """--dry-run: what an issue now would hold and reach. --test: send it to one address.
+    Neither touches the ledger."""
+    from publisher import store
+    from publisher.backends import Envelope
+    from publisher.subscribers import normalize_address
+
+    with engine.connect() as db:
+        audience = store.count_active(db, digest.list_name)
+    published = build(pub, now, write=False).published
+    articles = select_articles(load_articles(pub, published), digest, Window(None, now))
+    if args.dry_run:
+        result = {"digest": digest.name, "articles": len(articles), "recipients": audience}
+        text = f"{digest.name}: would send {len(articles)} article(s) to {audience} subscriber(s)"
+        print(json.dumps(result) if args.json else text)
+        return 0
+    address = normalize_address(args.test)
+    issue = compose_issue(pub, digest, articles, 0, Window(None, now), now)
+    letters = prepare(pub, issue, token_signer)
+    recipient = Recipient(address, "", "test")
+    envelope = Envelope(
+        pub.config.delivery.bounce_address or issue.sender[1],
+        address,
+        letters.message_id(recipient),
+    )
+    with backend:
+        provider = backend.send(letters.render(recipient), envelope)
+    print(f"{digest.name}: test issue sent to {address} ({provider})")
+    return 0
+
+
+class _progress:
+    """A progress bar with rate and ETA on a terminal; nothing otherwise (the summary line
+    is printed at the end either way)."""
+
+    def __init__(self, engine: Any, plan: Any, quiet: bool) -> None:
+        from sqlalchemy import func, select
+
+        from publisher.store import deliveries
+
+        self.bar: Any = None
+        if quiet or not sys.stderr.isatty():
+            return
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        with engine.connect() as db:
+            total = db.execute(
+                select(func.count()).where(deliveries.c.issue_id == plan.issue_id,
+                                           deliveries.c.status.in_(("pending", "deferred")))
+            ).scalar_one()  # fmt: skip
+        self.bar = tqdm(total=total, unit="msg", desc=f"issue {plan.number}", file=sys.stderr)
+
+    def __enter__(self) -> Any:
+        return None if self.bar is None else self.bar.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher import store
+
+    engine = store.connect(pub.database_url)
+    try:
+        with engine.connect() as db:
+            result = [
+                _digest_status(db, digest.name, digest.list_name) for digest in pub.config.digests
+            ]
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for entry in result:
+        print(f"{entry['digest']} (list {entry['list']}, {entry['subscribers']} subscriber(s))")
+        for issue in entry["issues"]:
+            counts = ", ".join(f"{key} {issue[key]}" for key in STATUSES)
+            print(f"  #{issue['number']} {issue['status']}: {counts}")
+        if not entry["issues"]:
+            print("  no issue yet")
+    return 0
+
+
+STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
+
+
+def _digest_status(db: Any, name: str, list_name: str) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from publisher import store
+
+    rows = db.execute(
+        select(store.issues)
+        .where(store.issues.c.digest == name)
+        .order_by(store.issues.c.number.desc())
+        .limit(5)
+    ).all()
+    recent: list[dict[str, Any]] = []
+    for row in rows:
+        counted = db.execute(
+            select(store.deliveries.c.status, func.count())
+            .where(store.deliveries.c.issue_id == row.id)
+            .group_by(store.deliveries.c.status)
+        ).all()
+        counts: dict[str, int] = {status: count for status, count in counted}
+        end = store.moment(row.window_end)
+        recent.append(
+            {
+                "number": row.number,
+                "status": row.status,
+                "window_end": None if end is None else end.isoformat(),
+                **{key: counts.get(key, 0) for key in STATUSES},
+            }
+        )
+    return {
+        "digest": name,
+        "list": list_name,
+        "subscribers": store.count_active(db, list_name),
+        "issues": recent,
+    }

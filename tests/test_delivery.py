@@ -1,0 +1,210 @@
+"""The ledger: every recipient once, retries by the rules, nothing marked done too early."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from publisher import store
+from publisher.backends import load_backend
+from publisher.backends.memory import MemoryBackend
+from publisher.config import Publication, load_config
+from publisher.delivery import RunReport, compose, deliver, open_issue
+from publisher.tokens import Signer
+
+from .smtpserver import Script, smtp_server
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+KEY = Signer([b"delivery-test-key-0123456789"])
+
+
+class Clock:
+    """Time that moves only when the code under test sleeps (or the test says so)."""
+
+    def __init__(self, start: datetime = NOW) -> None:
+        self.now = start.timestamp()
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def pub(example: Path) -> Publication:
+    config = example / "schedule.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("retry_first: 5m", "retry_first: 60s")
+        .replace("retry_max: 1h", "retry_max: 240s")
+        .replace("lifetime: 5d", "lifetime: 1h")
+        .replace("hard_bounces: 3", "hard_bounces: 1")
+    )
+    return load_config(config)
+
+
+def subscribe(pub: Publication, *addresses: str) -> None:
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        for address in addresses:
+            store.add_subscriber(
+                db, address, address.split("@")[0].title(), "weekly", NOW.timestamp()
+            )
+    engine.dispose()
+
+
+def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) -> RunReport:
+    engine = store.connect(pub.database_url)
+    digest = pub.config.digests[0]
+    try:
+        plan = open_issue(engine, pub, digest, now)
+        if plan is None:
+            return RunReport(digest.name, status="nothing new to send")
+        letters = compose(pub, digest, plan, now, KEY)
+        return deliver(engine, pub, digest, plan, letters, backend, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+def rows(pub: Publication) -> dict[str, tuple[str, int, float]]:
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        found = db.execute(
+            select(store.subscribers.c.address, store.deliveries.c.status,
+                   store.deliveries.c.attempts, store.deliveries.c.next_attempt_at)
+            .join(store.deliveries, store.deliveries.c.subscriber_id == store.subscribers.c.id)
+        ).all()  # fmt: skip
+    engine.dispose()
+    return {r.address: (r.status, r.attempts, r.next_attempt_at) for r in found}
+
+
+def test_everyone_once_then_nothing_new(pub: Publication) -> None:
+    subscribe(pub, "ann@example.org", "bob@example.org", "cy@example.org")
+    backend = MemoryBackend({}, str(pub.root))
+    report = run(pub, backend, Clock())
+    assert (report.status, report.sent, report.number) == ("done", 3, 1)
+    assert sorted(e.recipient for e, _ in backend.outbox) == [
+        "ann@example.org", "bob@example.org", "cy@example.org",
+    ]  # fmt: skip
+    message = email.message_from_bytes(backend.outbox[0][1], policy=policy.default)
+    assert message["To"] == "Ann <ann@example.org>"
+    # Nothing was published since: no second issue (skip_empty).
+    again = run(pub, backend, Clock(), NOW + timedelta(days=3))
+    assert again.status == "nothing new to send" and len(backend.outbox) == 3
+
+
+def test_next_issue_covers_only_the_new_window(pub: Publication) -> None:
+    subscribe(pub, "ann@example.org")
+    backend = MemoryBackend({}, str(pub.root))
+    run(pub, backend, Clock())
+    (pub.articles_dir / "new.md").write_text(
+        "---\ntitle: Fresh news\ndate: 2026-12-01\n---\nNew.\n"
+    )
+    report = run(pub, backend, Clock(), NOW + timedelta(days=7))
+    assert (report.number, report.sent) == (2, 1)
+    second = email.message_from_bytes(backend.outbox[1][1], policy=policy.default)
+    html = second.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Fresh news" in html and "Storm Ion" not in html
+    assert "Advent market" in html  # dated 5 December: due in this window
+
+
+def test_unsubscribed_and_suppressed_get_nothing(pub: Publication) -> None:
+    subscribe(pub, "ann@example.org", "gone@example.org")
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        store.remove_subscriber(db, "gone@example.org", "weekly", NOW.timestamp())
+    engine.dispose()
+    backend = MemoryBackend({}, str(pub.root))
+    assert run(pub, backend, Clock()).sent == 1
+    assert [e.recipient for e, _ in backend.outbox] == ["ann@example.org"]
+
+
+@pytest.fixture
+def smtp(pub: Publication) -> Iterator[tuple[object, Script]]:
+    with smtp_server() as (controller, script):
+        backend = load_backend(
+            "smtp",
+            {"host": "127.0.0.1", "port": controller.port, "tls": "none", "timeout": 2},
+            str(pub.root),
+        )
+        yield backend, script
+
+
+def test_smtp_faults_follow_the_rules(pub: Publication, smtp: tuple[object, Script]) -> None:
+    backend, script = smtp
+    subscribe(pub, "ok@example.org", "reject@example.org", "tempfail@example.org",
+              "closing@example.org", "reset@example.org", "after@example.org")  # fmt: skip
+    clock = Clock()
+    report = run(pub, backend, clock)
+    state = rows(pub)
+    assert state["ok@example.org"][:2] == ("sent", 1)
+    assert state["after@example.org"][:2] == ("sent", 1)
+    assert state["reject@example.org"][:2] == ("failed", 1)
+    for address in ("tempfail@example.org", "closing@example.org", "reset@example.org"):
+        status, attempts, due = state[address]
+        assert (status, attempts) == ("deferred", 1)
+        assert due > NOW.timestamp() + 59  # retry_first
+    assert report.status == "sending"  # not done while anyone is deferred
+    assert clock.slept  # throttling replies slowed the run
+    # Suppressed after one hard bounce (hard_bounces: 1).
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        assert [
+            m.suppressed for m in store.members(db, "weekly") if m.address.startswith("reject")
+        ] == [True]
+    engine.dispose()
+
+    # Later runs retry with doubling delays until the lifetime (1 h) has passed.
+    delays = []
+    for _ in range(40):  # bounded
+        due = min(v[2] for v in rows(pub).values() if v[0] == "deferred")
+        before = rows(pub)["tempfail@example.org"][2]
+        clock.now = due
+        report = run(pub, backend, clock)
+        after = rows(pub)["tempfail@example.org"]
+        if after[0] != "deferred":
+            break
+        delays.append(round(after[2] - before))
+    assert delays[:3] == [120, 240, 240]  # doubling, capped at retry_max
+    assert rows(pub)["tempfail@example.org"][0] == "failed"  # expired
+    assert report.status == "done"
+    received = [r for _, r, _ in script.received]
+    assert sorted(set(received)) == ["after@example.org", "ok@example.org"]
+    assert len(received) == 2  # nobody twice
+
+
+def test_many_failures_pause_the_issue(pub: Publication) -> None:
+    config = pub.path
+    config.write_text(
+        config.read_text().replace("hard_bounces: 1", "hard_bounces: 1\n  pause_after: 2")
+    )
+    pub = load_config(config)
+    subscribe(pub, "a@example.org", "b@example.org", "c@example.org", "d@example.org")
+    backend = MemoryBackend(
+        {"fail": {"a@example.org": "permanent", "b@example.org": "permanent"}}, str(pub.root)
+    )
+    report = run(pub, backend, Clock())
+    assert report.status == "paused" and report.sent == 0 and report.failed == 2
+    # A later run resumes the paused issue and finishes it.
+    backend.failures.clear()
+    resumed = run(pub, backend, Clock())
+    assert (resumed.number, resumed.status, resumed.sent) == (1, "done", 2)
+
+
+def test_two_composers_one_issue(pub: Publication) -> None:
+    subscribe(pub, "ann@example.org")
+    engine = store.connect(pub.database_url)
+    digest = pub.config.digests[0]
+    first = open_issue(engine, pub, digest, NOW)
+    second = open_issue(engine, pub, digest, NOW)
+    assert first is not None and second is not None and first.issue_id == second.issue_id
+    engine.dispose()
