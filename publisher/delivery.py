@@ -56,6 +56,7 @@ class RunReport:
     attempts: int = 0
     seconds: float = 0.0
     recipients: int = 0
+    limited: bool = False  # stopped by the hourly or daily rate limit
 
     def line(self) -> str:
         if self.number is None:
@@ -64,6 +65,7 @@ class RunReport:
             f"{self.digest} #{self.number}: {self.status}; sent {self.sent}, deferred "
             f"{self.deferred}, failed {self.failed}, pending {self.pending} of "
             f"{self.recipients}; {self.seconds:.1f} s"
+            + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
         )
 
 
@@ -211,7 +213,9 @@ def deliver(
                     db.commit()
                     report.skipped += 1
                     continue
-                limiter.wait()
+                if not limiter.wait():
+                    report.limited = True
+                    break
                 now = clock()
                 recipient = Recipient(row.address, row.name, row.public_id)
                 try:
@@ -278,7 +282,7 @@ def deliver(
                     break
             else:
                 continue
-            break  # paused
+            break  # paused, or a rate limit reached
         _finish(db, plan, report)
     report.seconds = clock() - started
     return report
@@ -345,22 +349,20 @@ class _RateLimiter:
         )
         return int(db.execute(query).scalar_one())
 
-    def wait(self) -> None:
+    def wait(self) -> bool:
+        """Wait for the per-second limit; False when the hour's or day's is used up (the
+        rest of the issue stays pending for a later run)."""
         rate = self.rate
-        for limit, used, window in (
-            (rate.per_hour, self.hour, 3600),
-            (rate.per_day, self.day, 86400),
-        ):
-            if limit and used >= limit:
-                raise DeliveryError(
-                    f"rate limit of {limit} per {'hour' if window == 3600 else 'day'} reached",
-                    permanent=False, connection=True,
-                )  # fmt: skip
+        if rate.per_hour and self.hour >= rate.per_hour:
+            return False
+        if rate.per_day and self.day >= rate.per_day:
+            return False
         if rate.per_second:
             now = self.clock()
             self.recent = [t for t in self.recent if t > now - 1.0]
             if len(self.recent) >= rate.per_second:
                 self.sleep(max(0.0, self.recent[0] + 1.0 - now))
+        return True
 
     def count(self) -> None:
         self.hour += 1

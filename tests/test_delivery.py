@@ -208,3 +208,22 @@ def test_two_composers_one_issue(pub: Publication) -> None:
     second = open_issue(engine, pub, digest, NOW)
     assert first is not None and second is not None and first.issue_id == second.issue_id
     engine.dispose()
+
+
+def test_rate_limits(pub: Publication) -> None:
+    config = pub.path
+    config.write_text(config.read_text().replace(
+        "hard_bounces: 1", "hard_bounces: 1\n  rate: {per_second: 2, per_hour: 5}"
+    ))  # fmt: skip
+    pub = load_config(config)
+    subscribe(pub, *(f"r{n}@example.org" for n in range(8)))
+    backend = MemoryBackend({}, str(pub.root))
+    clock = Clock()
+    report = run(pub, backend, clock)
+    assert report.sent == 5 and report.pending == 3 and report.limited
+    assert report.status == "sending"
+    assert sum(clock.slept) >= 2.0  # 5 messages at 2 a second
+    # The hour's count comes from the ledger: a new process an hour later may go on.
+    clock.now += 3600
+    assert run(pub, backend, clock).status == "done"
+    assert len(backend.outbox) == 8
