@@ -20,12 +20,16 @@ The guarantees, and why they hold:
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -162,130 +166,274 @@ def compose(pub: Publication, digest: Digest, plan: Plan, now: datetime, signer:
     return prepare(pub, issue, signer)
 
 
+# Prepared once: building SQLAlchemy statements per row costs more than sending the mail.
+_RECORD = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.subscriber_id == bindparam("subscriber"),
+    )
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        first_attempt_at=bindparam("first"),
+        next_attempt_at=bindparam("due"),
+        code=bindparam("code"),
+        reply=bindparam("reply"),
+        provider_id=bindparam("provider"),
+        updated_at=bindparam("at"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Task:
+    subscriber_id: int
+    attempts: int
+    first_attempt_at: float | None
+    recipient: Recipient
+
+
+@dataclass(frozen=True)
+class _Result:
+    task: _Task
+    at: float
+    provider: str | None
+    error: DeliveryError | None
+    crash: Exception | None = None  # a bug, not a delivery failure: re-raised, never recorded
+
+
 def deliver(
     engine: Engine,
     pub: Publication,
     digest: Digest,
     plan: Plan,
     letters: Letters,
-    backend: Backend,
+    backends: Sequence[Backend],
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
 ) -> RunReport:
-    """Send every due row of the issue; record each result as it happens."""
+    """Send every due row of the issue, one worker thread per backend (connection); the
+    calling thread alone writes the ledger, one commit per message."""
     policy = pub.config.delivery
     sender = policy.bounce_address or letters.issue.sender[1]
     report = RunReport(digest.name, plan.number)
     started = clock()
-    failures_in_a_row = 0
-    throttled = 0
+    tasks: queue.Queue[_Task | None] = queue.Queue(maxsize=2 * len(backends))
+    results: queue.Queue[_Result] = queue.Queue()
+
+    def work(backend: Backend) -> None:
+        with backend:
+            while (task := tasks.get()) is not None:
+                try:
+                    message = letters.render(task.recipient)
+                    envelope = Envelope(
+                        sender, task.recipient.address, letters.message_id(task.recipient)
+                    )
+                    result = _Result(task, clock(), backend.send(message, envelope), None)
+                except InvalidAddress as exc:
+                    result = _Result(task, clock(), None, DeliveryError(str(exc), permanent=True))
+                except DeliveryError as exc:
+                    result = _Result(task, clock(), None, exc)
+                except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+                    result = _Result(task, clock(), None, None, crash=exc)
+                results.put(result)
+
+    threads = [threading.Thread(target=work, args=(b,), daemon=True) for b in backends]
+    state = _State(policy.pause_after)
     limiter = _RateLimiter(engine, pub, clock, sleep)
-    with engine.connect() as db, backend:
+    with engine.connect() as db:
         # A paused issue resumes: it is being sent again.
         db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="sending"))
         db.commit()
-        while True:
-            batch = db.execute(
-                select(
-                    deliveries.c.subscriber_id, deliveries.c.attempts,
-                    deliveries.c.first_attempt_at, subscribers.c.address, subscribers.c.name,
-                    subscribers.c.public_id, subscribers.c.suppressed_at,
-                ).join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .where(
-                    deliveries.c.issue_id == plan.issue_id,
-                    deliveries.c.status.in_(("pending", "deferred")),
-                    deliveries.c.next_attempt_at <= clock(),
-                ).order_by(deliveries.c.subscriber_id).limit(BATCH)
-            ).all()  # fmt: skip
+        for thread in threads:
+            thread.start()
+        in_flight = 0
+        try:
+            while not state.stop:
+                batch = _due(db, plan, clock())
+                if not batch:
+                    break
+                for row in batch:
+                    if row.suppressed_at is not None:
+                        _record(db, plan, _Task(row.subscriber_id, row.attempts,
+                                                row.first_attempt_at, _recipient(row)),
+                                "skipped", clock(), code=None, reply=None)  # fmt: skip
+                        continue
+                    if not limiter.wait():
+                        report.limited = state.stop = True
+                        break
+                    task = _Task(
+                        row.subscriber_id, row.attempts, row.first_attempt_at, _recipient(row)
+                    )
+                    while True:  # hand the task over; meanwhile record what came back
+                        try:
+                            tasks.put(task, timeout=0.05)
+                            in_flight += 1
+                            limiter.count()  # counted when handed over: limits never overshoot
+                            break
+                        except queue.Full:
+                            in_flight -= _drain(db, plan, results, policy, state, report,
+                                                progress, sleep, block=False)  # fmt: skip
+                    in_flight -= _drain(db, plan, results, policy, state, report,
+                                        progress, sleep, block=False)  # fmt: skip
+                    if state.stop:
+                        break
+                # Rows of this batch still in flight are recorded before the next query,
+                # so the query never hands out a row twice.
+                while in_flight:
+                    in_flight -= _drain(db, plan, results, policy, state, report,
+                                        progress, sleep, block=True)  # fmt: skip
+        finally:
+            for _ in threads:
+                with contextlib.suppress(queue.Full):  # a thread that died takes none
+                    tasks.put(None, timeout=5)
+            for thread in threads:
+                thread.join(timeout=60)
+            while in_flight:
+                in_flight -= _drain(db, plan, results, policy, state, report,
+                                    progress, sleep, block=True)  # fmt: skip
+        if state.paused:
+            db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="paused"))
             db.commit()
-            if not batch:
-                break
-            for row in batch:
-                where = and_(
-                    deliveries.c.issue_id == plan.issue_id,
-                    deliveries.c.subscriber_id == row.subscriber_id,
-                )
-                if row.suppressed_at is not None:
-                    db.execute(
-                        update(deliveries).where(where).values(status="skipped", updated_at=clock())
-                    )
-                    db.commit()
-                    report.skipped += 1
-                    continue
-                if not limiter.wait():
-                    report.limited = True
-                    break
-                now = clock()
-                recipient = Recipient(row.address, row.name, row.public_id)
-                try:
-                    message = letters.render(recipient)
-                    provider = backend.send(
-                        message, Envelope(sender, row.address, letters.message_id(recipient))
-                    )
-                except InvalidAddress as exc:
-                    error: DeliveryError | None = DeliveryError(str(exc), permanent=True)
-                except DeliveryError as exc:
-                    error = exc
-                else:
-                    error = None
-                report.attempts += 1
-                first = row.first_attempt_at if row.first_attempt_at is not None else now
-                if error is None:
-                    db.execute(update(deliveries).where(where).values(
-                        status="sent", attempts=row.attempts + 1, first_attempt_at=first,
-                        code=250, reply=None, provider_id=provider[:200], updated_at=clock(),
-                    ))  # fmt: skip
-                    db.commit()
-                    report.sent += 1
-                    limiter.count()
-                    failures_in_a_row = throttled = 0
-                    if progress is not None:
-                        progress(1)
-                    continue
-                failures_in_a_row += 1
-                attempts = row.attempts + 1
-                reply = str(error)[:1000]
-                if error.permanent and not error.connection:
-                    db.execute(update(deliveries).where(where).values(
-                        status="failed", attempts=attempts, first_attempt_at=first,
-                        code=error.code, reply=reply, updated_at=clock(),
-                    ))  # fmt: skip
-                    _bounce(db, row.subscriber_id, policy.hard_bounces, reply, clock())
-                    report.failed += 1
-                elif now - first > policy.lifetime:
-                    db.execute(update(deliveries).where(where).values(
-                        status="failed", attempts=attempts, first_attempt_at=first,
-                        code=error.code, reply=f"expired after {attempts} attempts: {reply}"[:1000],
-                        updated_at=clock(),
-                    ))  # fmt: skip
-                    report.failed += 1
-                else:
-                    delay = min(policy.retry_first * 2 ** (attempts - 1), policy.retry_max)
-                    db.execute(update(deliveries).where(where).values(
-                        status="deferred", attempts=attempts, first_attempt_at=first,
-                        code=error.code, reply=reply, next_attempt_at=now + delay,
-                        updated_at=clock(),
-                    ))  # fmt: skip
-                db.commit()
-                if progress is not None:
-                    progress(1)
-                if error.code in THROTTLING or (error.connection and not error.permanent):
-                    # The server asks us to slow down: wait, longer each time (bounded).
-                    throttled += 1
-                    sleep(min(0.5 * 2 ** (throttled - 1), 30.0))
-                if failures_in_a_row >= policy.pause_after:
-                    db.execute(
-                        update(issues).where(issues.c.id == plan.issue_id).values(status="paused")
-                    )
-                    db.commit()
-                    break
-            else:
-                continue
-            break  # paused, or a rate limit reached
         _finish(db, plan, report)
     report.seconds = clock() - started
     return report
+
+
+class _State:
+    def __init__(self, pause_after: int) -> None:
+        self.pause_after = pause_after
+        self.failures_in_a_row = 0
+        self.throttled = 0
+        self.paused = False
+        self.stop = False
+
+
+def _recipient(row: Any) -> Recipient:
+    return Recipient(row.address, row.name, row.public_id)
+
+
+def _due(db: Connection, plan: Plan, now: float) -> list[Any]:
+    batch = db.execute(
+        select(
+            deliveries.c.subscriber_id,
+            deliveries.c.attempts,
+            deliveries.c.first_attempt_at,
+            subscribers.c.address,
+            subscribers.c.name,
+            subscribers.c.public_id,
+            subscribers.c.suppressed_at,
+        )
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(
+            deliveries.c.issue_id == plan.issue_id,
+            deliveries.c.status.in_(("pending", "deferred")),
+            deliveries.c.next_attempt_at <= now,
+        )
+        .order_by(deliveries.c.subscriber_id)
+        .limit(BATCH)
+    ).all()
+    db.commit()
+    return list(batch)
+
+
+def _record(
+    db: Connection,
+    plan: Plan,
+    task: _Task,
+    status: str,
+    at: float,
+    code: int | None,
+    reply: str | None,
+    provider: str | None = None,
+    due: float = 0.0,
+    attempts: int | None = None,
+) -> None:
+    db.execute(
+        _RECORD,
+        {
+            "issue": plan.issue_id,
+            "subscriber": task.subscriber_id,
+            "status": status,
+            "attempts": task.attempts if attempts is None else attempts,
+            "first": task.first_attempt_at if task.first_attempt_at is not None else at,
+            "due": due,
+            "code": code,
+            "reply": reply,
+            "provider": provider,
+            "at": at,
+        },
+    )
+
+
+def _drain(
+    db: Connection,
+    plan: Plan,
+    results: queue.Queue[_Result],
+    policy: Any,
+    state: _State,
+    report: RunReport,
+    progress: Callable[[int], None] | None,
+    sleep: Callable[[float], None],
+    block: bool,
+) -> int:
+    """Record the results that are back (at least one if ``block``); how many."""
+    done = 0
+    while True:
+        try:
+            result = results.get(timeout=120) if block and done == 0 else results.get_nowait()
+        except queue.Empty:
+            if block and done == 0:
+                raise RuntimeError("no answer from the sending threads for 120 s") from None
+            return done
+        done += 1
+        _outcome(db, plan, result, policy, state, report, sleep)
+        db.commit()  # one commit per message: the guarantee rests on it
+        if progress is not None:
+            progress(1)
+
+
+def _outcome(
+    db: Connection,
+    plan: Plan,
+    result: _Result,
+    policy: Any,
+    state: _State,
+    report: RunReport,
+    sleep: Callable[[float], None],
+) -> None:
+    if result.crash is not None:
+        raise result.crash  # the row stays pending: nothing is lost, the bug is seen
+    task, error, at = result.task, result.error, result.at
+    attempts = task.attempts + 1
+    report.attempts += 1
+    if error is None:
+        provider = (result.provider or "")[:200]
+        _record(db, plan, task, "sent", at, 250, None, provider, attempts=attempts)
+        state.failures_in_a_row = state.throttled = 0
+        return
+    state.failures_in_a_row += 1
+    reply = str(error)[:1000]
+    first = task.first_attempt_at if task.first_attempt_at is not None else at
+    if error.permanent and not error.connection:
+        _record(db, plan, task, "failed", at, error.code, reply, attempts=attempts)
+        _bounce(db, task.subscriber_id, policy.hard_bounces, reply, at)
+    elif at - first > policy.lifetime:
+        expired = f"expired after {attempts} attempts: {reply}"[:1000]
+        _record(db, plan, task, "failed", at, error.code, expired, attempts=attempts)
+    else:
+        delay = min(policy.retry_first * 2 ** (attempts - 1), policy.retry_max)
+        _record(
+            db, plan, task, "deferred", at, error.code, reply, due=at + delay, attempts=attempts
+        )
+    if error.code in THROTTLING or (error.connection and not error.permanent):
+        # The server asks us to slow down: wait, longer each time (bounded).
+        state.throttled += 1
+        sleep(min(0.5 * 2 ** (state.throttled - 1), 30.0))
+    if state.failures_in_a_row >= state.pause_after:
+        state.paused = state.stop = True
 
 
 def _bounce(db: Connection, subscriber_id: int, limit: int, reply: str, now: float) -> None:

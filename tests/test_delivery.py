@@ -70,7 +70,9 @@ def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) ->
         if plan is None:
             return RunReport(digest.name, status="nothing new to send")
         letters = compose(pub, digest, plan, now, KEY)
-        return deliver(engine, pub, digest, plan, letters, backend, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+        return deliver(
+            engine, pub, digest, plan, letters, [backend], clock=clock, sleep=clock.sleep
+        )  # type: ignore[list-item]
     finally:
         engine.dispose()
 
@@ -193,11 +195,14 @@ def test_many_failures_pause_the_issue(pub: Publication) -> None:
         {"fail": {"a@example.org": "permanent", "b@example.org": "permanent"}}, str(pub.root)
     )
     report = run(pub, backend, Clock())
-    assert report.status == "paused" and report.sent == 0 and report.failed == 2
+    # Paused after two failures in a row; a message already handed to the sending thread
+    # may still have gone out.
+    assert report.status == "paused" and report.failed == 2 and report.sent <= 1
     # A later run resumes the paused issue and finishes it.
     backend.failures.clear()
     resumed = run(pub, backend, Clock())
-    assert (resumed.number, resumed.status, resumed.sent) == (1, "done", 2)
+    assert (resumed.number, resumed.status) == (1, "done")
+    assert sorted(e.recipient for e, _ in backend.outbox) == ["c@example.org", "d@example.org"]
 
 
 def test_two_composers_one_issue(pub: Publication) -> None:

@@ -99,8 +99,14 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             for warning in letters.issue.warnings:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
             with _progress(engine, plan, args.json) as tick:
+                # One backend (one connection) per sending thread.
+                count = max(1, int(getattr(backend, "connections", 1)))
+                backends = [backend] + [
+                    load_backend(settings.type, settings.options, str(pub.root))
+                    for _ in range(count - 1)
+                ]
                 report = delivery.deliver(
-                    engine, pub, digest, plan, letters, backend, progress=tick
+                    engine, pub, digest, plan, letters, backends, progress=tick
                 )
     finally:
         engine.dispose()
