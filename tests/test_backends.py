@@ -225,3 +225,13 @@ def test_module_class_path(tmp_path: Path) -> None:
         load_backend("pathlib:Path", {}, str(tmp_path))
     with pytest.raises(LookupError, match="cannot be imported"):
         load_backend("no.such.module:Thing", {}, str(tmp_path))
+
+
+def test_smtp_transparency_and_line_ends(tmp_path: Path) -> None:
+    with smtp_server() as (controller, script):
+        options = {"host": "127.0.0.1", "port": controller.port, "tls": "none"}
+        with load_backend("smtp", options, str(tmp_path)) as backend:
+            backend.send(b"Subject: bare\n\n.first\r.second\n..third", envelope())
+            backend.send(b".Subject: dot first\r\n\r\nbody\r\n", envelope(number=2))
+    assert script.received[0][2] == b"Subject: bare\r\n\r\n.first\r\n.second\r\n..third\r\n"
+    assert script.received[1][2] == b".Subject: dot first\r\n\r\nbody\r\n"

@@ -16,6 +16,7 @@ connection itself are marked ``connection=True``.
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -115,20 +116,28 @@ class SmtpBackend(Backend):
         smtp = self.smtp
         assert smtp is not None
         try:
-            code, reply = smtp.mail(envelope.sender)
+            # The commands are written directly: smtplib's mail()/rcpt() re-parse the
+            # addresses (already validated) and data() runs two regular expressions over
+            # every message; together that was a third of the CPU per message.
+            code, reply = _command(smtp, f"MAIL FROM:<{envelope.sender}>")
             if code != 250:
                 self._reset_or_drop(code)
                 raise _reply_error("MAIL FROM", code, reply)
-            code, reply = smtp.rcpt(envelope.recipient)
+            code, reply = _command(smtp, f"RCPT TO:<{envelope.recipient}>")
             if code not in (250, 251):
                 self._reset_or_drop(code)
                 raise _reply_error(f"RCPT TO {envelope.recipient}", code, reply)
-            code, reply = smtp.data(message)
+            code, reply = _command(smtp, "DATA")
+            if code != 354:
+                self._reset_or_drop(code)
+                raise _reply_error("DATA", code, reply)
+            smtp.send(_transparent(message))
+            code, reply = smtp.getreply()
+            if code != 250:
+                self._reset_or_drop(code)
+                raise _reply_error("end of DATA", code, reply)
         except DeliveryError:
             raise  # already says what happened (it is an OSError too: keep it from below)
-        except smtplib.SMTPDataError as exc:
-            self._reset_or_drop(exc.smtp_code)
-            raise _reply_error("DATA", exc.smtp_code, exc.smtp_error) from None
         except smtplib.SMTPResponseException as exc:
             self._reset_or_drop(exc.smtp_code)
             raise _reply_error("SMTP", exc.smtp_code, exc.smtp_error) from None
@@ -151,6 +160,25 @@ class SmtpBackend(Backend):
             self.smtp.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    smtp.putcmd(line)
+    return smtp.getreply()
+
+
+def _transparent(message: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled (RFC 5321 §4.5.2), and the
+    terminating dot. Messages that are clean CRLF already (ours are) take the fast path."""
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
+    if message.startswith(b"."):
+        message = b"." + message
+    message = message.replace(b"\r\n.", b"\r\n..")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
 
 
 def _text(reply: bytes | str) -> str:
