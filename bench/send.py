@@ -119,10 +119,9 @@ def main() -> None:
         sink.send_signal(signal.SIGTERM)
         sink.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
-    message = len(next(iter([b""]))) or size
     print(
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.connections} connection(s); message ~{message:,} bytes"
+        f"{args.connections} connection(s); smtp-source messages {size:,} bytes"
     )
     print(f"smtp-source, 1 session: {source_rate:,.0f} msgs/s")
     print(

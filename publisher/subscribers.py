@@ -29,6 +29,9 @@ def normalize_address(text: str) -> str:
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     address = str(result.normalized)
+    if not result.local_part.isascii():
+        # That would need SMTPUTF8 end to end; most receiving servers do not offer it.
+        raise ValueError("addresses with non-ASCII characters before the @ are not supported")
     try:
         # What we put in headers is stricter than what RFC 5322 allows (no quoted local
         # parts, ASCII domains): refuse here what we could not send to later.

@@ -1,0 +1,137 @@
+"""Subscriber lists from the command line: import with bad rows, add, remove, list, export;
+send --dry-run and --test; status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from publisher.cli import main
+
+SECRET = "subscriber-test-secret-0123456789"
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Done]:
+    """The command line, in this process (subprocesses cost half a second each)."""
+    monkeypatch.setenv("PUBLISHER_SECRET", SECRET)
+
+    def run(folder: Path, *args: str) -> Done:
+        monkeypatch.chdir(folder)
+        extra = ["--now", "2026-11-28T12:00:00Z"] if args[0] == "send" else []
+        code = main([*args, *extra])
+        out, err = capsys.readouterr()
+        return Done(code, out, err)
+
+    return run
+
+
+def test_import_reports_bad_rows_and_keeps_good_ones(
+    example: Path, run_cli: Callable[..., Done]
+) -> None:
+    (example / "people.csv").write_text(
+        "Name,Email\n"
+        "Ann,ann@example.org\n"
+        "Bad,not an address\n"
+        '"Multi\nline",bob@example.org\n'
+        "Worse,x@@example.org\n"
+        "Ann again,ANN@example.org\n",
+        "utf-8",
+    )
+    done = run_cli(example, "subscribers", "import", "people.csv", "--list", "weekly")
+    assert done.returncode == 1
+    assert done.stdout == "weekly: 2 added, 1 already subscribed, 2 row(s) refused\n"
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("people.csv:3: Email: 'not an address': ")
+    assert lines[1].startswith("people.csv:6: Email: 'x@@example.org': ")
+    listed = json.loads(
+        run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
+    )
+    assert listed == [
+        {"email": "ann@example.org", "name": "Ann again", "status": "active"},
+        {"email": "bob@example.org", "name": "Multi line", "status": "active"},
+    ]
+
+
+def test_add_remove_export(example: Path, run_cli: Callable[..., Done]) -> None:
+    added = run_cli(
+        example, "subscribers", "add", "Zoe@Exämple.org", "--list", "weekly", "--name", "Zoë"
+    )
+    assert added.stdout == "Zoe@xn--exmple-cua.org subscribed to weekly\n"  # IDNA domain
+    again = run_cli(example, "subscribers", "add", "zoe@exämple.org", "--list", "weekly")
+    assert again.stdout.endswith("(no change)\n")
+    assert (
+        run_cli(example, "subscribers", "remove", "ZOE@exämple.org", "--list", "weekly").returncode
+        == 0
+    )
+    exported = run_cli(example, "subscribers", "export", "--list", "weekly").stdout
+    assert exported.splitlines() == ["email,name,status", "Zoe@xn--exmple-cua.org,Zoë,unsubscribed"]
+    utf8 = run_cli(example, "subscribers", "add", "zoë@example.org", "--list", "weekly")
+    assert (
+        utf8.stderr
+        == "zoë@example.org: addresses with non-ASCII characters before the @ are not supported\n"
+    )
+    bad = run_cli(example, "subscribers", "add", "no-at-sign", "--list", "weekly")
+    assert bad.returncode == 1 and bad.stderr.startswith("no-at-sign: ")
+
+
+def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Done]) -> None:
+    for address in ("a@example.org", "b@example.org"):
+        run_cli(example, "subscribers", "add", address, "--list", "weekly")
+    dry = run_cli(example, "send", "weekly", "--dry-run", "--json")
+    assert json.loads(dry.stdout) == {"digest": "weekly", "articles": 10, "recipients": 2}
+    assert not (example / "outbox").exists()
+    test = run_cli(example, "send", "weekly", "--test", "me@example.org")
+    assert test.returncode == 0, test.stderr
+    assert len(list((example / "outbox" / "new").iterdir())) == 1
+    status = json.loads(run_cli(example, "status", "--json").stdout)
+    assert status[0]["issues"] == []  # a test send is not an issue
+    real = run_cli(example, "send", "weekly", "--json")
+    assert json.loads(real.stdout)["sent"] == 2
+    status = json.loads(run_cli(example, "status", "--json").stdout)
+    assert status[0]["subscribers"] == 2
+    assert status[0]["issues"][0] | {"window_end": None} == {
+        "number": 1, "status": "done", "window_end": None,
+        "sent": 2, "deferred": 0, "failed": 0, "pending": 0, "skipped": 0,
+    }  # fmt: skip
+    text = run_cli(example, "status").stdout
+    assert "#1 done: sent 2, deferred 0, failed 0, pending 0, skipped 0" in text
+
+
+def test_send_needs_the_secret(example: Path, run_cli: Callable[..., Done]) -> None:
+    run_cli(example, "subscribers", "add", "a@example.org", "--list", "weekly")
+    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "send", "weekly"], cwd=example, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "set the environment variable PUBLISHER_SECRET" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["carrier-pigeon"])
+def test_unknown_backend(example: Path, name: str, run_cli: Callable[..., Done]) -> None:
+    config = example / "schedule.yaml"
+    config.write_text(config.read_text().replace("type: maildir", f"type: {name}"))
+    done = run_cli(example, "send", "weekly")
+    assert done.returncode == 1
+    assert (
+        "backend.type: no backend named 'carrier-pigeon'; installed: console, maildir, memory, smtp"
+        in done.stderr
+    )
