@@ -66,12 +66,16 @@ def free_port() -> int:
 
 @contextmanager
 def smtp_server(
-    tls: ssl.SSLContext | None = None, password: str | None = None
+    tls: ssl.SSLContext | None = None,
+    password: str | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
 ) -> Iterator[tuple[Controller, Script]]:
     script = Script()
     kwargs: dict[str, Any] = {}
     if tls is not None:
         kwargs.update(tls_context=tls, require_starttls=True)
+    if implicit_tls is not None:
+        kwargs.update(ssl_context=implicit_tls)
     if password is not None:
 
         def check(

@@ -235,3 +235,15 @@ def test_smtp_transparency_and_line_ends(tmp_path: Path) -> None:
             backend.send(b".Subject: dot first\r\n\r\nbody\r\n", envelope(number=2))
     assert script.received[0][2] == b"Subject: bare\r\n\r\n.first\r\n.second\r\n..third\r\n"
     assert script.received[1][2] == b".Subject: dot first\r\n\r\nbody\r\n"
+
+
+def test_implicit_tls(tmp_path: Path) -> None:
+    context, cert = self_signed(tmp_path)
+    with smtp_server(implicit_tls=context) as (controller, script):
+        options = {"host": "127.0.0.1", "port": controller.port, "tls": "implicit", "timeout": 5}
+        with pytest.raises(DeliveryError) as caught:
+            load_backend("smtp", options, str(tmp_path)).open()
+        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
+        with load_backend("smtp", {**options, "ca_file": str(cert)}, str(tmp_path)) as backend:
+            backend.send(MESSAGE, envelope())
+        assert len(script.received) == 1
