@@ -222,13 +222,6 @@ class Config(StrictModel):
                 raise ValueError(f"digests[{index}].name: '{name}' is used by another digest")
         return self
 
-    def digest(self, name: str) -> Digest:
-        for digest in self.digests:
-            if digest.name == name:
-                return digest
-        known = ", ".join(d.name for d in self.digests) or "none"
-        raise KeyError(f"no digest named '{name}' (digests: {known})")
-
 
 @dataclass(frozen=True)
 class Publication:
@@ -241,6 +234,14 @@ class Publication:
 
     def line_of(self, *path: str | int) -> int | None:
         return self.lines.get(path)
+
+    def digest(self, name: str) -> Digest:
+        for digest in self.config.digests:
+            if digest.name == name:
+                return digest
+        known = ", ".join(d.name for d in self.config.digests) or "none"
+        what = f"no digest named '{name}' (digests: {known})"
+        raise ConfigError([Problem(self.path.name, self.line_of("digests"), "digests", what)])
 
     @property
     def root(self) -> Path:

@@ -195,10 +195,12 @@ def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             load_backend("smtp", options, str(tmp_path)).open()
 
 
-def test_starttls_verifies_certificates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_tls_verifies_certificates(tmp_path: Path, mode: str) -> None:
     context, cert = self_signed(tmp_path)
-    with smtp_server(tls=context) as (controller, script):
-        options = {"host": "127.0.0.1", "port": controller.port, "tls": "starttls", "timeout": 5}
+    server = {"tls": context} if mode == "starttls" else {"implicit_tls": context}
+    with smtp_server(**server) as (controller, script):
+        options = {"host": "127.0.0.1", "port": controller.port, "tls": mode, "timeout": 5}
         with pytest.raises(DeliveryError) as caught:
             load_backend("smtp", options, str(tmp_path)).open()
         assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
@@ -235,15 +237,3 @@ def test_smtp_transparency_and_line_ends(tmp_path: Path) -> None:
             backend.send(b".Subject: dot first\r\n\r\nbody\r\n", envelope(number=2))
     assert script.received[0][2] == b"Subject: bare\r\n\r\n.first\r\n.second\r\n..third\r\n"
     assert script.received[1][2] == b".Subject: dot first\r\n\r\nbody\r\n"
-
-
-def test_implicit_tls(tmp_path: Path) -> None:
-    context, cert = self_signed(tmp_path)
-    with smtp_server(implicit_tls=context) as (controller, script):
-        options = {"host": "127.0.0.1", "port": controller.port, "tls": "implicit", "timeout": 5}
-        with pytest.raises(DeliveryError) as caught:
-            load_backend("smtp", options, str(tmp_path)).open()
-        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
-        with load_backend("smtp", {**options, "ca_file": str(cert)}, str(tmp_path)) as backend:
-            backend.send(MESSAGE, envelope())
-        assert len(script.received) == 1

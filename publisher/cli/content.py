@@ -43,11 +43,7 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
 
 def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
-    try:
-        digest = pub.config.digest(args.digest)
-    except KeyError as exc:
-        print(f"{pub.path.name}: digests: {exc.args[0]}", file=sys.stderr)
-        return 1
+    digest = pub.digest(args.digest)
     report = build(pub, now, write=False)
     articles = select_articles(load_articles(pub, report.published), digest, Window(None, now))
     issue = compose_issue(pub, digest, articles, 1, Window(None, now), now)

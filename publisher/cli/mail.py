@@ -74,11 +74,7 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher import delivery, store
     from publisher.backends import load_backend
 
-    try:
-        digest = pub.config.digest(args.digest)
-    except KeyError as exc:
-        print(f"{pub.path.name}: digests: {exc.args[0]}", file=sys.stderr)
-        return 1
+    digest = pub.digest(args.digest)
     settings = pub.config.backend
     try:
         backend = load_backend(settings.type, settings.options, str(pub.root))
