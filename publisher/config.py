@@ -101,6 +101,8 @@ class FeedsSettings(StrictModel):
     formats: list[FeedFormat] = Field(default_factory=lambda: list(ALL_FORMATS), min_length=1)
     # Per-tag feeds: `all`, `none`, or a list of tags.
     tags: Literal["all", "none"] | list[Text] = "all"
+    # When `publisher run` rebuilds the feeds (default: every run, every 15 minutes).
+    schedule: Schedule | None = None
 
 
 class StateSettings(StrictModel):
@@ -155,6 +157,32 @@ def _name(value: str) -> str:
 Name = Annotated[Text, AfterValidator(_name)]
 
 
+def _cron(value: str) -> str:
+    from publisher.schedule import cron_trigger
+
+    cron_trigger(value, ZoneInfo("UTC"))  # raises ValueError naming the wrong field
+    return value
+
+
+class Schedule(StrictModel):
+    """When a job runs: a 5-field crontab expression (weekday 0 and 7 are Sunday, names
+    such as mon-fri work) or an interval, in an IANA time zone (default: the site's)."""
+
+    cron: Annotated[Text, AfterValidator(_cron)] | None = None
+    interval: Duration | None = Field(default=None, ge=60)
+    timezone: TimeZoneName | None = None
+    # After downtime: `once` sends one catch-up issue for the latest missed period if it is
+    # at most `max_lateness` old; `skip` sends none (the next issue includes the articles).
+    catch_up: Literal["once", "skip"] = "once"
+    max_lateness: Duration = Field(default=86400, ge=0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("give exactly one of cron and interval")
+        return self
+
+
 class Digest(StrictModel):
     """One email digest: which articles, how it looks, who it is from."""
 
@@ -172,6 +200,7 @@ class Digest(StrictModel):
     content: Literal["full", "summary"] = "summary"
     skip_empty: Bool = True
     preheader: Text | None = None  # default: the first article's summary
+    schedule: Schedule | None = None  # when `publisher run` sends it
 
     @property
     def list_name(self) -> str:

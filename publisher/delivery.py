@@ -82,9 +82,17 @@ class Plan:
     window: Window
 
 
-def open_issue(engine: Engine, pub: Publication, digest: Digest, now: datetime) -> Plan | None:
+def open_issue(
+    engine: Engine,
+    pub: Publication,
+    digest: Digest,
+    now: datetime,
+    period: datetime | None = None,
+) -> Plan | None:
     """The unfinished issue of ``digest``, or a new one for the window up to ``now`` (None
-    when the window holds no article and the digest skips empty issues)."""
+    when the window holds no article and the digest skips empty issues). A scheduled
+    issue names its ``period``: its window ends there, and the database holds one issue
+    per period, however many schedulers ask."""
     for _ in range(3):  # bounded: only a concurrent composer makes us look again
         with engine.begin() as db:
             row = db.execute(
@@ -98,16 +106,19 @@ def open_issue(engine: Engine, pub: Publication, digest: Digest, now: datetime) 
                 .where(issues.c.digest == digest.name).order_by(issues.c.number.desc()).limit(1)
             ).first()  # fmt: skip
         start = moment(last.window_end) if last is not None else None
-        window = Window(start, now)
-        if start is not None and start >= now:
+        end = period or now
+        window = Window(start, end)
+        if start is not None and start >= end:
             return None
         if not _articles(pub, digest, window, now) and digest.skip_empty:
             return None
         number = 1 if last is None else last.number + 1
         try:
             with engine.begin() as db:
-                issue_id = _create(db, digest, number, window, now)
+                issue_id = _create(db, digest, number, window, now, period)
         except IntegrityError:
+            if period is not None and _has_period(engine, digest, period):
+                return None  # another scheduler composed (and maybe sent) this period
             continue  # another process composed this number first: take theirs
         return Plan(issue_id, number, window)
     raise RuntimeError(f"could not open an issue of {digest.name}")
@@ -119,7 +130,33 @@ def _end(row: object) -> datetime:
     return end
 
 
-def _create(db: Connection, digest: Digest, number: int, window: Window, now: datetime) -> int:
+def _has_period(engine: Engine, digest: Digest, period: datetime) -> bool:
+    with engine.connect() as db:
+        found = db.execute(
+            select(issues.c.id).where(
+                issues.c.digest == digest.name, issues.c.period == epoch(period)
+            )
+        ).first()
+    return found is not None
+
+
+def last_period(engine: Engine, digest: Digest) -> datetime | None:
+    """The latest scheduled period the ledger has an issue for."""
+    with engine.connect() as db:
+        value = db.execute(
+            select(func.max(issues.c.period)).where(issues.c.digest == digest.name)
+        ).scalar()
+    return moment(value)
+
+
+def _create(
+    db: Connection,
+    digest: Digest,
+    number: int,
+    window: Window,
+    now: datetime,
+    period: datetime | None,
+) -> int:
     stamp = epoch(now)
     inserted = db.execute(
         issues.insert().values(
@@ -129,6 +166,7 @@ def _create(db: Connection, digest: Digest, number: int, window: Window, now: da
             window_end=epoch(window.end),
             created_at=stamp,
             status="sending",
+            period=None if period is None else epoch(period),
         )
     ).inserted_primary_key
     assert inserted is not None

@@ -28,7 +28,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -69,8 +71,12 @@ issues = Table(
     Column("window_end", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("status", String(16), nullable=False),  # sending | paused | done
+    # The scheduled moment the issue is for (None when sent by hand).
+    Column("period", Float),
     # One issue per number per digest, whoever composes it (two schedulers included).
     UniqueConstraint("digest", "number"),
+    # And one issue per scheduled period.
+    Index("issues_period", "digest", "period", unique=True),
 )
 
 deliveries = Table(
@@ -118,7 +124,17 @@ def connect(url: str) -> Engine:
             cursor.close()
 
     metadata.create_all(engine)
+    _upgrade(engine)
     return engine
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring a database made by an earlier version up to this schema (additive only)."""
+    columns = {c["name"] for c in inspect(engine).get_columns("issues")}
+    if "period" not in columns:
+        with engine.begin() as db:
+            db.execute(text("ALTER TABLE issues ADD COLUMN period REAL"))
+            db.execute(text("CREATE UNIQUE INDEX issues_period ON issues (digest, period)"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ CASES = [
         "unknown-key",
         SITE + "feeds:\n  itmes: 5\n",
         "schedule.yaml:6: feeds.itmes: unknown key "
-        "(known keys: content, folder, formats, items, tags, url)",
+        "(known keys: content, folder, formats, items, schedule, tags, url)",
     ),
     (
         "unknown-section",
