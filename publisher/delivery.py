@@ -251,9 +251,11 @@ def deliver(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunReport:
     """Send every due row of the issue, one worker thread per backend (connection); the
-    calling thread alone writes the ledger, one commit per message."""
+    calling thread alone writes the ledger, one commit per message. When ``should_stop``
+    turns true (SIGTERM), no new message is handed over; those in flight are recorded."""
     policy = pub.config.delivery
     sender = policy.bounce_address or letters.issue.sender[1]
     report = RunReport(digest.name, plan.number)
@@ -299,6 +301,9 @@ def deliver(
                                                 row.first_attempt_at, _recipient(row)),
                                 "skipped", clock(), code=None, reply=None)  # fmt: skip
                         continue
+                    if should_stop():
+                        state.stop = True
+                        break
                     if not limiter.wait():
                         report.limited = state.stop = True
                         break

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from publisher import __version__
-from publisher.cli import content, mail
+from publisher.cli import content, mail, running
 from publisher.config import config_path, load_config
 from publisher.errors import PublisherError
 
@@ -119,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.set_defaults(handler=mail.status)
+    run = commands.add_parser("run", parents=[common], help="the scheduler, in the foreground")
+    run.add_argument("--once", action="store_true", help="do what is due now, then exit")
+    run.add_argument("--now", metavar="ISO", help="with --once: the moment to act at")
+    run.set_defaults(handler=running.run)
+
+    planned = commands.add_parser("plan", parents=[common], help="the next runs of every job")
+    planned.add_argument("--days", type=int, default=7, metavar="N", help="how far ahead (7)")
+    planned.add_argument("--json", action="store_true", help="print JSON on stdout")
+    planned.add_argument("--now", metavar="ISO", help="plan from this moment")
+    planned.set_defaults(handler=running.plan_command)
     return parser
 
 

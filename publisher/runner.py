@@ -1,0 +1,135 @@
+"""What `publisher run` does at a moment: rebuild the feeds, resume unfinished issues, and
+send every digest issue that is due — decided by the ledger, not by the scheduler's memory,
+so a restart, downtime or a second scheduler changes nothing about what is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from publisher.backends import Backend
+from publisher.build import BuildReport, build
+from publisher.config import Digest, Publication, Schedule
+from publisher.delivery import RunReport, compose, deliver, last_period, open_issue
+from publisher.schedule import cron_trigger, due_period, interval_trigger, runs
+from publisher.store import issues
+from publisher.tokens import Signer
+
+# Interval schedules count from this moment, so their fire times are the same everywhere.
+INTERVAL_ANCHOR = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
+
+
+def trigger(pub: Publication, schedule: Schedule) -> Any:
+    zone = _zone(pub, schedule)
+    if schedule.cron is not None:
+        return cron_trigger(schedule.cron, zone)
+    assert schedule.interval is not None
+    return interval_trigger(schedule.interval, zone, INTERVAL_ANCHOR.astimezone(zone))
+
+
+def _zone(pub: Publication, schedule: Schedule) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(schedule.timezone) if schedule.timezone else pub.config.site.zone
+
+
+@dataclass
+class Tick:
+    build: BuildReport | None = None
+    digests: list[RunReport] = field(default_factory=list)
+
+
+def run_due(
+    pub: Publication,
+    engine: Engine,
+    now: datetime,
+    signer: Signer,
+    backends: Callable[[], Sequence[Backend]],
+    build_feeds: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Tick:
+    """Everything due at ``now``; returns what was done."""
+    tick = Tick()
+    if build_feeds:
+        tick.build = build(pub, now)
+    for digest in pub.config.digests:
+        if should_stop():
+            break
+        report = run_digest(pub, engine, digest, now, signer, backends, should_stop)
+        if report is not None:
+            tick.digests.append(report)
+    return tick
+
+
+def run_digest(
+    pub: Publication,
+    engine: Engine,
+    digest: Digest,
+    now: datetime,
+    signer: Signer,
+    backends: Callable[[], Sequence[Backend]],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunReport | None:
+    """Resume the digest's unfinished issue, or send the one due now; None if neither."""
+    period = None
+    if digest.schedule is not None:
+        schedule = digest.schedule
+        period = due_period(
+            trigger(pub, schedule),
+            now,
+            last_period(engine, digest),
+            schedule.catch_up,
+            timedelta(seconds=schedule.max_lateness),
+        )
+    if period is None and not _unfinished(engine, digest):
+        return None
+    plan = open_issue(engine, pub, digest, now, period)
+    if plan is None:
+        return RunReport(digest.name, status="nothing new to send")
+    letters = compose(pub, digest, plan, now, signer)
+    return deliver(engine, pub, digest, plan, letters, backends(), should_stop=should_stop)
+
+
+def _unfinished(engine: Engine, digest: Digest) -> bool:
+    with engine.connect() as db:
+        row = db.execute(
+            select(issues.c.id).where(issues.c.digest == digest.name, issues.c.status != "done")
+        ).first()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class Planned:
+    job: str
+    at: datetime
+
+    def as_dict(self) -> dict[str, str]:
+        from datetime import UTC
+
+        return {
+            "job": self.job,
+            "local": self.at.isoformat(),
+            "utc": self.at.astimezone(UTC).isoformat(),
+        }
+
+
+def plan(pub: Publication, now: datetime, days: int) -> list[Planned]:
+    """Every run of every job in the next ``days`` days, in time order."""
+    until = now + timedelta(days=days)
+    found: list[Planned] = []
+    feeds = pub.config.feeds.schedule
+    if feeds is not None:
+        found += [Planned("feeds", at) for at in runs(trigger(pub, feeds), now, until)]
+    for digest in pub.config.digests:
+        if digest.schedule is not None:
+            found += [
+                Planned(f"digest {digest.name}", at)
+                for at in runs(trigger(pub, digest.schedule), now, until)
+            ]
+    return sorted(found, key=lambda p: (p.at, p.job))
