@@ -104,7 +104,8 @@ def runs(
     last = after.timestamp()
     for _ in range(MAX_STEPS):
         fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None or fire > until:
+        # Compared as timestamps: Python compares two times of one zone as wall clocks.
+        if fire is None or fire.timestamp() > until.timestamp():
             return
         if fire.timestamp() <= last:
             # Inside a repeated hour APScheduler can hand back a moment already passed
@@ -139,9 +140,11 @@ def due_period(
     latest = None
     for fire in runs(trigger, now - look_back, now):
         latest = fire
-    if latest is None or (last_period is not None and last_period >= latest):
+    if latest is None or (
+        last_period is not None and last_period.timestamp() >= latest.timestamp()
+    ):
         return None
-    late = now - latest
+    late = timedelta(seconds=now.timestamp() - latest.timestamp())
     if late <= GRACE:
         return latest
     if catch_up == "skip" or late > max_lateness:
