@@ -243,14 +243,6 @@ class Config(StrictModel):
     delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_digests(self) -> Config:
-        names = [d.name for d in self.digests]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise ValueError(f"digests[{index}].name: '{name}' is used by another digest")
-        return self
-
 
 @dataclass(frozen=True)
 class Publication:
@@ -327,4 +319,13 @@ def load_config(path: Path) -> Publication:
     if not isinstance(doc.value, dict):
         raise ConfigError([Problem(shown, 1, "", "must be a mapping of sections (site:, feeds:)")])
     config = validate_document(Config, doc, shown)
+    seen: dict[str, int] = {}
+    for index, digest in enumerate(config.digests):
+        if digest.name in seen:
+            where = f"digests[{index}].name"
+            first = f"digests[{seen[digest.name]}]"
+            at = doc.line_of(("digests", index, "name"))
+            what = f"'{digest.name}' is already the name of {first}"
+            raise ConfigError([Problem(shown, at, where, what)])
+        seen[digest.name] = index
     return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))
