@@ -134,42 +134,42 @@ CASES = [
     (
         "cron-minute",
         SITE + DIGEST + '    schedule:\n      cron: "61 * * * *"\n',
-        "schedule.yaml:10: digests[0].schedule.cron: minute must be 0-59, not 61",
+        "schedule.yaml:9: digests[0].schedule.cron: minute must be 0-59, not 61",
     ),
     (
         "cron-fields",
         SITE + DIGEST + "    schedule:\n      cron: 9:30\n",
-        "schedule.yaml:10: digests[0].schedule.cron: '9:30' has 1 fields; cron needs 5 (minute hour day month weekday)",
+        "schedule.yaml:9: digests[0].schedule.cron: '9:30' has 1 fields; cron needs 5 (minute hour day month weekday)",
     ),
     (
         "cron-weekday",
         SITE + DIGEST + '    schedule:\n      cron: "0 8 * * 8"\n',
-        "schedule.yaml:10: digests[0].schedule.cron: day of week must be 0-7, not 8",
+        "schedule.yaml:9: digests[0].schedule.cron: day of week must be 0-7, not 8",
     ),
     (
         "schedule-zone",
         SITE + DIGEST + '    schedule:\n      cron: "0 8 * * 1"\n      timezone: Mars/Olympus\n',
-        "schedule.yaml:11: digests[0].schedule.timezone: 'Mars/Olympus' is not a known IANA time zone (e.g. Europe/Berlin, UTC)",
+        "schedule.yaml:10: digests[0].schedule.timezone: 'Mars/Olympus' is not a known IANA time zone (e.g. Europe/Berlin, UTC)",
     ),
     (
         "interval-trap",
         SITE + DIGEST + "    schedule:\n      interval: 1:30\n",
-        "schedule.yaml:10: digests[0].schedule.interval: '1:30' is not a duration such as 90s, 5m, 4h or 5d",
+        "schedule.yaml:9: digests[0].schedule.interval: '1:30' is not a duration such as 90s, 5m, 4h or 5d",
     ),
     (
         "catch-up-no",
         SITE + DIGEST + '    schedule:\n      cron: "0 8 * * 1"\n      catch_up: no\n',
-        "schedule.yaml:11: digests[0].schedule.catch_up: Input should be 'once' or 'skip'",
+        "schedule.yaml:10: digests[0].schedule.catch_up: Input should be 'once' or 'skip'",
     ),
     (
         "both-rules",
         SITE + DIGEST + '    schedule:\n      cron: "0 8 * * 1"\n      interval: 1h\n',
-        "schedule.yaml:9: digests[0].schedule: give exactly one of cron and interval",
+        "schedule.yaml:8: digests[0].schedule: give exactly one of cron and interval",
     ),
     (
         "duplicate-digest",
         SITE + DIGEST + "  - name: weekly\n    from: b@n.example\n",
-        "schedule.yaml:9: digests[1].name: 'weekly' is already the name of digests[0]",
+        "schedule.yaml:8: digests[1].name: 'weekly' is already the name of digests[0]",
     ),
     (
         "folder",
