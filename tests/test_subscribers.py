@@ -135,3 +135,30 @@ def test_unknown_backend(example: Path, name: str, run_cli: Callable[..., Done])
         "backend.type: no backend named 'carrier-pigeon'; installed: console, maildir, memory, smtp"
         in done.stderr
     )
+
+
+def test_plan_and_next_run(example: Path, run_cli: Callable[..., Done]) -> None:
+    planned = run_cli(example, "plan", "--days", "3", "--json", "--now", "2026-11-28T23:00:00Z")
+    jobs = json.loads(planned.stdout)
+    weekly = [job for job in jobs if job["job"] == "digest weekly"]
+    assert weekly == [
+        {
+            "job": "digest weekly",
+            "local": "2026-11-30T08:00:00+00:00",
+            "utc": "2026-11-30T08:00:00+00:00",
+        }
+    ]
+    assert sum(job["job"] == "feeds" for job in jobs) == 3 * 48  # every 30 min in (now, now + 3 days]
+    status = json.loads(run_cli(example, "status", "--json").stdout)
+    assert status[0]["next_run"].endswith("08:00:00+00:00")
+
+
+def test_run_once_sends_the_due_issue_once(example: Path, run_cli: Callable[..., Done]) -> None:
+    run_cli(example, "subscribers", "add", "a@example.org", "--list", "weekly")
+    first = run_cli(example, "run", "--once", "--now", "2026-11-28T12:00:00Z")
+    assert first.returncode == 0, first.stderr
+    assert "weekly #1: done; sent 1" in first.stdout  # catch-up for Monday 23 November
+    again = run_cli(example, "run", "--once", "--now", "2026-11-28T13:00:00Z")
+    assert "weekly" not in again.stdout and again.returncode == 0
+    monday = run_cli(example, "run", "--once", "--now", "2026-11-30T08:01:00Z")
+    assert "weekly: nothing new to send" in monday.stdout  # due, but no new article

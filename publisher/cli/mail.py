@@ -192,11 +192,17 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             ]
     finally:
         engine.dispose()
+    for entry, digest in zip(result, pub.config.digests, strict=True):
+        entry["next_run"] = _next_run(pub, digest, now)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     for entry in result:
-        print(f"{entry['digest']} (list {entry['list']}, {entry['subscribers']} subscriber(s))")
+        upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
+        print(
+            f"{entry['digest']} (list {entry['list']}, {entry['subscribers']} subscriber(s)"
+            f"{upcoming})"
+        )
         for issue in entry["issues"]:
             counts = ", ".join(f"{key} {issue[key]}" for key in STATUSES)
             print(f"  #{issue['number']} {issue['status']}: {counts}")
@@ -206,6 +212,18 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
 
 STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
+
+
+def _next_run(pub: Publication, digest: Any, now: datetime) -> str | None:
+    from datetime import timedelta
+
+    from publisher.runner import trigger
+    from publisher.schedule import runs
+
+    if digest.schedule is None:
+        return None
+    upcoming = next(runs(trigger(pub, digest.schedule), now, now + timedelta(days=400)), None)
+    return None if upcoming is None else upcoming.isoformat()
 
 
 def _digest_status(db: Any, name: str, list_name: str) -> dict[str, Any]:
