@@ -19,14 +19,14 @@ from publisher.config import load_config
 
 pytestmark = pytest.mark.slow
 SECRET = {"PUBLISHER_SECRET": "run-test-secret-0123456789"}
-EVERY_MINUTE = '    schedule:\n      cron: "* * * * *"\n      max_lateness: 1h\n'
 
 
-def scheduled(example: Path, block: str = EVERY_MINUTE) -> None:
+def scheduled(example: Path) -> None:
+    """The example digest, due every minute."""
     config = example / "schedule.yaml"
-    config.write_text(
-        config.read_text().replace("    skip_empty: true\n", "    skip_empty: true\n" + block)
-    )
+    text = config.read_text()
+    assert 'cron: "0 8 * * mon"' in text
+    config.write_text(text.replace('cron: "0 8 * * mon"', 'cron: "* * * * *"'))
     pub = load_config(config)
     engine = store.connect(pub.database_url)
     with engine.begin() as db:
@@ -90,7 +90,7 @@ def test_reload_valid_and_invalid(example: Path) -> None:
         config.write_text(text.replace("max_articles: 10", "max_articles: 5"))
         time.sleep(7)  # the reload check runs every 5 s
         lines = text.splitlines()
-        bad_line = next(i for i, line in enumerate(lines, 1) if "cron:" in line)
+        bad_line = next(i for i, line in enumerate(lines, 1) if 'cron: "* * * * *"' in line)
         config.write_text(text.replace('cron: "* * * * *"', 'cron: "61 * * * *"'))
         time.sleep(7)
         assert process.poll() is None  # still running on the last good schedule
