@@ -116,3 +116,16 @@ def test_consecutive_windows_partition_every_date(
     windows = [Window(None if i == 0 else ends[i - 1], end) for i, end in enumerate(ends)]
     for date in (d.replace(tzinfo=UTC) for d in dates):
         assert sum(date in window for window in windows) == 1
+
+
+def test_interval_schedules_count_from_a_fixed_anchor() -> None:
+    from publisher.runner import INTERVAL_ANCHOR
+    from publisher.schedule import interval_trigger
+
+    every = interval_trigger(12 * 3600, ZoneInfo("UTC"), INTERVAL_ANCHOR)
+    start = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
+    found = [f.isoformat() for f in runs(every, start, start + timedelta(days=1))]
+    assert found == ["2026-11-28T12:00:00+00:00", "2026-11-29T00:00:00+00:00"]
+    assert (
+        due_period(every, datetime(2026, 11, 28, 12, 3, tzinfo=UTC), None, "skip", DAY) is not None
+    )
