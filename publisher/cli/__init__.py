@@ -129,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--now", metavar="ISO", help="with --once: the moment to act at")
     run.set_defaults(handler=running.run)
 
+    serve = commands.add_parser("serve", parents=[common], help="the web side (feeds, unsubscribe)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.set_defaults(handler=running.serve)
+
     planned = commands.add_parser("plan", parents=[common], help="the next runs of every job")
     planned.add_argument("--days", type=int, default=7, metavar="N", help="how far ahead (7)")
     planned.add_argument("--json", action="store_true", help="print JSON on stdout")

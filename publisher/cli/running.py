@@ -182,3 +182,13 @@ def plan_command(pub: Publication, args: argparse.Namespace, now: datetime) -> i
     if not planned:
         print(f"nothing scheduled in the next {args.days} day(s)")
     return 0
+
+
+def serve(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    import uvicorn
+
+    from publisher.web import create_app
+
+    app = create_app(pub, signer(pub))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0

@@ -1,0 +1,173 @@
+"""Routes: the feeds (with HTTP caching) and one-click unsubscribe (RFC 8058).
+
+Every answer carries security headers; errors never show a stack trace to a visitor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from publisher import store
+from publisher.config import Publication
+from publisher.personalize import UNSUBSCRIBE
+from publisher.tokens import Signer
+
+MEDIA_TYPES = {
+    ".xml": "application/xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
+}
+FEED_TYPES = {
+    "rss.xml": "application/rss+xml; charset=utf-8",
+    "atom.xml": "application/atom+xml; charset=utf-8",
+    "feed.json": "application/feed+json; charset=utf-8",
+}
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'self' 'unsafe-inline'; "
+     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]  # fmt: skip
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -> Starlette:
+    database = engine or store.connect(pub.database_url)
+
+    async def feed(request: Request) -> Response:
+        return _feed_file(pub, request)
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        public_id = signer.verify(UNSUBSCRIBE, token)
+        if public_id is None:
+            return _page("This link is not valid", "<p>The link may be incomplete or altered. "
+                         "Nothing was changed.</p>", status=400)  # fmt: skip
+        if request.method == "GET":
+            # A GET only shows the button: mail scanners that follow links unsubscribe nobody.
+            body = (
+                '<p>Stop receiving these emails?</p><form method="post">'
+                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                '<button type="submit">Unsubscribe</button></form>'
+            )
+            return _page("Unsubscribe", body)
+        form = await request.form()
+        if form.get("List-Unsubscribe") != "One-Click":
+            return _page("Unsubscribe", "<p>Nothing was changed.</p>", status=400)
+        _unsubscribe(database, public_id)
+        # RFC 8058 §3.2: answer the POST itself, no redirect; repeating it changes nothing.
+        return _page("Unsubscribed", "<p>You will receive no more emails from this list.</p>")
+
+    routes = [
+        Route("/feeds/{path:path}", feed, methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500)],
+        exception_handlers={Exception: _error, 404: _not_found, 405: _not_allowed},
+    )
+
+
+def _unsubscribe(engine: Engine, public_id: str) -> None:
+    now = time.time()
+    with engine.begin() as db:
+        ids = db.execute(
+            store.subscribers.select().with_only_columns(store.subscribers.c.id)
+            .where(store.subscribers.c.public_id == public_id)
+        ).scalars().all()  # fmt: skip
+        if ids:
+            db.execute(
+                update(store.subscriptions)
+                .where(store.subscriptions.c.subscriber_id.in_(ids),
+                       store.subscriptions.c.status == "active")
+                .values(status="unsubscribed", updated_at=now)
+            )  # fmt: skip
+
+
+def _feed_file(pub: Publication, request: Request) -> Response:
+    root = pub.feeds_dir.resolve()
+    target = (root / request.path_params["path"]).resolve()
+    if root not in target.parents or not target.is_file() or target.name.startswith("."):
+        return _page("Not found", "<p>There is no such feed.</p>", status=404)
+    data = target.read_bytes()
+    stat = target.stat()
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    modified = datetime.fromtimestamp(int(stat.st_mtime), UTC)
+    headers = {
+        "ETag": etag,
+        "Last-Modified": format_datetime(modified, usegmt=True),
+        "Cache-Control": "public, max-age=300",
+        "Vary": "Accept-Encoding",
+    }
+    if _not_modified(request, etag, modified):
+        return Response(status_code=304, headers=headers)
+    media = FEED_TYPES.get(target.name) or MEDIA_TYPES.get(Path(target.name).suffix)
+    return Response(data, media_type=media or "application/octet-stream", headers=headers)
+
+
+def _not_modified(request: Request, etag: str, modified: datetime) -> bool:
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        return etag in [tag.strip() for tag in match.split(",")] or match.strip() == "*"
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            return modified <= parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>"
+        f"{body}</main></body></html>"
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    # Logged by the server; the visitor sees a plain page, never a traceback.
+    return _page("Something went wrong", "<p>Please try again later.</p>", status=500)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _page("Not found", "<p>There is no such page.</p>", status=404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _page("Not allowed", "<p>That method is not allowed here.</p>", status=405)
