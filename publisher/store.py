@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     func,
@@ -50,6 +51,8 @@ subscribers = Table(
     Column("hard_bounces", Integer, nullable=False, default=0),
     Column("suppressed_at", Float),
     Column("suppressed_reason", String(1000)),
+    # When the last confirmation mail went out: repeated sign-ups do not spam the address.
+    Column("confirm_sent_at", Float),
 )
 
 subscriptions = Table(
@@ -130,6 +133,10 @@ def connect(url: str) -> Engine:
 
 def _upgrade(engine: Engine) -> None:
     """Bring a database made by an earlier version up to this schema (additive only)."""
+    subscriber_columns = {c["name"] for c in inspect(engine).get_columns("subscribers")}
+    if "confirm_sent_at" not in subscriber_columns:
+        with engine.begin() as db:
+            db.execute(text("ALTER TABLE subscribers ADD COLUMN confirm_sent_at REAL"))
     columns = {c["name"] for c in inspect(engine).get_columns("issues")}
     if "period" not in columns:
         with engine.begin() as db:
@@ -246,3 +253,71 @@ def count_active(db: Connection, list_name: str) -> int:
             )
         ).scalar_one()
     )
+
+
+def request_subscription(
+    db: Connection, address: str, name: str, lists: list[str], now: float
+) -> tuple[str, bool]:
+    """Record a double opt-in request: ``pending`` for each list not already active.
+    Returns the subscriber's public id and whether a confirmation mail should go out (not
+    when nothing is pending, nor within an hour of the last one)."""
+    key = address.lower()
+    row = db.execute(select(subscribers).where(subscribers.c.key == key)).first()
+    if row is None:
+        inserted = db.execute(
+            subscribers.insert().values(
+                address=address, key=key, name=name, public_id=secrets.token_urlsafe(12),
+                created_at=now, hard_bounces=0,
+            )
+        ).inserted_primary_key  # fmt: skip
+        assert inserted is not None
+        subscriber_id, public_id, last_sent = int(inserted[0]), None, None
+    else:
+        subscriber_id, public_id, last_sent = row.id, row.public_id, row.confirm_sent_at
+    pending = False
+    for list_name in lists:
+        status = db.execute(
+            select(subscriptions.c.status).where(
+                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
+            )
+        ).scalar()
+        if status == "active":
+            continue
+        pending = True
+        values = {"status": "pending", "updated_at": now}
+        if status is None:
+            db.execute(
+                subscriptions.insert().values(subscriber_id=subscriber_id, list=list_name, **values)
+            )
+        else:
+            this = and_(
+                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
+            )
+            db.execute(subscriptions.update().where(this).values(**values))
+    if public_id is None:
+        public_id = db.execute(
+            select(subscribers.c.public_id).where(subscribers.c.id == subscriber_id)
+        ).scalar_one()
+    send = pending and (last_sent is None or now - last_sent > 3600)
+    if send:
+        db.execute(
+            subscribers.update()
+            .where(subscribers.c.id == subscriber_id)
+            .values(confirm_sent_at=now)
+        )
+    return str(public_id), send
+
+
+def confirm_subscription(db: Connection, public_id: str, now: float) -> int:
+    """Activate every pending subscription of the subscriber; how many."""
+    subscriber_id = db.execute(
+        select(subscribers.c.id).where(subscribers.c.public_id == public_id)
+    ).scalar()
+    if subscriber_id is None:
+        return 0
+    result = db.execute(
+        subscriptions.update()
+        .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.status == "pending")
+        .values(status="active", updated_at=now)
+    )
+    return int(result.rowcount)

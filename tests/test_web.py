@@ -133,3 +133,66 @@ def test_multipart_post_and_no_stack_traces(served: tuple[str, Publication]) -> 
     assert status == 200
     status, headers, body = fetch(f"{base}/no/such/page")
     assert status == 404 and b"Traceback" not in body and headers["x-frame-options"] == "DENY"
+
+
+def form_token(base: str) -> tuple[str, str]:
+    status, headers, body = fetch(f"{base}/subscribe")
+    assert status == 200 and b'type="email"' in body
+    cookie = headers["set-cookie"].split(";")[0]  # csrf=<nonce>
+    field = body.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
+    assert (
+        "httponly" in headers["set-cookie"].lower()
+        and "samesite=strict" in headers["set-cookie"].lower()
+    )
+    return cookie, field
+
+
+def sign_up(base: str, cookie: str, field: str, email: str) -> tuple[int, bytes]:
+    from urllib.parse import urlencode
+
+    data = urlencode({"csrf": field, "email": email, "name": "Nia", "list": "weekly"}).encode()
+    status, _, body = fetch(f"{base}/subscribe", data=data, headers={"Cookie": cookie})
+    return status, body
+
+
+def outbox(pub: Publication) -> list[bytes]:
+    folder = pub.root / "outbox" / "new"
+    return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.exists() else []
+
+
+def test_double_opt_in(served: tuple[str, Publication]) -> None:
+    import email
+    import re
+
+    base, pub = served
+    cookie, field = form_token(base)
+    assert sign_up(base, "csrf=forged", field, "nia@example.org")[0] == 400  # CSRF
+    status, answer = sign_up(base, cookie, field, "nia@example.org")
+    assert status == 200 and b"Check your inbox" in answer
+    mails = outbox(pub)
+    assert len(mails) == 1
+    text = email.message_from_bytes(mails[0]).get_payload(decode=True).decode()
+    link = re.search(r"https://\S+/confirm/(\S+)", text)
+    assert link is not None
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        assert {m.address: m.status for m in store.members(db, "weekly")}[
+            "nia@example.org"
+        ] == "pending"
+    # Signing up again, or with an address already subscribed: the same answer, no new mail.
+    assert sign_up(base, cookie, field, "nia@example.org")[1] == answer
+    assert sign_up(base, cookie, field, "ann@example.org")[1] == answer
+    assert len(outbox(pub)) == 1
+    # The link shows a button; only the POST confirms. A forged token changes nothing.
+    token = link.group(1)
+    assert b'<form method="post">' in fetch(f"{base}/confirm/{token}")[2]
+    assert fetch(f"{base}/confirm/{token[:-3]}abc", data=b"")[0] == 400
+    assert fetch(f"{base}/confirm/{token}", data=b"")[0] == 200
+    with engine.connect() as db:
+        assert {m.address: m.status for m in store.members(db, "weekly")}[
+            "nia@example.org"
+        ] == "active"
+    engine.dispose()
+    # Per-client rate limit: a few sign-ups per ten minutes.
+    answers = [sign_up(base, cookie, field, f"x{n}@example.org")[0] for n in range(4)]
+    assert answers[-1] == 429

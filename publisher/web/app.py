@@ -6,7 +6,6 @@ Every answer carries security headers; errors never show a stack trace to a visi
 from __future__ import annotations
 
 import hashlib
-import html
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -18,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +25,8 @@ from publisher import store
 from publisher.config import Publication
 from publisher.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
+from publisher.web import subscribe as signup
+from publisher.web.pages import page
 
 MEDIA_TYPES = {
     ".xml": "application/xml; charset=utf-8",
@@ -72,7 +73,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         token = request.path_params["token"]
         public_id = signer.verify(UNSUBSCRIBE, token)
         if public_id is None:
-            return _page("This link is not valid", "<p>The link may be incomplete or altered. "
+            return page("This link is not valid", "<p>The link may be incomplete or altered. "
                          "Nothing was changed.</p>", status=400)  # fmt: skip
         if request.method == "GET":
             # A GET only shows the button: mail scanners that follow links unsubscribe nobody.
@@ -81,17 +82,29 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
                 '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
                 '<button type="submit">Unsubscribe</button></form>'
             )
-            return _page("Unsubscribe", body)
+            return page("Unsubscribe", body)
         form = await request.form()
         if form.get("List-Unsubscribe") != "One-Click":
-            return _page("Unsubscribe", "<p>Nothing was changed.</p>", status=400)
+            return page("Unsubscribe", "<p>Nothing was changed.</p>", status=400)
         _unsubscribe(database, public_id)
         # RFC 8058 §3.2: answer the POST itself, no redirect; repeating it changes nothing.
-        return _page("Unsubscribed", "<p>You will receive no more emails from this list.</p>")
+        return page("Unsubscribed", "<p>You will receive no more emails from this list.</p>")
+
+    limits = signup.RateLimit()
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return signup.form_page(pub, signer, request)
+        return await signup.subscribe(pub, signer, database, limits, request)
+
+    async def confirm(request: Request) -> Response:
+        return await signup.confirm(pub, signer, database, request)
 
     routes = [
         Route("/feeds/{path:path}", feed, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     ]
     return Starlette(
         routes=routes,
@@ -120,7 +133,7 @@ def _feed_file(pub: Publication, request: Request) -> Response:
     root = pub.feeds_dir.resolve()
     target = (root / request.path_params["path"]).resolve()
     if root not in target.parents or not target.is_file() or target.name.startswith("."):
-        return _page("Not found", "<p>There is no such feed.</p>", status=404)
+        return page("Not found", "<p>There is no such feed.</p>", status=404)
     data = target.read_bytes()
     stat = target.stat()
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
@@ -150,24 +163,14 @@ def _not_modified(request: Request, etag: str, modified: datetime) -> bool:
     return False
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>"
-        f"{body}</main></body></html>"
-    )
-    return HTMLResponse(page, status_code=status)
-
-
 async def _error(request: Request, exc: Exception) -> Response:
     # Logged by the server; the visitor sees a plain page, never a traceback.
-    return _page("Something went wrong", "<p>Please try again later.</p>", status=500)
+    return page("Something went wrong", "<p>Please try again later.</p>", status=500)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _page("Not found", "<p>There is no such page.</p>", status=404)
+    return page("Not found", "<p>There is no such page.</p>", status=404)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return _page("Not allowed", "<p>That method is not allowed here.</p>", status=405)
+    return page("Not allowed", "<p>That method is not allowed here.</p>", status=405)
