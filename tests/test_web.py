@@ -196,3 +196,45 @@ def test_double_opt_in(served: tuple[str, Publication]) -> None:
     # Per-client rate limit: a few sign-ups per ten minutes.
     answers = [sign_up(base, cookie, field, f"x{n}@example.org")[0] for n in range(4)]
     assert answers[-1] == 429
+
+
+def test_archive_and_status(
+    served: tuple[str, Publication], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from publisher.backends.memory import MemoryBackend
+    from publisher.delivery import compose, deliver, open_issue
+
+    base, pub = served
+    engine = store.connect(pub.database_url)
+    digest = pub.config.digests[0]
+    plan = open_issue(engine, pub, digest, NOW)
+    assert plan is not None
+    deliver(
+        engine,
+        pub,
+        digest,
+        plan,
+        compose(pub, digest, plan, NOW, KEY),
+        [MemoryBackend({}, str(pub.root))],
+    )
+    engine.dispose()
+
+    status, _, body = fetch(f"{base}/issues/weekly/")
+    assert status == 200 and b'href="/issues/weekly/1/"' in body
+    status, headers, body = fetch(f"{base}/issues/weekly/1/")
+    assert status == 200 and b"Storm Ion" in body
+    assert b"XPUBSLOT" not in body and b"ann@example.org" not in body and b"Hello reader" in body
+    assert "img-src https:" in headers["content-security-policy"]
+    assert fetch(f"{base}/issues/weekly/9/")[0] == 404 and fetch(f"{base}/issues/nope/")[0] == 404
+
+    assert fetch(f"{base}/status")[0] == 404  # disabled without a password
+    monkeypatch.setenv("PUBLISHER_STATUS_PASSWORD", "s3cret-status")
+    assert fetch(f"{base}/status")[0] == 401
+    wrong = base64.b64encode(b"op:nope").decode()
+    assert fetch(f"{base}/status", headers={"Authorization": f"Basic {wrong}"})[0] == 401
+    right = base64.b64encode(b"op:s3cret-status").decode()
+    status, _, body = fetch(f"{base}/status", headers={"Authorization": f"Basic {right}"})
+    assert status == 200 and b"#1 done: sent 1" in body and b"1 subscriber(s)" in body
+    assert b"@" not in body.split(b"<main>")[1]  # no address shown

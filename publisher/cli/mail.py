@@ -183,17 +183,14 @@ class _progress:
 
 def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher import store
+    from publisher.overview import STATUSES, digest_overview
 
     engine = store.connect(pub.database_url)
     try:
         with engine.connect() as db:
-            result = [
-                _digest_status(db, digest.name, digest.list_name) for digest in pub.config.digests
-            ]
+            result = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
     finally:
         engine.dispose()
-    for entry, digest in zip(result, pub.config.digests, strict=True):
-        entry["next_run"] = _next_run(pub, digest, now)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -209,54 +206,3 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         if not entry["issues"]:
             print("  no issue yet")
     return 0
-
-
-STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
-
-
-def _next_run(pub: Publication, digest: Any, now: datetime) -> str | None:
-    from datetime import timedelta
-
-    from publisher.runner import trigger
-    from publisher.schedule import runs
-
-    if digest.schedule is None:
-        return None
-    upcoming = next(runs(trigger(pub, digest.schedule), now, now + timedelta(days=400)), None)
-    return None if upcoming is None else upcoming.isoformat()
-
-
-def _digest_status(db: Any, name: str, list_name: str) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from publisher import store
-
-    rows = db.execute(
-        select(store.issues)
-        .where(store.issues.c.digest == name)
-        .order_by(store.issues.c.number.desc())
-        .limit(5)
-    ).all()
-    recent: list[dict[str, Any]] = []
-    for row in rows:
-        counted = db.execute(
-            select(store.deliveries.c.status, func.count())
-            .where(store.deliveries.c.issue_id == row.id)
-            .group_by(store.deliveries.c.status)
-        ).all()
-        counts: dict[str, int] = {status: count for status, count in counted}
-        end = store.moment(row.window_end)
-        recent.append(
-            {
-                "number": row.number,
-                "status": row.status,
-                "window_end": None if end is None else end.isoformat(),
-                **{key: counts.get(key, 0) for key in STATUSES},
-            }
-        )
-    return {
-        "digest": name,
-        "list": list_name,
-        "subscribers": store.count_active(db, list_name),
-        "issues": recent,
-    }

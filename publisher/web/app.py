@@ -25,6 +25,7 @@ from publisher import store
 from publisher.config import Publication
 from publisher.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
+from publisher.web import archive
 from publisher.web import subscribe as signup
 from publisher.web.pages import page
 
@@ -39,7 +40,7 @@ FEED_TYPES = {
 }
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'self' 'unsafe-inline'; "
-     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+     b"img-src https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -100,7 +101,19 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
     async def confirm(request: Request) -> Response:
         return await signup.confirm(pub, signer, database, request)
 
+    async def issues_index(request: Request) -> Response:
+        return archive.index(pub, database, request)
+
+    async def issue_page(request: Request) -> Response:
+        return archive.issue(pub, database, request)
+
+    async def status_page(request: Request) -> Response:
+        return archive.status(pub, database, request)
+
     routes = [
+        Route("/issues/{digest}/", issues_index),
+        Route("/issues/{digest}/{number}/", issue_page),
+        Route("/status", status_page),
         Route("/feeds/{path:path}", feed, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
