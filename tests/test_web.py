@@ -238,3 +238,89 @@ def test_archive_and_status(
     status, _, body = fetch(f"{base}/status", headers={"Authorization": f"Basic {right}"})
     assert status == 200 and b"#1 done: sent 1" in body and b"1 subscriber(s)" in body
     assert b"@" not in body.split(b"<main>")[1]  # no address shown
+
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
+    """A person subscribes in Chromium, confirms from the mail, gets an issue, leaves in
+    one click from the mail client; the next issue does not reach them."""
+    import email
+    import re
+    from datetime import timedelta
+
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    from publisher.backends import load_backend
+    from publisher.delivery import compose, deliver, open_issue
+
+    base, pub = served
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    public = "https://notes.kestrelbay.example"
+
+    def send_issue(now: object) -> None:
+        engine = store.connect(pub.database_url)
+        digest = pub.config.digests[0]
+        plan = open_issue(engine, pub, digest, now)  # type: ignore[arg-type]
+        assert plan is not None
+        backend = load_backend("maildir", {"path": "outbox"}, str(pub.root))
+        deliver(engine, pub, digest, plan, compose(pub, digest, plan, now, KEY), [backend])  # type: ignore[arg-type]
+        engine.dispose()
+
+    def mails_to(address: str) -> list[email.message.Message]:
+        return [
+            m for m in (email.message_from_bytes(b) for b in outbox(pub)) if address in str(m["To"])
+        ]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+        )  # fmt: skip
+        try:
+            for width in (375, 1280):
+                view = browser.new_page(viewport={"width": width, "height": 900})
+                view.goto(f"{base}/subscribe")
+                view.screenshot(path=str(SHOTS / f"web-subscribe-{width}.png"), full_page=True)
+                view.close()
+            page = browser.new_page(viewport={"width": 375, "height": 900})
+            page.goto(f"{base}/subscribe")
+            page.fill("#email", "mira@example.org")
+            page.fill("#name", "Mira")
+            page.click("button[type=submit]")
+            assert page.inner_text("h1") == "Check your inbox"
+            confirmation = mails_to("mira@example.org")[0].get_payload(decode=True).decode()  # type: ignore[union-attr]
+            link = re.search(r"https://\S+/confirm/\S+", confirmation)
+            assert link is not None
+            page.goto(link.group().replace(public, base))
+            page.screenshot(path=str(SHOTS / "web-confirm-375.png"))
+            page.click("button[type=submit]")
+            assert page.inner_text("h1") == "Subscribed"
+
+            send_issue(NOW)
+            issue_mails = [m for m in mails_to("mira@example.org") if m["List-Unsubscribe"]]
+            assert len(issue_mails) == 1
+            for width in (375, 1280):
+                page.set_viewport_size({"width": width, "height": 900})
+                page.goto(f"{base}/issues/weekly/1/")
+                page.screenshot(path=str(SHOTS / f"web-issue-{width}.png"), full_page=True)
+            browser_unsubscribe = issue_mails[0]["List-Unsubscribe"].split(",")[0].strip("<> ")
+        finally:
+            browser.close()
+
+    # The mail client's one-click POST (RFC 8058), then the next issue.
+    status, _, _ = fetch(browser_unsubscribe.replace(public, base), data=b"List-Unsubscribe=One-Click",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert status == 200
+    (pub.articles_dir / "later.md").write_text(
+        "---\ntitle: Later news\ndate: 2026-12-01\n---\nMore.\n"
+    )
+    before = len(mails_to("mira@example.org"))
+    send_issue(NOW + timedelta(days=7))
+    assert len(mails_to("mira@example.org")) == before
+    assert len(mails_to("ann@example.org")) == 2  # the other subscriber got both issues
