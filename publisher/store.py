@@ -321,3 +321,41 @@ def confirm_subscription(db: Connection, public_id: str, now: float) -> int:
         .values(status="active", updated_at=now)
     )
     return int(result.rowcount)
+
+
+def set_lists(
+    db: Connection, public_id: str, wanted: set[str], offered: list[str], now: float
+) -> bool:
+    """The preferences page: active on exactly the ``wanted`` lists among ``offered``. The
+    signed link proves the address, so joining a list here needs no second confirmation.
+    False for an unknown subscriber."""
+    query = select(subscribers.c.id).where(subscribers.c.public_id == public_id)
+    subscriber_id = db.execute(query).scalar()
+    if subscriber_id is None:
+        return False
+    for list_name in offered:
+        this = and_(
+            subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
+        )
+        current = db.execute(select(subscriptions.c.status).where(this)).scalar()
+        status = "active" if list_name in wanted else "unsubscribed"
+        if current is None and status == "active":
+            row = {"subscriber_id": subscriber_id, "list": list_name, "status": status}
+            db.execute(subscriptions.insert().values(**row, updated_at=now))
+        elif current is not None and current != status:
+            db.execute(subscriptions.update().where(this).values(status=status, updated_at=now))
+    return True
+
+
+def lists_of_subscriber(db: Connection, public_id: str) -> dict[str, str] | None:
+    query = (
+        select(subscriptions.c.list, subscriptions.c.status)
+        .join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
+        .where(subscribers.c.public_id == public_id)
+    )
+    exists = db.execute(
+        select(subscribers.c.id).where(subscribers.c.public_id == public_id)
+    ).scalar()
+    if exists is None:
+        return None
+    return {row.list: row.status for row in db.execute(query)}

@@ -324,3 +324,31 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
     send_issue(NOW + timedelta(days=7))
     assert len(mails_to("mira@example.org")) == before
     assert len(mails_to("ann@example.org")) == 2  # the other subscriber got both issues
+
+
+def test_preferences(served: tuple[str, Publication]) -> None:
+    from publisher.web.app import PREFERENCES
+
+    base, pub = served
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        member = next(store.members(db, "weekly"))
+    unsubscribe_page = fetch(f"{base}/unsubscribe/{KEY.sign(UNSUBSCRIBE, member.public_id)}")[2]
+    token = KEY.sign(PREFERENCES, member.public_id)
+    assert f"/preferences/{token}".encode() in unsubscribe_page
+    status, _, body = fetch(f"{base}/preferences/{token}")
+    assert status == 200 and b'value="weekly" checked' in body
+    status, _, body = fetch(f"{base}/preferences/{token}", data=b"",
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert status == 200 and b"Saved." in body and b'value="weekly" checked' not in body
+    with engine.connect() as db:
+        assert store.count_active(db, "weekly") == 0
+    fetch(f"{base}/preferences/{token}", data=b"list=weekly",
+          headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    with engine.connect() as db:
+        assert store.count_active(db, "weekly") == 1
+    assert fetch(f"{base}/preferences/{token[:-2]}zz")[0] == 400
+    assert (
+        fetch(f"{base}/preferences/{KEY.sign(UNSUBSCRIBE, member.public_id)}")[0] == 400
+    )  # wrong purpose
+    engine.dispose()

@@ -5,6 +5,7 @@ Every answer carries security headers; errors never show a stack trace to a visi
 
 from __future__ import annotations
 
+import html
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -28,6 +29,7 @@ from publisher.web import archive
 from publisher.web import subscribe as signup
 from publisher.web.pages import page
 
+PREFERENCES = "preferences"  # the token purpose of preference links
 MEDIA_TYPES = {
     ".xml": "application/xml; charset=utf-8",
     ".json": "application/feed+json; charset=utf-8",
@@ -77,10 +79,12 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
                          "Nothing was changed.</p>", status=400)  # fmt: skip
         if request.method == "GET":
             # A GET only shows the button: mail scanners that follow links unsubscribe nobody.
+            preferences = signer.sign(PREFERENCES, public_id)
             body = (
                 '<p>Stop receiving these emails?</p><form method="post">'
                 '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
                 '<button type="submit">Unsubscribe</button></form>'
+                f'<p>Or <a href="/preferences/{preferences}">choose which lists you get</a>.</p>'
             )
             return page("Unsubscribe", body)
         form = await request.form()
@@ -109,7 +113,33 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
     async def status_page(request: Request) -> Response:
         return archive.status(pub, database, request)
 
+    async def preferences(request: Request) -> Response:
+        public_id = signer.verify(PREFERENCES, request.path_params["token"])
+        offered = signup.lists_of(pub)
+        if public_id is None:
+            return page("This link is not valid", "<p>Nothing was changed.</p>", status=400)
+        if request.method == "POST":
+            form = await request.form()
+            wanted = {str(v) for v in form.getlist("list")} & set(offered)
+            with database.begin() as db:
+                store.set_lists(db, public_id, wanted, offered, time.time())
+        with database.connect() as db:
+            current = store.lists_of_subscriber(db, public_id)
+        if current is None:
+            return page("This link is not valid", "<p>Nothing was changed.</p>", status=400)
+        boxes = "".join(
+            f'<label><input type="checkbox" name="list" value="{html.escape(name)}"'
+            f"{' checked' if current.get(name) == 'active' else ''}> "
+            f"{html.escape(name)}</label><br>"
+            for name in offered
+        )
+        saved = "<p>Saved.</p>" if request.method == "POST" else ""
+        body = (f'{saved}<form method="post"><fieldset><legend>Your lists</legend>{boxes}'
+                '</fieldset><p><button type="submit">Save</button></p></form>')  # fmt: skip
+        return page("Your subscriptions", body)
+
     routes = [
+        Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
         Route("/issues/{digest}/", issues_index),
         Route("/issues/{digest}/{number}/", issue_page),
         Route("/status", status_page),
