@@ -110,7 +110,7 @@ def open_issue(
         window = Window(start, end)
         if start is not None and start >= end:
             return None
-        if not _articles(pub, digest, window, now) and digest.skip_empty:
+        if not issue_articles(pub, digest, window, now) and digest.skip_empty:
             return None
         number = 1 if last is None else last.number + 1
         try:
@@ -193,13 +193,25 @@ def _create(
     return issue_id
 
 
-def _articles(pub: Publication, digest: Digest, window: Window, now: datetime) -> list[Article]:
-    report = build(pub, now, write=False)
-    return select_articles(load_articles(pub, report.published), digest, window)
+def issue_articles(
+    pub: Publication, digest: Digest, window: Window, now: datetime
+) -> list[Article]:
+    """The articles of the issue for ``window``: the build's small records are filtered
+    first, so only the few articles that can be in the issue are read again from their
+    files (reading all 10,000 of a large publication cost 5 s per issue)."""
+    wanted = {t.casefold() for t in digest.tags}
+    entries = [
+        e
+        for e in build(pub, now, write=False).published
+        if e.date in window and (not wanted or any(t.casefold() in wanted for t in e.tags))
+    ]
+    entries.sort(key=lambda e: e.sort, reverse=True)  # newest first, as select_articles
+    chosen = load_articles(pub, entries[: digest.max_articles])
+    return select_articles(chosen, digest, window)
 
 
 def compose(pub: Publication, digest: Digest, plan: Plan, now: datetime, signer: Signer) -> Letters:
-    articles = _articles(pub, digest, plan.window, now)
+    articles = issue_articles(pub, digest, plan.window, now)
     issue = compose_issue(pub, digest, articles, plan.number, plan.window, plan.window.end)
     return prepare(pub, issue, signer)
 

@@ -232,3 +232,19 @@ def test_rate_limits(pub: Publication) -> None:
     clock.now += 3600
     assert run(pub, backend, clock).status == "done"
     assert len(backend.outbox) == 8
+
+
+@pytest.mark.parametrize(("tags", "count"), [([], 3), (["harbour", "FOOD"], 2)])
+def test_issue_articles_reads_only_candidates_and_agrees(
+    pub: Publication, tags: list[str], count: int
+) -> None:
+    from publisher.build import build, load_articles
+    from publisher.delivery import issue_articles
+    from publisher.digest import Window, select_articles
+
+    digest = pub.config.digests[0].model_copy(update={"tags": tags, "max_articles": 3})
+    window = Window(NOW - timedelta(days=40), NOW)
+    everything = load_articles(pub, build(pub, NOW, write=False).published)
+    expected = [a.slug for a in select_articles(everything, digest, window)]
+    assert [a.slug for a in issue_articles(pub, digest, window, NOW)] == expected
+    assert len(expected) == count

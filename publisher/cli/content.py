@@ -10,10 +10,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from publisher.build import BuildReport, build, load_articles
+from publisher.build import BuildReport, build, load_articles, newest
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
-from publisher.digest import Window, compose_issue, select_articles
+from publisher.delivery import issue_articles
+from publisher.digest import Window, compose_issue
 from publisher.errors import Problem
 from publisher.personalize import prepare
 from publisher.tokens import Signer
@@ -22,13 +23,14 @@ from publisher.tokens import Signer
 def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     report = build(pub, now, write=False)
     print_problems(report)
-    articles = load_articles(pub, report.published)
+    most = max((d.max_articles for d in pub.config.digests), default=0)
+    # Sample data: the newest articles (only those are read again), a sample recipient.
+    articles = load_articles(pub, newest(report.published, most)) if most else []
     lint_warnings = 0
     for digest in pub.config.digests:
-        # Every digest is rendered with sample data: all published articles, a sample
-        # recipient. Template errors are reported like config errors.
-        issue = compose_issue(pub, digest, articles[: digest.max_articles] or [], 1,
-                              Window(None, now), now)  # fmt: skip
+        # Template errors are reported like config errors.
+        sample = articles[: digest.max_articles]
+        issue = compose_issue(pub, digest, sample, 1, Window(None, now), now)
         # The settings sending needs (unsubscribe URL, DKIM key) are checked here too.
         prepare(pub, issue, Signer([PREVIEW_KEY]))
         for warning in issue.warnings:
@@ -44,8 +46,7 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
 def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     digest = pub.digest(args.digest)
-    report = build(pub, now, write=False)
-    articles = select_articles(load_articles(pub, report.published), digest, Window(None, now))
+    articles = issue_articles(pub, digest, Window(None, now), now)
     issue = compose_issue(pub, digest, articles, 1, Window(None, now), now)
     letters = prepare(pub, issue, signer(pub, preview=True))
     message = letters.render(SAMPLE_RECIPIENT)

@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from publisher.build import build, load_articles
 from publisher.cli.common import signer
 from publisher.config import Publication
-from publisher.digest import Window, compose_issue, select_articles
+from publisher.delivery import issue_articles
+from publisher.digest import Window, compose_issue
 from publisher.headers import clean_text
 from publisher.personalize import Recipient, prepare
 from publisher.tokens import Signer
@@ -130,8 +130,7 @@ def _send_preview(
 
     with engine.connect() as db:
         audience = store.count_active(db, digest.list_name)
-    published = build(pub, now, write=False).published
-    articles = select_articles(load_articles(pub, published), digest, Window(None, now))
+    articles = issue_articles(pub, digest, Window(None, now), now)
     if args.dry_run:
         result = {"digest": digest.name, "articles": len(articles), "recipients": audience}
         text = f"{digest.name}: would send {len(articles)} article(s) to {audience} subscriber(s)"

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from publisher import store
-from publisher.build import build, load_articles
 from publisher.config import Publication
-from publisher.digest import Window, compose_issue, select_articles
+from publisher.delivery import issue_articles
+from publisher.digest import Window, compose_issue
 from publisher.errors import PublisherError
 from publisher.web.pages import page
 
@@ -61,8 +61,7 @@ def issue(pub: Publication, engine: Engine, request: Request) -> Response:
     end = store.moment(row.window_end)
     assert end is not None
     window = Window(store.moment(row.window_start), end)
-    published = build(pub, end, write=False).published
-    articles = select_articles(load_articles(pub, published), digest, window)
+    articles = issue_articles(pub, digest, window, end)
     composed = compose_issue(pub, digest, articles, number, window, end)
     # The web view has no per-recipient parts: no name, and no one's unsubscribe link.
     text = composed.html.replace(composed.markers["name"], "reader").replace(
