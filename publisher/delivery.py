@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -253,32 +253,49 @@ class _Result:
     crash: Exception | None = None  # a bug, not a delivery failure: re-raised, never recorded
 
 
+class Mail(Protocol):
+    """What ``deliver`` sends: a digest issue's ``Letters``, or confirmation mails."""
+
+    @property
+    def sender(self) -> str: ...  # the From address: the envelope sender by default
+
+    def message_id(self, recipient: Recipient) -> str: ...
+
+    def render(self, recipient: Recipient) -> bytes: ...
+
+
 def deliver(
     engine: Engine,
     pub: Publication,
-    digest: Digest,
+    name: str,
     plan: Plan,
-    letters: Letters,
+    letters: Mail,
     backends: Sequence[Backend],
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    only: int | None = None,
 ) -> RunReport:
-    """Send every due row of the issue, one worker thread per backend (connection); the
-    calling thread alone writes the ledger, one commit per message. When ``should_stop``
-    turns true (SIGTERM), no new message is handed over; those in flight are recorded."""
+    """Send every due row of the issue ``name``, one worker thread per backend
+    (connection); the calling thread alone writes the ledger, one commit per message.
+    When ``should_stop`` turns true (SIGTERM), no new message is handed over; those in
+    flight are recorded. With ``only``, just that subscriber's row, due or not."""
     policy = pub.config.delivery
-    sender = policy.bounce_address or letters.issue.sender[1]
-    report = RunReport(digest.name, plan.number)
+    sender = policy.bounce_address or letters.sender
+    report = RunReport(name, plan.number)
     started = clock()
     tasks: queue.Queue[_Task | None] = queue.Queue(maxsize=2 * len(backends))
     results: queue.Queue[_Result] = queue.Queue()
 
     def work(backend: Backend) -> None:
-        with backend:
+        try:
             while (task := tasks.get()) is not None:
                 try:
+                    # Here, not before the loop: a refused connection is then this
+                    # message's transient failure, recorded and retried, and a run with
+                    # nothing due opens no connection.
+                    backend.open()
                     message = letters.render(task.recipient)
                     envelope = Envelope(
                         sender, task.recipient.address, letters.message_id(task.recipient)
@@ -291,6 +308,8 @@ def deliver(
                 except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
                     result = _Result(task, clock(), None, None, crash=exc)
                 results.put(result)
+        finally:
+            backend.close()
 
     threads = [threading.Thread(target=work, args=(b,), daemon=True) for b in backends]
     state = _State(policy.pause_after)
@@ -304,7 +323,7 @@ def deliver(
         in_flight = 0
         try:
             while not state.stop:
-                batch = _due(db, plan, clock())
+                batch = _due(db, plan, clock(), only)
                 if not batch:
                     break
                 for row in batch:
@@ -340,6 +359,8 @@ def deliver(
                 while in_flight:
                     in_flight -= _drain(db, plan, results, policy, state, report,
                                         progress, sleep, block=True)  # fmt: skip
+                if only is not None:
+                    break  # one attempt: a deferred row waits for its retry time
         finally:
             for _ in threads:
                 with contextlib.suppress(queue.Full):  # a thread that died takes none
@@ -370,7 +391,11 @@ def _recipient(row: Any) -> Recipient:
     return Recipient(row.address, row.name, row.public_id)
 
 
-def _due(db: Connection, plan: Plan, now: float) -> list[Any]:
+def _due(db: Connection, plan: Plan, now: float, only: int | None = None) -> list[Any]:
+    if only is not None:
+        which = deliveries.c.subscriber_id == only
+    else:
+        which = deliveries.c.next_attempt_at <= now
     batch = db.execute(
         select(
             deliveries.c.subscriber_id,
@@ -385,7 +410,7 @@ def _due(db: Connection, plan: Plan, now: float) -> list[Any]:
         .where(
             deliveries.c.issue_id == plan.issue_id,
             deliveries.c.status.in_(("pending", "deferred")),
-            deliveries.c.next_attempt_at <= now,
+            which,
         )
         .order_by(deliveries.c.subscriber_id)
         .limit(BATCH)

@@ -85,9 +85,10 @@ class Issue:
         return f"{self.digest}-{self.number}"
 
 
-def environment(folder: Path) -> SandboxedEnvironment:
+def environment(folder: Path, *fallbacks: Path) -> SandboxedEnvironment:
+    """Templates from ``folder``, then from ``fallbacks`` (the package's defaults)."""
     env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.FileSystemLoader([str(folder), *map(str, fallbacks)]),
         autoescape=lambda name: bool(name and name.endswith((".html", ".htm"))),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -135,8 +136,8 @@ def compose_issue(
     )
     context["preheader"] = clean_text(_render_string(env, preheader, context, "preheader"), 250)
     context["subject"] = subject
-    raw_html = _render(env, f"{digest.template}.html", context)
-    text = _render(env, f"{digest.template}.txt", context)
+    raw_html = render_template(env, f"{digest.template}.html", context)
+    text = render_template(env, f"{digest.template}.txt", context)
     html, css_warnings = inline_css(raw_html)
     warnings = lint(html, text, markers) + css_warnings
 
@@ -230,7 +231,7 @@ def _article_context(article: Article, full: bool) -> dict[str, Any]:
     }
 
 
-def _render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
+def render_template(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:

@@ -59,3 +59,29 @@ def digest_overview(
         "next_run": next_run(pub, digest, now),
         "issues": recent,
     }
+
+
+def confirmation_overview(db: Connection, now: datetime) -> dict[str, int]:
+    """The double opt-in of the last 7 days: its mails by ledger status, and the people
+    who have not confirmed yet."""
+    from publisher.confirm import CONFIRMATIONS
+
+    since = store.epoch(now - timedelta(days=7))
+    counted = db.execute(
+        select(store.deliveries.c.status, func.count())
+        .join(store.issues, store.issues.c.id == store.deliveries.c.issue_id)
+        .where(store.issues.c.digest == CONFIRMATIONS, store.issues.c.window_end > since)
+        .group_by(store.deliveries.c.status)
+    ).all()
+    counts: dict[str, int] = {status: count for status, count in counted}
+    waiting = db.execute(
+        select(func.count(func.distinct(store.subscriptions.c.subscriber_id))).where(
+            store.subscriptions.c.status == "pending"
+        )
+    ).scalar_one()
+    return {**{key: counts.get(key, 0) for key in STATUSES[:4]}, "unconfirmed": int(waiting)}
+
+
+def confirmation_line(entry: dict[str, int]) -> str:
+    counts = ", ".join(f"{key} {entry[key]}" for key in STATUSES[:4])
+    return f"confirmation mails, last 7 days: {counts}; {entry['unconfirmed']} not confirmed yet"

@@ -43,6 +43,10 @@ class Letters:
     signer: Signer
     dkim: tuple[bytes, bytes, bytes] | None  # selector, domain, private key (PEM)
 
+    @property
+    def sender(self) -> str:
+        return self.issue.sender[1]
+
     def message_id(self, recipient: Recipient) -> str:
         # Derived, not random: a re-send after a crash carries the same Message-ID, so
         # receivers and people can tell it is the same message.
@@ -67,15 +71,25 @@ class Letters:
         # The body shows the name exactly as the header does: cleaned the same way.
         name = clean_text(recipient.name, 100)
         message = self.issue.message.personalize(headers, {"name": name, "unsubscribe_url": link})
-        if self.dkim is None:
-            return message
-        import dkim  # only when signing is configured
+        return message if self.dkim is None else dkim_sign(message, self.dkim)
 
-        selector, domain, key = self.dkim
-        signature: bytes = dkim.sign(
-            message, selector, domain, key, include_headers=list(DKIM_HEADERS)
-        )
-        return signature + message
+
+def dkim_sign(message: bytes, settings: tuple[bytes, bytes, bytes]) -> bytes:
+    """The message with a DKIM-Signature over its final headers (those it has of
+    DKIM_HEADERS)."""
+    import dkim  # only when signing is configured
+
+    selector, domain, key = settings
+    signature: bytes = dkim.sign(message, selector, domain, key, include_headers=list(DKIM_HEADERS))
+    return signature + message
+
+
+def dkim_settings(pub: Publication) -> tuple[bytes, bytes, bytes] | None:
+    """Selector, domain and private key when DKIM is configured."""
+    settings = pub.config.email.dkim
+    if settings is None:
+        return None
+    return settings.selector.encode(), settings.domain.encode(), _dkim_key(pub)
 
 
 def prepare(pub: Publication, issue: Issue, signer: Signer) -> Letters:
@@ -105,11 +119,9 @@ def prepare(pub: Publication, issue: Issue, signer: Signer) -> Letters:
             ]
         )
     domain = issue.sender[1].rsplit("@", 1)[1]
-    dkim = None
-    if email.dkim is not None:
-        key = _dkim_key(pub)
-        dkim = (email.dkim.selector.encode(), email.dkim.domain.encode(), key)
-    return Letters(issue, domain, email.unsubscribe_url, email.unsubscribe_mailto, signer, dkim)
+    return Letters(
+        issue, domain, email.unsubscribe_url, email.unsubscribe_mailto, signer, dkim_settings(pub)
+    )
 
 
 def _dkim_key(pub: Publication) -> bytes:

@@ -1,6 +1,7 @@
-"""What `publisher run` does at a moment: rebuild the feeds, resume unfinished issues, and
-send every digest issue that is due — decided by the ledger, not by the scheduler's memory,
-so a restart, downtime or a second scheduler changes nothing about what is sent.
+"""What `publisher run` does at a moment: rebuild the feeds, resume unfinished issues,
+send every digest issue that is due and retry the confirmation mails that are due. The
+ledger decides, not the scheduler's memory, so a restart, downtime or a second scheduler
+changes nothing about what is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from publisher import confirm as confirmation
 from publisher.backends import Backend
 from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication, Schedule
@@ -43,6 +45,7 @@ def _zone(pub: Publication, schedule: Schedule) -> Any:
 class Tick:
     build: BuildReport | None = None
     digests: list[RunReport] = field(default_factory=list)
+    confirmations: list[RunReport] = field(default_factory=list)
 
 
 def run_due(
@@ -64,6 +67,8 @@ def run_due(
         report = run_digest(pub, engine, digest, now, signer, backends, should_stop)
         if report is not None:
             tick.digests.append(report)
+    if not should_stop():
+        tick.confirmations = confirmation.resume(engine, pub, signer, now, backends, should_stop)
     return tick
 
 
@@ -93,7 +98,7 @@ def run_digest(
     if plan is None:
         return RunReport(digest.name, status="nothing new to send")
     letters = compose(pub, digest, plan, now, signer)
-    return deliver(engine, pub, digest, plan, letters, backends(), should_stop=should_stop)
+    return deliver(engine, pub, digest.name, plan, letters, backends(), should_stop=should_stop)
 
 
 def _unfinished(engine: Engine, digest: Digest) -> bool:

@@ -257,10 +257,10 @@ def count_active(db: Connection, list_name: str) -> int:
 
 def request_subscription(
     db: Connection, address: str, name: str, lists: list[str], now: float
-) -> tuple[str, bool]:
+) -> tuple[int, bool]:
     """Record a double opt-in request: ``pending`` for each list not already active.
-    Returns the subscriber's public id and whether a confirmation mail should go out (not
-    when nothing is pending, nor within an hour of the last one)."""
+    Returns the subscriber's id and whether a confirmation mail should go out (not when
+    nothing is pending, nor within an hour of the last one)."""
     key = address.lower()
     row = db.execute(select(subscribers).where(subscribers.c.key == key)).first()
     if row is None:
@@ -271,9 +271,9 @@ def request_subscription(
             )
         ).inserted_primary_key  # fmt: skip
         assert inserted is not None
-        subscriber_id, public_id, last_sent = int(inserted[0]), None, None
+        subscriber_id, last_sent = int(inserted[0]), None
     else:
-        subscriber_id, public_id, last_sent = row.id, row.public_id, row.confirm_sent_at
+        subscriber_id, last_sent = row.id, row.confirm_sent_at
     pending = False
     for list_name in lists:
         status = db.execute(
@@ -294,10 +294,6 @@ def request_subscription(
                 subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
             )
             db.execute(subscriptions.update().where(this).values(**values))
-    if public_id is None:
-        public_id = db.execute(
-            select(subscribers.c.public_id).where(subscribers.c.id == subscriber_id)
-        ).scalar_one()
     send = pending and (last_sent is None or now - last_sent > 3600)
     if send:
         db.execute(
@@ -305,7 +301,7 @@ def request_subscription(
             .where(subscribers.c.id == subscriber_id)
             .values(confirm_sent_at=now)
         )
-    return str(public_id), send
+    return int(subscriber_id), send
 
 
 def confirm_subscription(db: Connection, public_id: str, now: float) -> int:

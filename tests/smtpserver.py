@@ -69,6 +69,7 @@ def smtp_server(
     tls: ssl.SSLContext | None = None,
     password: str | None = None,
     implicit_tls: ssl.SSLContext | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[Controller, Script]]:
     script = Script()
     kwargs: dict[str, Any] = {}
@@ -85,7 +86,7 @@ def smtp_server(
             return AuthResult(success=auth.password == password.encode(), handled=False)
 
         kwargs.update(authenticator=check, auth_require_tls=False)
-    controller = Controller(script, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller = Controller(script, hostname="127.0.0.1", port=port or free_port(), **kwargs)
     controller.start()
     try:
         yield controller, script

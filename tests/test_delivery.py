@@ -71,7 +71,7 @@ def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) ->
             return RunReport(digest.name, status="nothing new to send")
         letters = compose(pub, digest, plan, now, KEY)
         return deliver(
-            engine, pub, digest, plan, letters, [backend], clock=clock, sleep=clock.sleep
+            engine, pub, digest.name, plan, letters, [backend], clock=clock, sleep=clock.sleep
         )  # type: ignore[list-item]
     finally:
         engine.dispose()

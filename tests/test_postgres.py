@@ -77,6 +77,6 @@ def test_subscribers_and_delivery_on_postgres(example: Path, postgres_url: str) 
     assert open_issue(engine, pub, digest, NOW) == plan  # one issue per period
     letters = compose(pub, digest, plan, NOW, Signer([b"postgres-test-key-0123456789"]))
     backend = MemoryBackend({"fail": {"p3@example.org": "permanent"}}, str(pub.root))
-    report = deliver(engine, pub, digest, plan, letters, [backend])
+    report = deliver(engine, pub, digest.name, plan, letters, [backend])
     engine.dispose()
     assert (report.status, report.sent, report.failed, report.recipients) == ("done", 3, 1, 4)

@@ -100,11 +100,11 @@ def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Done
     test = run_cli(example, "send", "weekly", "--test", "me@example.org")
     assert test.returncode == 0, test.stderr
     assert len(list((example / "outbox" / "new").iterdir())) == 1
-    status = json.loads(run_cli(example, "status", "--json").stdout)
+    status = json.loads(run_cli(example, "status", "--json").stdout)["digests"]
     assert status[0]["issues"] == []  # a test send is not an issue
     real = run_cli(example, "send", "weekly", "--json")
     assert json.loads(real.stdout)["sent"] == 2
-    status = json.loads(run_cli(example, "status", "--json").stdout)
+    status = json.loads(run_cli(example, "status", "--json").stdout)["digests"]
     assert status[0]["subscribers"] == 2
     assert status[0]["issues"][0] | {"window_end": None} == {
         "number": 1, "status": "done", "window_end": None,
@@ -150,7 +150,7 @@ def test_plan_and_next_run(example: Path, run_cli: Callable[..., Done]) -> None:
     ]
     feeds = sum(job["job"] == "feeds" for job in jobs)
     assert feeds == 3 * 48  # every 30 minutes in (now, now + 3 days]
-    status = json.loads(run_cli(example, "status", "--json").stdout)
+    status = json.loads(run_cli(example, "status", "--json").stdout)["digests"]
     assert status[0]["next_run"].endswith("08:00:00+00:00")
 
 

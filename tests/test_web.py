@@ -40,19 +40,24 @@ def served(example: Path) -> Iterator[tuple[str, Publication]]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # bounded: until the server listens
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_listening(port)
     try:
         yield f"http://127.0.0.1:{port}", pub
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         engine.dispose()
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # bounded: until the server listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def fetch(
@@ -214,7 +219,7 @@ def test_archive_and_status(
     deliver(
         engine,
         pub,
-        digest,
+        digest.name,
         plan,
         compose(pub, digest, plan, NOW, KEY),
         [MemoryBackend({}, str(pub.root))],
@@ -268,7 +273,7 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
         plan = open_issue(engine, pub, digest, now)  # type: ignore[arg-type]
         assert plan is not None
         backend = load_backend("maildir", {"path": "outbox"}, str(pub.root))
-        deliver(engine, pub, digest, plan, compose(pub, digest, plan, now, KEY), [backend])  # type: ignore[arg-type]
+        deliver(engine, pub, digest.name, plan, compose(pub, digest, plan, now, KEY), [backend])  # type: ignore[arg-type]
         engine.dispose()
 
     def mails_to(address: str) -> list[email.message.Message]:

@@ -10,10 +10,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from publisher import confirm as confirmation
 from publisher.build import BuildReport, build, load_articles, newest
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
-from publisher.delivery import issue_articles
+from publisher.delivery import Plan, issue_articles
 from publisher.digest import Window, compose_issue
 from publisher.errors import Problem
 from publisher.personalize import prepare
@@ -36,6 +37,10 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         for warning in issue.warnings:
             print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
         lint_warnings += len(issue.warnings)
+    if pub.config.digests:
+        # The double opt-in mail of the web side, from its template.
+        sample_plan = Plan(0, 0, Window(None, now))
+        confirmation.mail(pub, Signer([PREVIEW_KEY]), sample_plan, now).render(SAMPLE_RECIPIENT)
     print(
         f"{pub.path.name}: ok; {len(report.published)} article(s) publishable, "
         f"{len(report.skipped)} skipped, {len(report.warnings) + lint_warnings} warning(s), "

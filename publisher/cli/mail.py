@@ -102,7 +102,7 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                     for _ in range(count - 1)
                 ]
                 report = delivery.deliver(
-                    engine, pub, digest, plan, letters, backends, progress=tick
+                    engine, pub, digest.name, plan, letters, backends, progress=tick
                 )
     finally:
         engine.dispose()
@@ -182,16 +182,22 @@ class _progress:
 
 def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher import store
-    from publisher.overview import STATUSES, digest_overview
+    from publisher.overview import (
+        STATUSES,
+        confirmation_line,
+        confirmation_overview,
+        digest_overview,
+    )
 
     engine = store.connect(pub.database_url)
     try:
         with engine.connect() as db:
             result = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
+            confirmations = confirmation_overview(db, now)
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({"digests": result, "confirmations": confirmations}, indent=2))
         return 0
     for entry in result:
         upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
@@ -204,4 +210,5 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             print(f"  #{issue['number']} {issue['status']}: {counts}")
         if not entry["issues"]:
             print("  no issue yet")
+    print(confirmation_line(confirmations))
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from publisher import confirm as confirmation
 from publisher.backends import Backend, load_backend
 from publisher.cli.common import print_problems, signer
 from publisher.config import Publication, load_config
@@ -21,6 +22,7 @@ from publisher.runner import Tick, plan, run_digest, run_due, trigger
 log = logging.getLogger("publisher.run")
 RELOAD_SECONDS = 5
 FEEDS_EVERY_SECONDS = 15 * 60  # without a feeds schedule
+CONFIRMATIONS_SECONDS = 60  # how often deferred confirmation mails are looked at
 
 
 def backends_for(pub: Publication) -> Sequence[Backend]:
@@ -42,6 +44,9 @@ def _report(tick: Tick) -> int:
         print(report.line())
         if report.status not in ("done", "nothing new to send"):
             status = 1
+    for report in tick.confirmations:  # only those that had something to do
+        print(f"confirmation mails of hour {report.number}: sent {report.sent}, deferred "
+              f"{report.deferred}, failed {report.failed}, pending {report.pending}")  # fmt: skip
     return status
 
 
@@ -80,6 +85,8 @@ class Foreground:
             signal.signal(number, self._shutdown)
         self._schedule()
         self.scheduler.add_job(self._reload, "interval", seconds=RELOAD_SECONDS, id="reload")
+        self.scheduler.add_job(self._confirmations, "interval", seconds=CONFIRMATIONS_SECONDS,
+                               id="confirmations", coalesce=True, max_instances=1)  # fmt: skip
         # Catch-up: whatever was due while we were down (the ledger decides).
         self.scheduler.add_job(self._everything, id="catch-up")
         self.scheduler.start()  # returns after shutdown
@@ -125,6 +132,17 @@ class Foreground:
                 should_stop=self.stop.is_set,
             )
             _report(tick)
+
+        self._guard(go)
+
+    def _confirmations(self) -> None:
+        def go() -> None:
+            pub = self.pub
+            reports = confirmation.resume(self.engine, pub, signer(pub), self._now(),
+                                          lambda: backends_for(pub), self.stop.is_set)  # fmt: skip
+            for report in reports:
+                log.info("confirmation mails of hour %s: sent %d, deferred %d, failed %d",
+                         report.number, report.sent, report.deferred, report.failed)  # fmt: skip
 
         self._guard(go)
 

@@ -83,12 +83,13 @@ def status(pub: Publication, engine: Engine, request: Request) -> Response:
             "authentication required", status_code=401,
             headers={"WWW-Authenticate": 'Basic realm="publisher status", charset="UTF-8"'},
         )  # fmt: skip
-    from publisher.overview import digest_overview
+    from publisher.overview import confirmation_line, confirmation_overview, digest_overview
 
     parts = []
+    now = datetime.now(UTC)
     with engine.connect() as db:
         for digest in pub.config.digests:
-            entry = digest_overview(db, pub, digest, datetime.now(UTC))
+            entry = digest_overview(db, pub, digest, now)
             upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
             lines = "".join(
                 f"<li>#{i['number']} {html.escape(i['status'])}: sent {i['sent']}, deferred "
@@ -99,7 +100,8 @@ def status(pub: Publication, engine: Engine, request: Request) -> Response:
                 f"<h2>{html.escape(digest.name)}</h2><p>list {html.escape(digest.list_name)}: "
                 f"{entry['subscribers']} subscriber(s){html.escape(upcoming)}</p><ul>{lines}</ul>"
             )
-    return page(f"{pub.config.site.title}: status", "".join(parts) or "<p>No digests.</p>")
+        parts.append(f"<p>{html.escape(confirmation_line(confirmation_overview(db, now)))}</p>")
+    return page(f"{pub.config.site.title}: status", "".join(parts))
 
 
 def _authorized(request: Request, password: str) -> bool:

@@ -8,30 +8,28 @@ and each client address may sign up a few times per ten minutes.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import secrets
 import time
 from collections import defaultdict, deque
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from publisher import confirm as confirmation
 from publisher import store
-from publisher.backends import Envelope, load_backend
+from publisher.backends import load_backend
 from publisher.config import Publication
-from publisher.headers import clean_text, format_address, parse_sender
+from publisher.delivery import Plan
+from publisher.headers import clean_text
 from publisher.subscribers import normalize_address
 from publisher.tokens import Signer
 from publisher.web.pages import page
 
-CONFIRM = "confirm"  # token purposes ("salts")
-CSRF = "csrf"
+CSRF = "csrf"  # the token purpose of the form's field
 LIMIT, PER_SECONDS = 5, 600
 
 
@@ -50,12 +48,6 @@ class RateLimit:
             return False
         recent.append(now)
         return True
-
-
-def confirm_url(pub: Publication, token: str) -> str:
-    base = pub.config.email.unsubscribe_url or pub.config.site.base_url
-    parts = urlsplit(base)
-    return f"{parts.scheme}://{parts.netloc}/confirm/{token}"
 
 
 def lists_of(pub: Publication) -> list[str]:
@@ -108,45 +100,31 @@ async def subscribe(
     except ValueError as exc:
         return page("Check the address", f"<p>{html.escape(str(exc))}</p>", 400)
     name = clean_text(str(form.get("name", "")), 200)
-    with engine.begin() as db:
-        public_id, send = store.request_subscription(db, address, name, wanted, time.time())
+    now = time.time()
+    plan = confirmation.hour_issue(engine, now)
+    with engine.begin() as db:  # the request and its mail's ledger row, together
+        subscriber_id, send = store.request_subscription(db, address, name, wanted, now)
+        if send:
+            confirmation.queue_row(db, plan, subscriber_id, now)
     if send:
-        _send_confirmation(pub, signer, address, name, public_id)
+        # Off the event loop: the backend may take a while. A refusal or a lost
+        # connection is recorded in the ledger and retried by `publisher run`; the
+        # visitor's answer is the same either way.
+        await run_in_threadpool(_send_now, pub, signer, engine, plan, subscriber_id, now)
     return done
 
 
-def _send_confirmation(
-    pub: Publication, signer: Signer, address: str, name: str, public_id: str
+def _send_now(
+    pub: Publication, signer: Signer, engine: Engine, plan: Plan, subscriber_id: int, now: float
 ) -> None:
-    site = pub.config.site
-    sender_name, sender = (
-        parse_sender(pub.config.digests[0].sender)
-        if pub.config.digests
-        else (site.title, site.author.email or "")
-    )
-    link = confirm_url(pub, signer.sign(CONFIRM, public_id))
-    message = EmailMessage()
-    message["From"] = format_address(sender_name or site.title, sender)
-    message["To"] = format_address(name, address)
-    message["Subject"] = clean_text(f"Confirm your subscription to {site.title}")
-    message["Date"] = format_datetime(datetime.now(UTC))
-    digest = hashlib.sha256(f"{public_id}{time.time()}".encode()).hexdigest()[:24]
-    message["Message-ID"] = f"<confirm.{digest}@{sender.rsplit('@', 1)[-1]}>"
-    message.set_content(
-        f"Someone, probably you, asked to receive {site.title} at this address.\n\n"
-        f"To confirm, open this link and press the button:\n{link}\n\n"
-        "If it was not you, ignore this message: nothing happens without confirmation.\n"
-    )
     settings = pub.config.backend
-    with load_backend(settings.type, settings.options, str(pub.root)) as backend:
-        backend.send(
-            message.as_bytes(),
-            Envelope(pub.config.delivery.bounce_address or sender, address, message["Message-ID"]),
-        )
+    backend = load_backend(settings.type, settings.options, str(pub.root))
+    when = datetime.fromtimestamp(now, UTC)
+    confirmation.send(engine, pub, signer, plan, subscriber_id, when, [backend])
 
 
 async def confirm(pub: Publication, signer: Signer, engine: Engine, request: Request) -> Response:
-    public_id = signer.verify(CONFIRM, request.path_params["token"])
+    public_id = signer.verify(confirmation.CONFIRM, request.path_params["token"])
     if public_id is None:
         return page("This link is not valid", "<p>Nothing was changed.</p>", 400)
     if request.method == "GET":

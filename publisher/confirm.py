@@ -1,0 +1,206 @@
+"""Confirmation mails of the double opt-in, sent through the configured backend and
+recorded in the same delivery ledger as the digests.
+
+Each hour's confirmations are one issue of the reserved name ``~confirm`` (no digest can
+be called that: digest names are lower-case letters, digits, ``-`` and ``_``), numbered
+by the hour since the epoch. A subscriber gets at most one confirmation per hour, so the
+ledger's one row per (issue, recipient) is exactly one row per confirmation mail.
+
+The sign-up request writes the row and sends it at once; if the backend defers it, or the
+server dies before the row is recorded, ``publisher run`` retries it with the same
+backoff and lifetime as a digest, after ``GRACE`` seconds. The message is made again from
+the subscriber's public id at each attempt, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from publisher.backends import Backend
+from publisher.config import Publication
+from publisher.delivery import Plan, RunReport, deliver
+from publisher.digest import Window, environment, render_template
+from publisher.headers import clean_text, format_address, parse_sender
+from publisher.personalize import Recipient, dkim_settings, dkim_sign
+from publisher.store import deliveries, epoch, issues, moment
+from publisher.tokens import Signer
+
+CONFIRMATIONS = "~confirm"  # the ledger's issue name for confirmation mails
+CONFIRM = "confirm"  # the token purpose ("salt") of confirmation links
+GRACE = 120.0  # seconds the sign-up request has to send its mail before a run retries it
+TEMPLATE = "confirm.txt"  # in the publication's templates folder, else the package's
+DEFAULTS = Path(__file__).parent / "defaults" / "email"
+
+
+def confirm_url(pub: Publication, token: str) -> str:
+    """On the host that serves the unsubscribe links: the web side of this publication."""
+    base = pub.config.email.unsubscribe_url or pub.config.site.base_url
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/confirm/{token}"
+
+
+def hour_issue(engine: Engine, now: float) -> Plan:
+    """This hour's confirmation issue, made if needed (whoever makes it first)."""
+    number = int(now // 3600)
+    query = select(issues.c.id).where(issues.c.digest == CONFIRMATIONS, issues.c.number == number)
+    start, end = moment(number * 3600.0), moment((number + 1) * 3600.0)
+    assert start is not None and end is not None
+    for _ in range(3):  # bounded: only a concurrent writer makes us look again
+        with engine.begin() as db:
+            found = db.execute(query).scalar()
+            if found is not None:
+                return Plan(int(found), number, Window(start, end))
+        try:
+            with engine.begin() as db:
+                inserted = db.execute(
+                    issues.insert().values(
+                        digest=CONFIRMATIONS, number=number, window_start=epoch(start),
+                        window_end=epoch(end), created_at=now, status="sending",
+                    )
+                ).inserted_primary_key  # fmt: skip
+        except IntegrityError:
+            continue
+        assert inserted is not None
+        return Plan(int(inserted[0]), number, Window(start, end))
+    raise RuntimeError("could not open this hour's confirmation issue")
+
+
+def queue_row(db: Connection, plan: Plan, subscriber_id: int, now: float) -> None:
+    """The ledger row of one confirmation mail, due for a run after ``GRACE`` seconds
+    (the request sends it before then)."""
+    exists = db.execute(
+        select(deliveries.c.status).where(
+            deliveries.c.issue_id == plan.issue_id, deliveries.c.subscriber_id == subscriber_id
+        )
+    ).first()
+    if exists is None:
+        db.execute(
+            deliveries.insert().values(
+                issue_id=plan.issue_id, subscriber_id=subscriber_id, status="pending",
+                attempts=0, next_attempt_at=now + GRACE,
+            )
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConfirmationMail:
+    """What ``deliver`` needs of a message source: the envelope sender, and per recipient
+    the Message-ID and the finished bytes."""
+
+    pub: Publication
+    signer: Signer
+    number: int
+    date: datetime
+    sender_name: str
+    sender: str
+    dkim: tuple[bytes, bytes, bytes] | None
+
+    def message_id(self, recipient: Recipient) -> str:
+        key = f"{CONFIRMATIONS}\0{self.number}\0{recipient.address}"
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"<confirm.{self.number}.{digest[:24]}@{self.sender.rsplit('@', 1)[1]}>"
+
+    def render(self, recipient: Recipient) -> bytes:
+        site = self.pub.config.site
+        link = confirm_url(self.pub, self.signer.sign(CONFIRM, recipient.id))
+        text = render_template(
+            environment(self.pub.templates_dir, DEFAULTS),
+            TEMPLATE,
+            {"site": site, "link": link, "name": clean_text(recipient.name, 100)},
+        )
+        message = EmailMessage(policy=SMTP)
+        message["From"] = format_address(self.sender_name or site.title, self.sender)
+        message["To"] = format_address(recipient.name, recipient.address)
+        message["Subject"] = clean_text(f"Confirm your subscription to {site.title}", 300)
+        message["Date"] = format_datetime(self.date)
+        message["Message-ID"] = self.message_id(recipient)
+        # RFC 3834: made by a program; out-of-office replies should not answer it.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text, cte="quoted-printable")
+        data = message.as_bytes()
+        return data if self.dkim is None else dkim_sign(data, self.dkim)
+
+
+def mail(pub: Publication, signer: Signer, plan: Plan, now: datetime) -> ConfirmationMail:
+    """From the first digest's sender: the address subscribers know the publication by."""
+    site = pub.config.site
+    name, address = (
+        parse_sender(pub.config.digests[0].sender)
+        if pub.config.digests
+        else (site.title, site.author.email or "")
+    )
+    return ConfirmationMail(pub, signer, plan.number, now, name, address, dkim_settings(pub))
+
+
+def send(
+    engine: Engine,
+    pub: Publication,
+    signer: Signer,
+    plan: Plan,
+    subscriber_id: int,
+    now: datetime,
+    backends: Sequence[Backend],
+    clock: Callable[[], float] = time.time,
+) -> RunReport:
+    """Send one subscriber's confirmation now (the sign-up request does this)."""
+    message = mail(pub, signer, plan, now)
+    return deliver(engine, pub, CONFIRMATIONS, plan, message, backends, clock, only=subscriber_id)
+
+
+def resume(
+    engine: Engine,
+    pub: Publication,
+    signer: Signer,
+    now: datetime,
+    backends: Callable[[], Sequence[Backend]],
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.time,
+) -> list[RunReport]:
+    """Retry every confirmation that is due (deferred, or not sent by its request) and
+    mark finished hours done; a report for each hour that had mail due. What
+    ``publisher run`` does every minute."""
+    waiting = deliveries.c.status.in_(("pending", "deferred"))
+    with engine.begin() as db:
+        open_hours = select(issues.c.id).where(
+            issues.c.digest == CONFIRMATIONS, issues.c.status != "done"
+        )
+        busy = select(deliveries.c.issue_id).where(waiting).distinct()
+        # Hours whose every mail is sent or failed (a crash can leave them open).
+        db.execute(
+            update(issues)
+            .where(issues.c.id.in_(open_hours), issues.c.id.not_in(busy))
+            .values(status="done")
+        )
+        rows = db.execute(
+            select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end)
+            .where(issues.c.id.in_(open_hours))
+            .where(issues.c.id.in_(
+                select(deliveries.c.issue_id).where(waiting,
+                                                    deliveries.c.next_attempt_at <= clock())
+            ))
+            .order_by(issues.c.number)
+        ).all()  # fmt: skip
+    reports = []
+    for row in rows:
+        if should_stop():
+            break
+        end = moment(row.window_end)
+        assert end is not None
+        plan = Plan(row.id, row.number, Window(moment(row.window_start), end))
+        message = mail(pub, signer, plan, now)
+        reports.append(deliver(engine, pub, CONFIRMATIONS, plan, message, backends(), clock,
+                               should_stop=should_stop))  # fmt: skip
+    return reports
