@@ -232,6 +232,12 @@ class EmailSettings(StrictModel):
     dkim: Dkim | None = None
 
 
+class WebSettings(StrictModel):
+    # Templates of the pages `publisher serve` shows; a page missing here comes from the
+    # package's defaults, so a publication overrides only what it wants (style.css, say).
+    templates: Folder = "templates/web"
+
+
 class Config(StrictModel):
     site: Site
     content: ContentSettings = ContentSettings()
@@ -242,6 +248,7 @@ class Config(StrictModel):
     backend: BackendSettings = BackendSettings()
     delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
+    web: WebSettings = WebSettings()
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,10 @@ class Publication:
     @property
     def templates_dir(self) -> Path:
         return self.root / self.config.templates
+
+    @property
+    def web_templates_dir(self) -> Path:
+        return self.root / self.config.web.templates
 
     @cached_property
     def feeds_url(self) -> str:

@@ -241,8 +241,9 @@ def test_archive_and_status(
     assert fetch(f"{base}/status", headers={"Authorization": f"Basic {wrong}"})[0] == 401
     right = base64.b64encode(b"op:s3cret-status").decode()
     status, _, body = fetch(f"{base}/status", headers={"Authorization": f"Basic {right}"})
-    assert status == 200 and b"#1 done: sent 1" in body and b"1 subscriber(s)" in body
-    assert b"@" not in body.split(b"<main>")[1]  # no address shown
+    assert status == 200 and b"1 subscriber(s)" in body
+    assert b"<tr><td>#1</td><td>done</td><td>1</td><td>0</td><td>0</td><td>0</td></tr>" in body
+    assert b"@" not in body.split(b"<main")[1]  # no address shown
 
 
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
@@ -302,19 +303,32 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
             confirmation = mails_to("mira@example.org")[0].get_payload(decode=True).decode()  # type: ignore[union-attr]
             link = re.search(r"https://\S+/confirm/\S+", confirmation)
             assert link is not None
+            page.screenshot(path=str(SHOTS / "web-check-inbox-375.png"))
             page.goto(link.group().replace(public, base))
             page.screenshot(path=str(SHOTS / "web-confirm-375.png"))
             page.click("button[type=submit]")
             assert page.inner_text("h1") == "Subscribed"
+            page.screenshot(path=str(SHOTS / "web-subscribed-375.png"))
 
             send_issue(NOW)
             issue_mails = [m for m in mails_to("mira@example.org") if m["List-Unsubscribe"]]
             assert len(issue_mails) == 1
+            browser_unsubscribe = issue_mails[0]["List-Unsubscribe"].split(",")[0].strip("<> ")
+            # Every page a subscriber sees, at a phone's and a desktop's width.
+            page.goto(browser_unsubscribe.replace(public, base))  # a GET: only a button
+            preferences = page.get_attribute("a[href^='/preferences/']", "href")
+            shots = {
+                "issue": "/issues/weekly/1/",
+                "archive": "/issues/weekly/",
+                "unsubscribe": browser_unsubscribe.replace(public, ""),
+                "preferences": preferences,
+                "not-found": "/nowhere",
+            }
             for width in (375, 1280):
                 page.set_viewport_size({"width": width, "height": 900})
-                page.goto(f"{base}/issues/weekly/1/")
-                page.screenshot(path=str(SHOTS / f"web-issue-{width}.png"), full_page=True)
-            browser_unsubscribe = issue_mails[0]["List-Unsubscribe"].split(",")[0].strip("<> ")
+                for name, path in shots.items():
+                    page.goto(f"{base}{path}")
+                    page.screenshot(path=str(SHOTS / f"web-{name}-{width}.png"), full_page=True)
         finally:
             browser.close()
 
@@ -357,3 +371,29 @@ def test_preferences(served: tuple[str, Publication]) -> None:
         fetch(f"{base}/preferences/{KEY.sign(UNSUBSCRIBE, member.public_id)}")[0] == 400
     )  # wrong purpose
     engine.dispose()
+
+
+def test_a_publication_restyles_and_rewords_its_pages(example: Path) -> None:
+    from publisher.digest import TemplateError
+    from publisher.web.pages import Pages
+
+    web = example / "templates" / "web"
+    web.mkdir()
+    (web / "style.css").write_text("main { background: #fdf6e3; }\n", "utf-8")
+    pub = load_config(example / "schedule.yaml")
+    page = Pages(pub).render("confirm.html", "Confirm").body
+    # Its own style; every page it does not override still comes from the package.
+    assert b"#fdf6e3" in page and b'<form method="post">' in page
+    assert b'<html lang="en-GB">' in page  # the site's language
+    assert b'type="application/rss+xml"' in page  # feed autodiscovery
+    # Autoescaped: a site title cannot inject markup.
+    assert b"<script>" not in Pages(pub).message("<script>x</script>", "<b>").body
+    # A mistake in its template is found by `publisher check`, with file and line.
+    (web / "unsubscribe.html").write_text(
+        '{% extends "base.html" %}\n{% block content %}{{ preferencs }}{% endblock %}\n', "utf-8"
+    )
+    with pytest.raises(TemplateError) as caught:
+        Pages(pub).check()
+    assert str(caught.value.problems[0]) == (
+        "unsubscribe.html:2: template: 'preferencs' is undefined"
+    )

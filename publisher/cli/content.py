@@ -41,6 +41,9 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         # The double opt-in mail of the web side, from its template.
         sample_plan = Plan(0, 0, Window(None, now))
         confirmation.mail(pub, Signer([PREVIEW_KEY]), sample_plan, now).render(SAMPLE_RECIPIENT)
+        from publisher.web.pages import Pages  # the pages of `publisher serve`
+
+        Pages(pub).check()
     print(
         f"{pub.path.name}: ok; {len(report.published)} article(s) publishable, "
         f"{len(report.skipped)} skipped, {len(report.warnings) + lint_warnings} warning(s), "

@@ -5,7 +5,6 @@ Every answer carries security headers; errors never show a stack trace to a visi
 
 from __future__ import annotations
 
-import html
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -27,7 +26,7 @@ from publisher.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
 from publisher.web import archive
 from publisher.web import subscribe as signup
-from publisher.web.pages import page
+from publisher.web.pages import Pages, fallback
 
 PREFERENCES = "preferences"  # the token purpose of preference links
 MEDIA_TYPES = {
@@ -67,57 +66,53 @@ class SecurityHeaders:
 
 def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -> Starlette:
     database = engine or store.connect(pub.database_url)
+    pages = Pages(pub)
+    not_valid = ("This link is not valid",
+                 "The link may be incomplete or altered. Nothing was changed.")  # fmt: skip
 
     async def feed(request: Request) -> Response:
-        return _feed_file(pub, request)
+        return _feed_file(pub, pages, request)
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
         public_id = signer.verify(UNSUBSCRIBE, token)
         if public_id is None:
-            return page("This link is not valid", "<p>The link may be incomplete or altered. "
-                         "Nothing was changed.</p>", status=400)  # fmt: skip
+            return pages.message(*not_valid, status=400)
         if request.method == "GET":
             # A GET only shows the button: mail scanners that follow links unsubscribe nobody.
-            preferences = signer.sign(PREFERENCES, public_id)
-            body = (
-                '<p>Stop receiving these emails?</p><form method="post">'
-                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                '<button type="submit">Unsubscribe</button></form>'
-                f'<p>Or <a href="/preferences/{preferences}">choose which lists you get</a>.</p>'
-            )
-            return page("Unsubscribe", body)
+            preferences = f"/preferences/{signer.sign(PREFERENCES, public_id)}"
+            return pages.render("unsubscribe.html", "Unsubscribe", preferences=preferences)
         form = await request.form()
         if form.get("List-Unsubscribe") != "One-Click":
-            return page("Unsubscribe", "<p>Nothing was changed.</p>", status=400)
+            return pages.message("Unsubscribe", "Nothing was changed.", status=400)
         _unsubscribe(database, public_id)
         # RFC 8058 §3.2: answer the POST itself, no redirect; repeating it changes nothing.
-        return page("Unsubscribed", "<p>You will receive no more emails from this list.</p>")
+        return pages.message("Unsubscribed", "You will receive no more emails from this list.")
 
     limits = signup.RateLimit()
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
-            return signup.form_page(pub, signer, request)
-        return await signup.subscribe(pub, signer, database, limits, request)
+            return signup.form_page(pub, pages, signer, request)
+        return await signup.subscribe(pub, pages, signer, database, limits, request)
 
     async def confirm(request: Request) -> Response:
-        return await signup.confirm(pub, signer, database, request)
+        return await signup.confirm(pages, signer, database, request)
 
     async def issues_index(request: Request) -> Response:
-        return archive.index(pub, database, request)
+        return archive.index(pub, pages, database, request)
 
     async def issue_page(request: Request) -> Response:
-        return archive.issue(pub, database, request)
+        return archive.issue(pub, pages, database, request)
 
     async def status_page(request: Request) -> Response:
-        return archive.status(pub, database, request)
+        return archive.status(pub, pages, database, request)
 
     async def preferences(request: Request) -> Response:
         public_id = signer.verify(PREFERENCES, request.path_params["token"])
         offered = signup.lists_of(pub)
         if public_id is None:
-            return page("This link is not valid", "<p>Nothing was changed.</p>", status=400)
+            return pages.message(*not_valid, status=400)
         if request.method == "POST":
             form = await request.form()
             wanted = {str(v) for v in form.getlist("list")} & set(offered)
@@ -126,17 +121,16 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         with database.connect() as db:
             current = store.lists_of_subscriber(db, public_id)
         if current is None:
-            return page("This link is not valid", "<p>Nothing was changed.</p>", status=400)
-        boxes = "".join(
-            f'<label><input type="checkbox" name="list" value="{html.escape(name)}"'
-            f"{' checked' if current.get(name) == 'active' else ''}> "
-            f"{html.escape(name)}</label><br>"
-            for name in offered
-        )
-        saved = "<p>Saved.</p>" if request.method == "POST" else ""
-        body = (f'{saved}<form method="post"><fieldset><legend>Your lists</legend>{boxes}'
-                '</fieldset><p><button type="submit">Save</button></p></form>')  # fmt: skip
-        return page("Your subscriptions", body)
+            return pages.message(*not_valid, status=400)
+        lists = [{"name": name, "active": current.get(name) == "active"} for name in offered]
+        return pages.render("preferences.html", "Your subscriptions", lists=lists,
+                            saved=request.method == "POST")  # fmt: skip
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return pages.message("Not found", "There is no such page.", status=404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return pages.message("Not allowed", "That method is not allowed here.", status=405)
 
     routes = [
         Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
@@ -151,7 +145,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500)],
-        exception_handlers={Exception: _error, 404: _not_found, 405: _not_allowed},
+        exception_handlers={Exception: _error, 404: not_found, 405: not_allowed},
     )
 
 
@@ -171,11 +165,11 @@ def _unsubscribe(engine: Engine, public_id: str) -> None:
             )  # fmt: skip
 
 
-def _feed_file(pub: Publication, request: Request) -> Response:
+def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
     root = pub.feeds_dir.resolve()
     target = (root / request.path_params["path"]).resolve()
     if root not in target.parents or not target.is_file() or target.name.startswith("."):
-        return page("Not found", "<p>There is no such feed.</p>", status=404)
+        return pages.message("Not found", "There is no such feed.", status=404)
     stat = target.stat()
     # From size and mtime, not the bytes: a 304 then costs a stat, not a read. The build
     # leaves an unchanged feed file untouched, so its tag stays the same.
@@ -208,13 +202,6 @@ def _not_modified(request: Request, etag: str, modified: datetime) -> bool:
 
 
 async def _error(request: Request, exc: Exception) -> Response:
-    # Logged by the server; the visitor sees a plain page, never a traceback.
-    return page("Something went wrong", "<p>Please try again later.</p>", status=500)
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return page("Not found", "<p>There is no such page.</p>", status=404)
-
-
-async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return page("Not allowed", "<p>That method is not allowed here.</p>", status=405)
+    # Logged by the server; the visitor sees a plain page, never a traceback. It needs no
+    # template: the error may be in one.
+    return fallback("Something went wrong", "Please try again later.", 500)

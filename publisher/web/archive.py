@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import html
 import os
 from datetime import UTC, datetime
 
@@ -18,46 +17,47 @@ from publisher.config import Publication
 from publisher.delivery import issue_articles
 from publisher.digest import Window, compose_issue
 from publisher.errors import PublisherError
-from publisher.web.pages import page
+from publisher.web.pages import Pages
 
 STATUS_PASSWORD_ENV = "PUBLISHER_STATUS_PASSWORD"
 
 
-def index(pub: Publication, engine: Engine, request: Request) -> Response:
+def index(pub: Publication, pages: Pages, engine: Engine, request: Request) -> Response:
     name = request.path_params["digest"]
     try:
         digest = pub.digest(name)
     except PublisherError:
-        return page("Not found", "<p>There is no such digest.</p>", 404)
+        return pages.message("Not found", "There is no such digest.", status=404)
     with engine.connect() as db:
         rows = db.execute(
             select(store.issues.c.number, store.issues.c.window_end)
             .where(store.issues.c.digest == digest.name, store.issues.c.status == "done")
             .order_by(store.issues.c.number.desc())
         ).all()
-    items = "".join(
-        f'<li><a href="/issues/{html.escape(digest.name)}/{row.number}/">Issue {row.number}</a>'
-        f" — {_day(row.window_end)}</li>"
+    issues = [
+        {"number": row.number, "date": _day(row.window_end),
+         "href": f"/issues/{digest.name}/{row.number}/"}
         for row in rows
-    )
-    body = f"<ul>{items}</ul>" if items else "<p>No issue has been sent yet.</p>"
-    return page(f"{pub.config.site.title}: {digest.name}", body)
+    ]  # fmt: skip
+    several = len(pub.config.digests) > 1
+    title = f"Past issues: {digest.name}" if several else "Past issues"
+    return pages.render("archive.html", title, issues=issues, robots="index, follow")
 
 
-def issue(pub: Publication, engine: Engine, request: Request) -> Response:
+def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> Response:
     name = request.path_params["digest"]
     try:
         digest = pub.digest(name)
         number = int(request.path_params["number"])
     except (PublisherError, ValueError):
-        return page("Not found", "<p>There is no such issue.</p>", 404)
+        return pages.message("Not found", "There is no such issue.", status=404)
     with engine.connect() as db:
         row = db.execute(
             select(store.issues).where(store.issues.c.digest == digest.name,
                                        store.issues.c.number == number)
         ).first()  # fmt: skip
     if row is None:
-        return page("Not found", "<p>There is no such issue.</p>", 404)
+        return pages.message("Not found", "There is no such issue.", status=404)
     end = store.moment(row.window_end)
     assert end is not None
     window = Window(store.moment(row.window_start), end)
@@ -74,10 +74,11 @@ def _day(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%-d %B %Y")
 
 
-def status(pub: Publication, engine: Engine, request: Request) -> Response:
+def status(pub: Publication, pages: Pages, engine: Engine, request: Request) -> Response:
     password = os.environ.get(STATUS_PASSWORD_ENV, "")
     if not password:
-        return page("Not found", "<p>There is no such page.</p>", 404)  # status page disabled
+        # The status page is off: it looks like any missing page.
+        return pages.message("Not found", "There is no such page.", status=404)
     if not _authorized(request, password):
         return Response(
             "authentication required", status_code=401,
@@ -85,23 +86,14 @@ def status(pub: Publication, engine: Engine, request: Request) -> Response:
         )  # fmt: skip
     from publisher.overview import confirmation_line, confirmation_overview, digest_overview
 
-    parts = []
     now = datetime.now(UTC)
     with engine.connect() as db:
-        for digest in pub.config.digests:
-            entry = digest_overview(db, pub, digest, now)
-            upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
-            lines = "".join(
-                f"<li>#{i['number']} {html.escape(i['status'])}: sent {i['sent']}, deferred "
-                f"{i['deferred']}, failed {i['failed']}, pending {i['pending']}</li>"
-                for i in entry["issues"]
-            )
-            parts.append(
-                f"<h2>{html.escape(digest.name)}</h2><p>list {html.escape(digest.list_name)}: "
-                f"{entry['subscribers']} subscriber(s){html.escape(upcoming)}</p><ul>{lines}</ul>"
-            )
-        parts.append(f"<p>{html.escape(confirmation_line(confirmation_overview(db, now)))}</p>")
-    return page(f"{pub.config.site.title}: status", "".join(parts))
+        digests = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
+        confirmations = confirmation_line(confirmation_overview(db, now))
+    response = pages.render("status.html", f"{pub.config.site.title}: status",
+                            digests=digests, confirmations=confirmations)  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _authorized(request: Request, password: str) -> bool:

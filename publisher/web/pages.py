@@ -1,29 +1,76 @@
-"""The one page layout of the web side: plain, accessible HTML that works without
-JavaScript and on a phone."""
+"""The pages of the web side: Jinja2 templates from the publication's ``templates/web``
+folder, each falling back to the package's own. Plain, accessible HTML that works
+without JavaScript and on a phone; autoescaped, with StrictUndefined, like the emails.
+"""
 
 from __future__ import annotations
 
 import html
+from pathlib import Path
+from typing import Any
 
 from starlette.responses import HTMLResponse
 
-STYLE = (
-    "body{font-family:Helvetica,Arial,sans-serif;margin:0;padding:24px;color:#1f2933;"
-    "background:#eef2f5}main{max-width:560px;margin:0 auto;background:#fff;padding:24px 28px;"
-    "border-radius:6px}h1{font-family:Georgia,serif;font-weight:normal;color:#12355b}"
-    "input[type=email],input[type=text]{width:100%;padding:8px;font-size:16px;box-sizing:border-box}"
-    "button{background:#12355b;color:#fff;border:0;padding:10px 18px;font-size:16px;"
-    "border-radius:4px}@media (prefers-color-scheme:dark){body{background:#0d1b2a}"
-    "main{background:#16263a;color:#e4ebf1}h1{color:#9cc7ef}}"
-)
+from publisher.config import Publication
+from publisher.digest import environment, render_template
+from publisher.feeds import FILENAMES
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "web"
+FEED_LABELS = {"rss": ("RSS", "application/rss+xml"), "atom": ("Atom", "application/atom+xml"),
+               "json": ("JSON Feed", "application/feed+json")}  # fmt: skip
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    """``body`` is trusted HTML made by this package; ``title`` is escaped."""
-    text = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+class Pages:
+    """Renders the pages of one publication; the templates are compiled once."""
+
+    def __init__(self, pub: Publication) -> None:
+        self.env = environment(pub.web_templates_dir, DEFAULTS)
+        site = pub.config.site
+        feeds = [
+            {"label": FEED_LABELS[kind][0], "type": FEED_LABELS[kind][1],
+             "href": f"/feeds/{FILENAMES[kind]}"}
+            for kind in pub.config.feeds.formats
+        ]  # fmt: skip
+        several = len(pub.config.digests) > 1
+        archives = [
+            {"label": f"Archive ({d.name})" if several else "Archive", "href": f"/issues/{d.name}/"}
+            for d in pub.config.digests
+        ]
+        self.common: dict[str, Any] = {
+            "site": site, "robots": "noindex", "feeds": feeds, "archives": archives,
+        }  # fmt: skip
+
+    def render(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:
+        text = render_template(self.env, template, {**self.common, "title": title, **context})
+        return HTMLResponse(text, status_code=status)
+
+    def message(self, title: str, *paragraphs: str, status: int = 200) -> HTMLResponse:
+        """A page that only says something; the paragraphs are plain text (escaped)."""
+        return self.render("message.html", title, status, paragraphs=list(paragraphs))
+
+    def check(self) -> None:
+        """Render every page with sample values: a mistake in a publication's own
+        template shows up in `publisher check`, not in front of a visitor."""
+        sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/"}
+        sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
+                         "issues": [{"number": 1, "status": "done", "sent": 1, "deferred": 0,
+                                     "failed": 0, "pending": 0}]}  # fmt: skip
+        self.message("Sample", "A paragraph.")
+        self.render("subscribe.html", "Sample", csrf="x", lists=["a", "b"])
+        self.render("confirm.html", "Sample")
+        self.render("unsubscribe.html", "Sample", preferences="/preferences/x")
+        self.render("preferences.html", "Sample", lists=[{"name": "a", "active": True}],
+                    saved=True)  # fmt: skip
+        self.render("archive.html", "Sample", issues=[sample_issue])
+        self.render("status.html", "Sample", digests=[sample_digest], confirmations="sample")
+
+
+def fallback(title: str, text: str, status: int) -> HTMLResponse:
+    """For errors: a page that needs no template, so a broken template cannot hide it."""
+    body = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
+        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(text)}</p></main></body></html>"
     )
-    return HTMLResponse(text, status_code=status)
+    return HTMLResponse(body, status_code=status)

@@ -8,7 +8,6 @@ and each client address may sign up a few times per ten minutes.
 
 from __future__ import annotations
 
-import html
 import secrets
 import time
 from collections import defaultdict, deque
@@ -27,7 +26,7 @@ from publisher.delivery import Plan
 from publisher.headers import clean_text
 from publisher.subscribers import normalize_address
 from publisher.tokens import Signer
-from publisher.web.pages import page
+from publisher.web.pages import Pages
 
 CSRF = "csrf"  # the token purpose of the form's field
 LIMIT, PER_SECONDS = 5, 600
@@ -54,51 +53,44 @@ def lists_of(pub: Publication) -> list[str]:
     return sorted({d.list_name for d in pub.config.digests})
 
 
-def form_page(pub: Publication, signer: Signer, request: Request) -> Response:
+def form_page(pub: Publication, pages: Pages, signer: Signer, request: Request) -> Response:
     nonce = secrets.token_urlsafe(16)
-    options = "".join(
-        f'<label><input type="checkbox" name="list" value="{html.escape(n)}" checked> '
-        f"{html.escape(n)}</label><br>"
-        for n in lists_of(pub)
-    )
-    body = (
-        f'<form method="post" action="/subscribe">'
-        f'<input type="hidden" name="csrf" value="{signer.sign(CSRF, nonce)}">'
-        '<p><label for="email">Email address</label><br>'
-        '<input id="email" name="email" type="email" required autocomplete="email"></p>'
-        '<p><label for="name">Name (optional)</label><br>'
-        '<input id="name" name="name" type="text" autocomplete="name"></p>'
-        f"<fieldset><legend>Lists</legend>{options}</fieldset>"
-        '<p><button type="submit">Subscribe</button></p></form>'
-    )
-    response = page(f"Subscribe to {pub.config.site.title}", body)
+    response = pages.render("subscribe.html", f"Subscribe to {pub.config.site.title}",
+                            csrf=signer.sign(CSRF, nonce), lists=lists_of(pub))  # fmt: skip
     response.set_cookie("csrf", nonce, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/subscribe")  # fmt: skip
     return response
 
 
 async def subscribe(
-    pub: Publication, signer: Signer, engine: Engine, limits: RateLimit, request: Request
+    pub: Publication,
+    pages: Pages,
+    signer: Signer,
+    engine: Engine,
+    limits: RateLimit,
+    request: Request,
 ) -> Response:
     client = request.client.host if request.client else "unknown"
     form = await request.form()
     nonce = request.cookies.get("csrf", "")
     if not nonce or signer.verify(CSRF, str(form.get("csrf", ""))) != nonce:
-        return page(
-            "Please try again", "<p>The form had expired. Reload it and send it again.</p>", 400
-        )
+        expired = "The form had expired. Reload it and send it again."
+        return pages.message("Please try again", expired, status=400)
     if not limits.allow(client):
-        return page("Too many requests", "<p>Please wait a few minutes and try again.</p>", 429)
+        response = pages.message("Too many requests", "Please wait a few minutes and try again.",
+                                 status=429)  # fmt: skip
+        response.headers["Retry-After"] = str(PER_SECONDS)
+        return response
     wanted = [n for n in form.getlist("list") if n in lists_of(pub)] or lists_of(pub)
-    done = page(
+    done = pages.message(
         "Check your inbox",
-        "<p>If the address can receive mail, a message with a confirmation link is on its "
-        "way. Nothing happens until you confirm.</p>",
+        "If the address can receive mail, a message with a confirmation link is on its way.",
+        "Nothing happens until you confirm.",
     )
     try:
         address = normalize_address(str(form.get("email", "")))
     except ValueError as exc:
-        return page("Check the address", f"<p>{html.escape(str(exc))}</p>", 400)
+        return pages.message("Check the address", str(exc), status=400)
     name = clean_text(str(form.get("name", "")), 200)
     now = time.time()
     plan = confirmation.hour_issue(engine, now)
@@ -123,14 +115,15 @@ def _send_now(
     confirmation.send(engine, pub, signer, plan, subscriber_id, when, [backend])
 
 
-async def confirm(pub: Publication, signer: Signer, engine: Engine, request: Request) -> Response:
+async def confirm(pages: Pages, signer: Signer, engine: Engine, request: Request) -> Response:
     public_id = signer.verify(confirmation.CONFIRM, request.path_params["token"])
     if public_id is None:
-        return page("This link is not valid", "<p>Nothing was changed.</p>", 400)
+        return pages.message("This link is not valid",
+                             "The link may be incomplete or altered. Nothing was changed.",
+                             status=400)  # fmt: skip
     if request.method == "GET":
-        body = ('<p>Confirm your subscription?</p><form method="post">'
-                '<button type="submit">Confirm</button></form>')  # fmt: skip
-        return page("Confirm", body)
+        # A button, not the confirmation itself: mail scanners follow links.
+        return pages.render("confirm.html", "Confirm your subscription")
     with engine.begin() as db:
         store.confirm_subscription(db, public_id, time.time())
-    return page("Subscribed", "<p>Thank you: you are subscribed.</p>")
+    return pages.message("Subscribed", "Thank you: you are subscribed.")
