@@ -36,11 +36,11 @@ from sqlalchemy.exc import IntegrityError
 from publisher.backends import Backend, DeliveryError, Envelope
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
-from publisher.digest import Window, compose_issue, select_articles
+from publisher.digest import Issue, Window, compose_issue, select_articles
 from publisher.headers import InvalidAddress
 from publisher.model import Article
 from publisher.personalize import Letters, Recipient, prepare
-from publisher.store import deliveries, epoch, issues, moment, subscribers, subscriptions
+from publisher.store import archive, deliveries, epoch, issues, moment, subscribers, subscriptions
 from publisher.tokens import Signer
 
 THROTTLING = (421, 451, 454)
@@ -210,10 +210,37 @@ def issue_articles(
     return select_articles(chosen, digest, window)
 
 
-def compose(pub: Publication, digest: Digest, plan: Plan, now: datetime, signer: Signer) -> Letters:
+def compose(
+    engine: Engine, pub: Publication, digest: Digest, plan: Plan, now: datetime, signer: Signer
+) -> Letters:
+    """The issue's messages; its web page is kept for the archive the first time."""
     articles = issue_articles(pub, digest, plan.window, now)
     issue = compose_issue(pub, digest, articles, plan.number, plan.window, plan.window.end)
-    return prepare(pub, issue, signer)
+    letters = prepare(pub, issue, signer)
+    keep_web_page(engine, plan.issue_id, issue)
+    return letters
+
+
+def web_page(issue: Issue) -> str:
+    """The issue without per-recipient parts: no name, and no one's unsubscribe link."""
+    return issue.html.replace(issue.markers["name"], "reader").replace(
+        issue.markers["unsubscribe_url"], "/subscribe"
+    )
+
+
+def keep_web_page(engine: Engine, issue_id: int, issue: Issue) -> str:
+    """The archived page of the issue, stored now if it was not (the first one stays)."""
+    with engine.connect() as db:
+        kept = db.execute(select(archive.c.html).where(archive.c.issue_id == issue_id)).scalar()
+    if kept is not None:
+        return str(kept)
+    page = web_page(issue)
+    try:
+        with engine.begin() as db:
+            db.execute(archive.insert().values(issue_id=issue_id, html=page))
+    except IntegrityError:  # composed at the same moment elsewhere: the same page
+        pass
+    return page
 
 
 # Prepared once: building SQLAlchemy statements per row costs more than sending the mail.

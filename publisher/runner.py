@@ -97,7 +97,7 @@ def run_digest(
     plan = open_issue(engine, pub, digest, now, period)
     if plan is None:
         return RunReport(digest.name, status="nothing new to send")
-    letters = compose(pub, digest, plan, now, signer)
+    letters = compose(engine, pub, digest, plan, now, signer)
     return deliver(engine, pub, digest.name, plan, letters, backends(), should_stop=should_stop)
 
 

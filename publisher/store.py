@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     and_,
     create_engine,
@@ -97,6 +98,16 @@ deliveries = Table(
     Column("updated_at", Float),
     Index("deliveries_due", "issue_id", "status", "next_attempt_at"),
     Index("deliveries_sent_at", "status", "updated_at"),
+)
+
+
+archive = Table(
+    "archive",
+    metadata,
+    # The issue as a web page ("view in browser"), kept when it is first composed: the
+    # archive shows what was sent, even after an article is edited.
+    Column("issue_id", ForeignKey("issues.id"), primary_key=True),
+    Column("html", Text, nullable=False),
 )
 
 

@@ -69,7 +69,7 @@ def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) ->
         plan = open_issue(engine, pub, digest, now)
         if plan is None:
             return RunReport(digest.name, status="nothing new to send")
-        letters = compose(pub, digest, plan, now, KEY)
+        letters = compose(engine, pub, digest, plan, now, KEY)
         return deliver(
             engine, pub, digest.name, plan, letters, [backend], clock=clock, sleep=clock.sleep
         )  # type: ignore[list-item]

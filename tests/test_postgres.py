@@ -75,7 +75,7 @@ def test_subscribers_and_delivery_on_postgres(example: Path, postgres_url: str) 
     plan = open_issue(engine, pub, digest, NOW)
     assert plan is not None
     assert open_issue(engine, pub, digest, NOW) == plan  # one issue per period
-    letters = compose(pub, digest, plan, NOW, Signer([b"postgres-test-key-0123456789"]))
+    letters = compose(engine, pub, digest, plan, NOW, Signer([b"postgres-test-key-0123456789"]))
     backend = MemoryBackend({"fail": {"p3@example.org": "permanent"}}, str(pub.root))
     report = deliver(engine, pub, digest.name, plan, letters, [backend])
     engine.dispose()

@@ -208,6 +208,8 @@ def test_archive_and_status(
 ) -> None:
     import base64
 
+    from sqlalchemy import func, select
+
     from publisher.backends.memory import MemoryBackend
     from publisher.delivery import compose, deliver, open_issue
 
@@ -221,15 +223,25 @@ def test_archive_and_status(
         pub,
         digest.name,
         plan,
-        compose(pub, digest, plan, NOW, KEY),
+        compose(engine, pub, digest, plan, NOW, KEY),
         [MemoryBackend({}, str(pub.root))],
     )
-    engine.dispose()
+    # The archive shows what was sent, even after the article is edited.
+    storm = pub.articles_dir / "storm-power-cut.txt"
+    storm.write_text(storm.read_text("utf-8").replace("Storm Ion", "Storm Ian"), "utf-8")
 
     status, _, body = fetch(f"{base}/issues/weekly/")
     assert status == 200 and b'href="/issues/weekly/1/"' in body
     status, headers, body = fetch(f"{base}/issues/weekly/1/")
-    assert status == 200 and b"Storm Ion" in body
+    assert status == 200 and b"Storm Ion" in body and b"Storm Ian" not in body
+    # An issue sent before pages were kept is composed once from its window (the edit
+    # shows: the article is what it is now), then kept.
+    with engine.begin() as db:
+        db.execute(store.archive.delete())
+    assert b"Storm Ian" in fetch(f"{base}/issues/weekly/1/")[2]
+    with engine.connect() as db:
+        assert db.execute(select(func.count()).select_from(store.archive)).scalar_one() == 1
+    engine.dispose()
     assert b"XPUBSLOT" not in body and b"ann@example.org" not in body and b"Hello reader" in body
     assert "img-src https:" in headers["content-security-policy"]
     assert fetch(f"{base}/issues/weekly/9/")[0] == 404 and fetch(f"{base}/issues/nope/")[0] == 404
@@ -274,7 +286,9 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
         plan = open_issue(engine, pub, digest, now)  # type: ignore[arg-type]
         assert plan is not None
         backend = load_backend("maildir", {"path": "outbox"}, str(pub.root))
-        deliver(engine, pub, digest.name, plan, compose(pub, digest, plan, now, KEY), [backend])  # type: ignore[arg-type]
+        deliver(
+            engine, pub, digest.name, plan, compose(engine, pub, digest, plan, now, KEY), [backend]
+        )  # type: ignore[arg-type]
         engine.dispose()
 
     def mails_to(address: str) -> list[email.message.Message]:

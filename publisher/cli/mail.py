@@ -91,7 +91,7 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         if plan is None:
             report = delivery.RunReport(digest.name, status="nothing new to send")
         else:
-            letters = delivery.compose(pub, digest, plan, now, token_signer)
+            letters = delivery.compose(engine, pub, digest, plan, now, token_signer)
             for warning in letters.issue.warnings:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
             with _progress(engine, plan, args.json) as tick:

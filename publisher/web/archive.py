@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, Response
 
 from publisher import store
 from publisher.config import Publication
-from publisher.delivery import issue_articles
+from publisher.delivery import issue_articles, keep_web_page
 from publisher.digest import Window, compose_issue
 from publisher.errors import PublisherError
 from publisher.web.pages import Pages
@@ -56,18 +56,19 @@ def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
             select(store.issues).where(store.issues.c.digest == digest.name,
                                        store.issues.c.number == number)
         ).first()  # fmt: skip
-    if row is None:
-        return pages.message("Not found", "There is no such issue.", status=404)
-    end = store.moment(row.window_end)
-    assert end is not None
-    window = Window(store.moment(row.window_start), end)
-    articles = issue_articles(pub, digest, window, end)
-    composed = compose_issue(pub, digest, articles, number, window, end)
-    # The web view has no per-recipient parts: no name, and no one's unsubscribe link.
-    text = composed.html.replace(composed.markers["name"], "reader").replace(
-        composed.markers["unsubscribe_url"], "/subscribe"
-    )
-    return HTMLResponse(text)
+        if row is None:
+            return pages.message("Not found", "There is no such issue.", status=404)
+        kept = db.execute(
+            select(store.archive.c.html).where(store.archive.c.issue_id == row.id)
+        ).scalar()
+    if kept is None:  # an issue sent before pages were kept: composed once, then kept
+        end = store.moment(row.window_end)
+        assert end is not None
+        window = Window(store.moment(row.window_start), end)
+        articles = issue_articles(pub, digest, window, end)
+        composed = compose_issue(pub, digest, articles, number, window, end)
+        kept = keep_web_page(engine, row.id, composed)
+    return HTMLResponse(kept, headers={"Cache-Control": "public, max-age=3600"})
 
 
 def _day(seconds: float) -> str:
