@@ -4,8 +4,9 @@
 
 Starts `publisher serve` (uvicorn, one worker) on the example publication with --posts
 subscribers, then from this process: --posts one-click unsubscribe POSTs, one after another
-(latency p50/p99), and conditional GETs of the main RSS feed answered 304, on two
-persistent connections for --seconds (requests per second).
+(latency p50/p99), conditional GETs of the main RSS feed answered 304, on two
+persistent connections for --seconds (requests per second), and 200 GETs of a sent
+issue's archive page (latency p50/p99).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def main() -> None:
         from publisher.tokens import Signer
 
         signer = Signer([SECRET.encode()])
+        # Issue 1 goes out (into the example's Maildir outbox), so the archive has a page.
+        send = [*run, "send", "weekly", "--now", "2026-11-28T12:00:00Z"]
+        subprocess.run(send, cwd=work, env=env, check=True, capture_output=True)
         port = free_port()
         server = subprocess.Popen([*run, "serve", "--port", str(port)], cwd=work, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -82,6 +86,7 @@ def main() -> None:
                 port, [signer.sign(UNSUBSCRIBE, f"p{n}") for n in range(args.posts)]
             )
             rate = not_modified(port, args.seconds)
+            pages = [get(port, "/issues/weekly/1/") for _ in range(200)]
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -99,6 +104,21 @@ def main() -> None:
     print(f"one-click unsubscribe POST, {len(latencies)} sequential: p50 {p50:.1f} ms, "
           f"p99 {p99:.1f} ms; active subscriptions left: {left - 1} of {args.posts}")  # fmt: skip
     print(f"conditional GET answered 304, 2 keep-alive connections: {rate:,.0f} requests/s")
+    pages.sort()
+    print(f"archive page of a sent issue, {len(pages)} sequential: p50 "
+          f"{statistics.median(pages) * 1000:.1f} ms, p99 {pages[-2] * 1000:.1f} ms")  # fmt: skip
+
+
+def get(port: int, path: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    start = time.perf_counter()
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    took = time.perf_counter() - start
+    assert response.status == 200 and b"Kestrel" in body, response.status
+    connection.close()
+    return took
 
 
 def unsubscribe(port: int, tokens: list[str]) -> list[float]:
