@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--now", metavar="ISO", help="with --once: the moment to act at")
     run.set_defaults(handler=running.run)
 
-    serve = commands.add_parser("serve", parents=[common], help="the web side (feeds, unsubscribe)")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="the web side: sign-up, unsubscribe, archive, feeds"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000)")
     serve.set_defaults(handler=running.serve)
