@@ -93,6 +93,8 @@ def queue_row(db: Connection, plan: Plan, subscriber_id: int, now: float) -> Non
                 attempts=0, next_attempt_at=now + GRACE,
             )
         )  # fmt: skip
+        # `publisher run` may have closed the hour while it was empty; it has mail again.
+        db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="sending"))
 
 
 @dataclass(frozen=True)
