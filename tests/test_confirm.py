@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from publisher import confirm, store
@@ -23,11 +21,10 @@ from publisher.build import build
 from publisher.config import Publication, load_config
 from publisher.overview import confirmation_line, confirmation_overview
 from publisher.personalize import Recipient
-from publisher.web import create_app
 
 from .conftest import NOW
 from .smtpserver import free_port, smtp_server
-from .test_web import KEY, fetch, form_token, sign_up, wait_listening
+from .test_web import KEY, fetch, form_token, serving, sign_up
 
 
 def ledger(pub: Publication) -> list[tuple[str, str, int]]:
@@ -59,18 +56,8 @@ def smtp_site(example: Path) -> Iterator[tuple[str, Publication, int]]:
     (example / "schedule.yaml").write_text(config, "utf-8")
     pub = load_config(example / "schedule.yaml")
     build(pub, NOW)
-    http = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(pub, KEY), host="127.0.0.1", port=http, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_listening(http)
-    try:
-        yield f"http://127.0.0.1:{http}", pub, port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(pub) as base:
+        yield base, pub, port
 
 
 def test_a_refused_confirmation_is_deferred_and_retried(

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,19 +35,26 @@ def served(example: Path) -> Iterator[tuple[str, Publication]]:
     engine = store.connect(pub.database_url)
     with engine.begin() as db:
         store.add_subscriber(db, "ann@example.org", "Ann", "weekly", 0.0)
+    with serving(pub) as base:
+        yield base, pub
+    engine.dispose()
+
+
+@contextmanager
+def serving(pub: Publication) -> Iterator[str]:
+    """The app on a real uvicorn server on 127.0.0.1, stopped afterwards; its base URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(pub, KEY), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_listening(port)
     try:
-        yield f"http://127.0.0.1:{port}", pub
+        wait_listening(port)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        engine.dispose()
 
 
 def wait_listening(port: int) -> None:
