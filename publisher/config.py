@@ -236,6 +236,9 @@ class WebSettings(StrictModel):
     # Templates of the pages `publisher serve` shows; a page missing here comes from the
     # package's defaults, so a publication overrides only what it wants (style.css, say).
     templates: Folder = "templates/web"
+    # false: the sign-up form subscribes at once, without a confirmation mail (then anyone
+    # can sign anyone up; keep the default unless the form sits behind a login).
+    double_opt_in: Bool = True
 
 
 class Config(StrictModel):

@@ -419,3 +419,20 @@ def test_a_publication_restyles_and_rewords_its_pages(example: Path) -> None:
     assert str(caught.value.problems[0]) == (
         "unsubscribe.html:2: template: 'preferencs' is undefined"
     )
+
+
+def test_single_opt_in_when_configured(example: Path) -> None:
+    config = (example / "schedule.yaml").read_text("utf-8")
+    (example / "schedule.yaml").write_text(config + "\nweb:\n  double_opt_in: false\n", "utf-8")
+    pub = load_config(example / "schedule.yaml")
+    with serving(pub) as base:
+        cookie, field = form_token(base)
+        status, body = sign_up(base, cookie, field, "una@example.org")
+    assert status == 200 and b"Subscribed" in body
+    assert outbox(pub) == []  # no confirmation mail
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        assert {m.address: m.status for m in store.members(db, "weekly")} == {
+            "una@example.org": "active"
+        }
+    engine.dispose()

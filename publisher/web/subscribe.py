@@ -93,6 +93,11 @@ async def subscribe(
         return pages.message("Check the address", str(exc), status=400)
     name = clean_text(str(form.get("name", "")), 200)
     now = time.time()
+    if not pub.config.web.double_opt_in:
+        with engine.begin() as db:
+            for list_name in wanted:
+                store.add_subscriber(db, address, name, list_name, now)
+        return pages.message("Subscribed", "Thank you: the next issue will reach this address.")
     plan = confirmation.hour_issue(engine, now)
     with engine.begin() as db:  # the request and its mail's ledger row, together
         subscriber_id, send = store.request_subscription(db, address, name, wanted, now)
