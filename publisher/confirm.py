@@ -179,7 +179,10 @@ def resume(
         open_hours = select(issues.c.id).where(
             issues.c.digest == CONFIRMATIONS, issues.c.status != "done"
         )
-        busy = select(deliveries.c.issue_id).where(waiting).distinct()
+        # Only the rows of open confirmation hours: the index leads with issue_id, and a
+        # digest issue being sent may have a million rows waiting.
+        mine = deliveries.c.issue_id.in_(open_hours)
+        busy = select(deliveries.c.issue_id).where(mine, waiting).distinct()
         # Hours whose every mail is sent or failed (a crash can leave them open).
         db.execute(
             update(issues)
@@ -190,7 +193,7 @@ def resume(
             select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end)
             .where(issues.c.id.in_(open_hours))
             .where(issues.c.id.in_(
-                select(deliveries.c.issue_id).where(waiting,
+                select(deliveries.c.issue_id).where(mine, waiting,
                                                     deliveries.c.next_attempt_at <= clock())
             ))
             .order_by(issues.c.number)
