@@ -99,6 +99,10 @@ def test_feeds_with_caching_and_gzip(served: tuple[str, Publication]) -> None:
         assert fetch(f"{base}/feeds/{name}", headers={"If-None-Match": '"other"'})[0] == 200
     status, headers, body = fetch(f"{base}/feeds/rss.xml", headers={"Accept-Encoding": "gzip"})
     assert headers["content-encoding"] == "gzip" and gzip.decompress(body).startswith(b"<?xml")
+    assert headers["vary"] == "Accept-Encoding"  # caches keep both forms apart, said once
+    tag = headers["etag"]
+    status, headers, _ = fetch(f"{base}/feeds/rss.xml", headers={"If-None-Match": tag})
+    assert status == 304 and headers["vary"] == "Accept-Encoding"
     assert fetch(f"{base}/feeds/tags/harbour/atom.xml")[0] == 200
     for bad in ("../schedule.yaml", "%2e%2e/schedule.yaml", "nope.xml", ".gitignore"):
         assert fetch(f"{base}/feeds/{bad}")[0] == 404

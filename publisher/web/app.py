@@ -58,7 +58,12 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                # Any answer may be gzipped; the gzip middleware says so only on those it
+                # compressed, not on small ones or 304s, which caches must key alike.
+                if not any(name.lower() == b"vary" for name, _ in headers):
+                    headers.append((b"vary", b"Accept-Encoding"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -179,7 +184,6 @@ def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
         "ETag": etag,
         "Last-Modified": format_datetime(modified, usegmt=True),
         "Cache-Control": "public, max-age=300",
-        "Vary": "Accept-Encoding",
     }
     if _not_modified(request, etag, modified):
         return Response(status_code=304, headers=headers)
