@@ -440,3 +440,17 @@ def test_single_opt_in_when_configured(example: Path) -> None:
             "una@example.org": "active"
         }
     engine.dispose()
+
+
+def test_the_rate_limit_forgets_old_clients() -> None:
+    from publisher.web.subscribe import LIMIT, MAX_CLIENTS, PER_SECONDS, RateLimit
+
+    now = [0.0]
+    limits = RateLimit(clock=lambda: now[0])
+    assert all(limits.allow("198.51.100.7") for _ in range(LIMIT))
+    assert not limits.allow("198.51.100.7")
+    for n in range(MAX_CLIENTS + 1):
+        limits.allow(f"10.0.{n // 256}.{n % 256}")
+    now[0] = PER_SECONDS + 1.0  # ten minutes later: everyone may come back
+    assert limits.allow("198.51.100.7")
+    assert len(limits.seen) == 1  # and the memory of the flood is gone

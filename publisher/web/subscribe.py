@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
@@ -30,16 +31,24 @@ from publisher.web.pages import Pages
 
 CSRF = "csrf"  # the token purpose of the form's field
 LIMIT, PER_SECONDS = 5, 600
+MAX_CLIENTS = 10_000  # client addresses remembered before the stale ones are forgotten
 
 
 class RateLimit:
     """At most LIMIT requests per PER_SECONDS per client address (in this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.seen: dict[str, deque[float]] = defaultdict(deque)
+        self.clock = clock
 
     def allow(self, client: str) -> bool:
-        now = time.monotonic()
+        now = self.clock()
+        if len(self.seen) > MAX_CLIENTS:  # bounded memory under a flood from many addresses
+            stale = [
+                c for c, times in self.seen.items() if not times or times[-1] < now - PER_SECONDS
+            ]
+            for gone in stale:
+                del self.seen[gone]
         recent = self.seen[client]
         while recent and recent[0] < now - PER_SECONDS:
             recent.popleft()
