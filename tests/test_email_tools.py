@@ -1,4 +1,5 @@
-"""The example digest judged by real tools: SpamAssassin scores it, Chromium lays it out.
+"""The example digest judged by real tools: SpamAssassin scores it (and the confirmation
+mail of the web side), Chromium lays it out.
 
 Marked slow: they need Debian's spamassassin and chromium, which .ci/run installs.
 """
@@ -29,12 +30,32 @@ def message(example: Path) -> bytes:
     )
 
 
+def confirmation(example: Path) -> bytes:
+    """The double opt-in mail of the web side."""
+    from datetime import UTC, datetime
+
+    from publisher import confirm
+    from publisher.delivery import Plan
+    from publisher.digest import Window
+    from publisher.tokens import Signer
+
+    pub = load_config(example / "schedule.yaml")
+    when = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    mail = confirm.mail(
+        pub, Signer([b"spam-test-key-0123456789"]), Plan(1, 1, Window(None, when)), when
+    )
+    return mail.render(Recipient("sam@example.com", "Sam Example", "s1"))
+
+
 @pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin not installed")
-def test_spamassassin_scores_below_two(message: bytes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["digest", "confirmation"])
+def test_spamassassin_scores_below_two(
+    kind: str, message: bytes, example: Path, tmp_path: Path
+) -> None:
     done = subprocess.run(
         # -L: local tests only (no DNS blocklists: this machine has no network), -t: report
         ["spamassassin", "-x", "-L", "-t"],
-        input=message,
+        input=message if kind == "digest" else confirmation(example),
         capture_output=True,
         timeout=300,
         check=True,
