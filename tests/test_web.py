@@ -104,7 +104,8 @@ def test_feeds_with_caching_and_gzip(served: tuple[str, Publication]) -> None:
     status, headers, _ = fetch(f"{base}/feeds/rss.xml", headers={"If-None-Match": tag})
     assert status == 304 and headers["vary"] == "Accept-Encoding"
     assert fetch(f"{base}/feeds/tags/harbour/atom.xml")[0] == 200
-    for bad in ("../schedule.yaml", "%2e%2e/schedule.yaml", "nope.xml", ".gitignore"):
+    for bad in ("../schedule.yaml", "%2e%2e/schedule.yaml", "nope.xml", ".gitignore", "%00",
+                "a" * 5000):  # fmt: skip
         assert fetch(f"{base}/feeds/{bad}")[0] == 404
 
 
@@ -257,6 +258,7 @@ def test_archive_and_status(
     assert b"XPUBSLOT" not in body and b"ann@example.org" not in body and b"Hello reader" in body
     assert "img-src https:" in headers["content-security-policy"]
     assert fetch(f"{base}/issues/weekly/9/")[0] == 404 and fetch(f"{base}/issues/nope/")[0] == 404
+    assert fetch(f"{base}/issues/weekly/{10**30}/")[0] == 404  # past what SQLite binds
 
     assert fetch(f"{base}/status")[0] == 404  # disabled without a password
     monkeypatch.setenv("PUBLISHER_STATUS_PASSWORD", "s3cret-status")

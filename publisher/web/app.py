@@ -172,10 +172,14 @@ def _unsubscribe(engine: Engine, public_id: str) -> None:
 
 def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
     root = pub.feeds_dir.resolve()
-    target = (root / request.path_params["path"]).resolve()
-    if root not in target.parents or not target.is_file() or target.name.startswith("."):
-        return pages.message("Not found", "There is no such feed.", status=404)
-    stat = target.stat()
+    missing = pages.message("Not found", "There is no such feed.", status=404)
+    try:  # a NUL byte or an over-long name is a ValueError / OSError, not a server error
+        target = (root / request.path_params["path"]).resolve()
+        if root not in target.parents or not target.is_file() or target.name.startswith("."):
+            return missing
+        stat = target.stat()
+    except (OSError, ValueError):
+        return missing
     # From size and mtime, not the bytes: a 304 then costs a stat, not a read. The build
     # leaves an unchanged feed file untouched, so its tag stays the same.
     etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'

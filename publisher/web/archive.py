@@ -49,6 +49,8 @@ def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
     try:
         digest = pub.digest(name)
         number = int(request.path_params["number"])
+        if not 0 < number < 2**31:  # beyond any issue, and beyond what the database binds
+            raise ValueError(number)
     except (PublisherError, ValueError):
         return pages.message("Not found", "There is no such issue.", status=404)
     with engine.connect() as db:
