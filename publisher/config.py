@@ -148,13 +148,13 @@ class DeliverySettings(StrictModel):
     bounce_address: Text | None = None
 
 
-def _name(value: str) -> str:
+def list_name_rule(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
         raise ValueError(f"'{value}' must be lower-case letters, digits, '-' or '_'")
     return value
 
 
-Name = Annotated[Text, AfterValidator(_name)]
+Name = Annotated[Text, AfterValidator(list_name_rule)]
 
 
 def _cron(value: str) -> str:

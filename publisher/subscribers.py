@@ -52,10 +52,13 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
     report = ImportReport()
     shown = str(path)
     try:
-        text = path.read_text("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.problems.append(Problem(shown, None, "", f"cannot read: {exc}"))
+        data = path.read_bytes()
+    except OSError as exc:
+        report.problems.append(Problem(shown, None, "", f"cannot read: {exc.strerror}"))
         return report
+    # Bytes that are not UTF-8 stay as lone surrogates, so one bad row is refused with its
+    # line and the others are imported.
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = {name.strip().lower(): name for name in reader.fieldnames or []}
     column = next((fields[c] for c in ADDRESS_COLUMNS if c in fields), None)
@@ -72,17 +75,26 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
         where = line + 1  # the line this row starts on (a quoted field may span lines)
         line = reader.line_num
         raw = (row.get(column) or "").strip()
+        name = (row.get(name_column) or "") if name_column else ""
+        if not (raw + name).isascii() and _undecodable(raw + name):
+            what = "not UTF-8: save the file as UTF-8 and import it again"
+            report.problems.append(Problem(shown, where, column, what))
+            continue
         try:
             address = normalize_address(raw)
         except ValueError as exc:
             report.problems.append(Problem(shown, where, column, f"{raw!r}: {exc}"))
             continue
-        name = clean_text((row.get(name_column) or "") if name_column else "", 200)
+        name = clean_text(name, 200)
         if add_subscriber(db, address, name, list_name, now):
             report.added += 1
         else:
             report.unchanged += 1
     return report
+
+
+def _undecodable(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
 def export_csv(db: Connection, list_name: str) -> Iterator[str]:

@@ -69,6 +69,35 @@ def test_import_reports_bad_rows_and_keeps_good_ones(
     ]
 
 
+def test_a_row_that_is_not_utf8_is_refused_alone(
+    example: Path, run_cli: Callable[..., Done]
+) -> None:
+    (example / "old.csv").write_bytes(
+        "email,name\nzoe@example.org,Zoë\n".encode()
+        + b"l\xe9a@example.org,L\xe9a\n"  # Latin-1, as an old spreadsheet saves it
+        + b"max@example.org,Max\n"
+    )
+    done = run_cli(example, "subscribers", "import", "old.csv", "--list", "weekly")
+    assert done.returncode == 1
+    assert done.stdout == "weekly: 2 added, 0 already subscribed, 1 row(s) refused\n"
+    assert done.stderr.splitlines() == [
+        "old.csv:3: email: not UTF-8: save the file as UTF-8 and import it again (row skipped)"
+    ]
+    listed = run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
+    assert [m["email"] for m in json.loads(listed)] == ["zoe@example.org", "max@example.org"]
+
+
+def test_list_names_follow_the_config_rule(example: Path, run_cli: Callable[..., Done]) -> None:
+    with pytest.raises(SystemExit) as refused:  # a usage error, as argparse reports it
+        run_cli(example, "subscribers", "add", "a@example.org", "--list", "Big List")
+    assert refused.value.code == 2
+    unused = run_cli(example, "subscribers", "add", "a@example.org", "--list", "later")
+    assert unused.returncode == 0
+    assert unused.stderr.endswith(
+        "schedule.yaml: warning: no digest sends to the list 'later' yet\n"
+    )
+
+
 def test_add_remove_export(example: Path, run_cli: Callable[..., Done]) -> None:
     added = run_cli(
         example, "subscribers", "add", "Zoe@Exämple.org", "--list", "weekly", "--name", "Zoë"

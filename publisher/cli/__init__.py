@@ -17,8 +17,26 @@ from typing import Any
 
 from publisher import __version__
 from publisher.cli import content, mail, running
-from publisher.config import config_path, load_config
+from publisher.config import config_path, list_name_rule, load_config
 from publisher.errors import PublisherError
+
+
+def _list_name(value: str) -> str:
+    """The rule digest names and lists follow in schedule.yaml."""
+    try:
+        return list_name_rule(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 3660:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of days from 1 to 3660")
+    return days
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON on stdout")
     actions.add_parser("export", parents=[common], help="write a list as CSV on stdout")
     for action in (importing, adding, removing, listing, *[actions.choices["export"]]):
-        action.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+        action.add_argument("--list", required=True, dest="list_name", metavar="NAME",
+                            type=_list_name)  # fmt: skip
     subs.set_defaults(handler=mail.subscribers_command)
 
     send = commands.add_parser(
@@ -137,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=running.serve)
 
     planned = commands.add_parser("plan", parents=[common], help="the next runs of every job")
-    planned.add_argument("--days", type=int, default=7, metavar="N", help="how far ahead (7)")
+    planned.add_argument("--days", type=_days, default=7, metavar="N",
+                         help="how far ahead, 1-3660 (7)")  # fmt: skip
     planned.add_argument("--json", action="store_true", help="print JSON on stdout")
     planned.add_argument("--now", metavar="ISO", help="plan from this moment")
     planned.set_defaults(handler=running.plan_command)

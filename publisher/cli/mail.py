@@ -24,6 +24,11 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
     engine = store.connect(pub.database_url)
     stamp = now.timestamp()
     list_name = args.list_name
+    if args.action in ("import", "add") and list_name not in {
+        d.list_name for d in pub.config.digests
+    }:
+        print(f"{pub.path.name}: warning: no digest sends to the list '{list_name}' yet",
+              file=sys.stderr)  # fmt: skip
     try:
         if args.action == "import":
             with engine.begin() as db:
