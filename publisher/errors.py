@@ -39,11 +39,3 @@ class ConfigError(PublisherError, ValueError):
 
 class ContentError(PublisherError, ValueError):
     """An article cannot be published as it is; the build skips it and goes on."""
-
-
-def config_error(path: str, line: int | None, where: str, what: str) -> ConfigError:
-    return ConfigError([Problem(path, line, where, what)])
-
-
-def content_error(path: str, line: int | None, where: str, what: str) -> ContentError:
-    return ContentError([Problem(path, line, where, what)])

@@ -40,7 +40,3 @@ class Article:
     @property
     def modified(self) -> datetime:
         return self.updated or self.date
-
-    def is_published(self, now: datetime) -> bool:
-        """Drafts never; future-dated articles once their date has come."""
-        return not self.draft and self.date <= now
