@@ -25,6 +25,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -109,6 +110,7 @@ class ConfirmationMail:
     sender_name: str
     sender: str
     dkim: tuple[bytes, bytes, bytes] | None
+    env: SandboxedEnvironment  # made once: it compiles confirm.txt once, not per message
 
     def message_id(self, recipient: Recipient) -> str:
         key = f"{CONFIRMATIONS}\0{self.number}\0{recipient.address}"
@@ -119,7 +121,7 @@ class ConfirmationMail:
         site = self.pub.config.site
         link = confirm_url(self.pub, self.signer.sign(CONFIRM, recipient.id))
         text = render_template(
-            environment(self.pub.templates_dir, DEFAULTS),
+            self.env,
             TEMPLATE,
             {"site": site, "link": link, "name": clean_text(recipient.name, 100)},
         )
@@ -144,7 +146,8 @@ def mail(pub: Publication, signer: Signer, plan: Plan, now: datetime) -> Confirm
         if pub.config.digests
         else (site.title, site.author.email or "")
     )
-    return ConfirmationMail(pub, signer, plan.number, now, name, address, dkim_settings(pub))
+    env = environment(pub.templates_dir, DEFAULTS)
+    return ConfirmationMail(pub, signer, plan.number, now, name, address, dkim_settings(pub), env)
 
 
 def send(
