@@ -24,6 +24,7 @@ from publisher import __version__
 from publisher.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
 from publisher.config import Publication
 from publisher.content import READER_VERSION, SUFFIXES, slugify
+from publisher.content.source import read_source
 from publisher.errors import ConfigError, ContentError, Problem
 from publisher.feeds import (
     FILENAMES,
@@ -143,7 +144,13 @@ def scan_articles(pub: Publication) -> list[tuple[str, str]]:
 def _fingerprint(pub: Publication) -> bytes:
     # Everything that changes what a reader or render_entry produces from the same bytes.
     config = pub.config
-    parts = [READER_VERSION, __version__, config.site.model_dump_json(), config.feeds.content]
+    parts = [
+        READER_VERSION,
+        __version__,
+        config.site.model_dump_json(),
+        config.feeds.content,
+        str(config.content.max_size),
+    ]
     return hashlib.sha256("\0".join(parts).encode()).digest()
 
 
@@ -165,6 +172,8 @@ def _outcomes(
     """Outcome of every file, from the cache where the file is unchanged. With ``keep``
     false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
+    folder = os.path.realpath(pub.articles_dir)
+    limit = pub.config.content.max_size
     shown_of = dict(files)
     cached = cache.cached()
     pending: list[tuple[str, str]] = []
@@ -178,11 +187,11 @@ def _outcomes(
             info = os.stat(name)
             if stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino) != hit.stat:
                 # Touched: unchanged only if the bytes (not just the mtime) are the same.
-                with open(name, "rb") as handle:
-                    if _key(fingerprint, name, handle.read()) != hit.key:
-                        pending.append((name, shown))
-                        continue
-        except OSError:
+                raw, _ = read_source(name, folder, shown, limit)
+                if _key(fingerprint, name, raw) != hit.key:
+                    pending.append((name, shown))
+                    continue
+        except (OSError, ContentError):
             pending.append((name, shown))  # its worker reports why it cannot be read
             continue
         # An article dated by its file's mtime is stale when the mtime moved.
@@ -230,14 +239,13 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
     """Read and render one article file. The key is computed from the bytes actually read,
     so a file edited meanwhile is simply seen as changed by the next build."""
     try:
-        with open(name, "rb") as handle:
-            raw = handle.read()
-            info = os.fstat(handle.fileno())
-    except OSError as exc:
-        problem = Problem(shown, None, "", f"cannot read: {exc.strerror}")
-        return Row(Outcome(None, (problem,), 0.0, False), name, b"", "", None, None, None)
+        raw, info = read_source(
+            name, os.path.realpath(pub.articles_dir), shown, pub.config.content.max_size
+        )
+    except ContentError as exc:
+        return Row(Outcome(None, exc.problems, 0.0, False), name, b"", "", None, None, None)
     # Imported here: a rebuild with nothing to read never loads the readers.
-    from publisher.content.readers import decode_article
+    from publisher.content.readers import decode_article, unreadable
 
     key = _key(fingerprint, name, raw)
     stat = stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
@@ -252,7 +260,11 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
         outcome = Outcome(None, exc.problems, info.st_mtime, False)
         return Row(outcome, name, key, stat, None, None, None)
     article = parsed.article
-    fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
+    try:
+        fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
+    except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
+        outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
+        return Row(outcome, name, key, stat, None, None, None)
     digest = hashlib.sha256(fragments.rss)
     digest.update(fragments.atom)
     digest.update(fragments.json)

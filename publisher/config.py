@@ -23,6 +23,7 @@ from publisher.schema import (
     Duration,
     HttpUrl,
     Int,
+    Size,
     StrictModel,
     Text,
     TimeZoneName,
@@ -89,6 +90,9 @@ class Site(StrictModel):
 
 class ContentSettings(StrictModel):
     folder: Folder = "articles"
+    # A larger article file is refused (with its error) rather than read: a scraper's
+    # runaway output or a link to a huge file must not fill the memory.
+    max_size: Size = Field(default=1024**2, ge=1)
 
 
 class FeedsSettings(StrictModel):

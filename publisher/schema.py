@@ -191,3 +191,18 @@ def _duration(value: Any) -> Any:
 
 
 Duration = Annotated[int, BeforeValidator(_duration)]
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(value: Any) -> Any:
+    # "800k", "2M" or a number of bytes (binary units: 1k = 1024 bytes).
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value, re.I)
+        if not match:
+            raise ValueError(f"'{value}' is not a size such as 800k or 2M")
+        return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size)]

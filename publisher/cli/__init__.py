@@ -65,6 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `publisher plan | head`: the reader left; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # A fault of ours, not of the input: one line for the operator, the traceback on
+        # request, and a non-zero exit; nothing is hidden.
+        if args.debug:
+            raise
+        print(
+            f"publisher: internal error: {type(exc).__name__}: {exc} "
+            "(run again with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:

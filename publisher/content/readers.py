@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import mimetypes
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from publisher.content import slugify
 from publisher.content.frontmatter import Split, split_front_matter
 from publisher.content.newstext import parse_news_text
 from publisher.content.sanitize import sanitize_html, strip_forbidden
+from publisher.content.source import read_source
 from publisher.errors import ContentError, Problem
 from publisher.model import Article, Image
 from publisher.schema import parse_datetime
@@ -37,6 +39,7 @@ class Body:
     date_text: str | None = None
     date_line: int | None = None
     date_missing: bool = False  # a dateline whose date got lost: fall back to mtime
+    removed: int = 0  # characters XML forbids, removed from the rendered HTML
 
 
 @dataclass(frozen=True)
@@ -48,22 +51,34 @@ class Parsed:
 
 def read_article(path: Path, shown: str, pub: Publication) -> Parsed:
     """Read one article file. Raises ``ContentError`` when it cannot be published."""
-    try:
-        raw = path.read_bytes()
-        mtime = path.stat().st_mtime
-    except OSError as exc:
-        raise ContentError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
-    return decode_article(raw, path, shown, pub, mtime)
+    raw, info = read_source(
+        str(path), os.path.realpath(pub.articles_dir), shown, pub.config.content.max_size
+    )
+    return decode_article(raw, path, shown, pub, info.st_mtime)
 
 
 def decode_article(raw: bytes, path: Path, shown: str, pub: Publication, mtime: float) -> Parsed:
-    """``parse_article`` for the bytes of a file: refuses text that is not UTF-8."""
+    """``parse_article`` for the bytes of a file: refuses text that is not UTF-8.
+
+    Whatever goes wrong while reading one article is that article's error, never the
+    build's: the file is skipped with its path and every other article is published.
+    """
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ContentError([Problem(shown, line, "", "not UTF-8 text")]) from exc
-    return parse_article(text, path, shown, pub, mtime)
+    try:
+        return parse_article(text, path, shown, pub, mtime)
+    except ContentError:
+        raise
+    except Exception as exc:  # reported as this article's problem, not lost
+        raise ContentError([unreadable(shown, exc)]) from exc
+
+
+def unreadable(shown: str, exc: BaseException) -> Problem:
+    """An unexpected failure on one article, as that article's problem."""
+    return Problem(shown, None, "", f"cannot be published: {type(exc).__name__}: {exc}")
 
 
 def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: float) -> Parsed:
@@ -95,6 +110,16 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
     link = meta.link or site.base_url + site.permalink.format(slug=slug)
     reader = _READERS[path.suffix.lower()]
     body = reader(split, shown, link)
+    if body.removed:
+        warnings.append(
+            Problem(
+                shown,
+                split.body_line,
+                "body",
+                f"removed {body.removed} character(s) that XML forbids "
+                "(written as character references)",
+            )
+        )
 
     title = " ".join((meta.title or body.title or "").split())
     if not title:
@@ -121,9 +146,13 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
         raise ContentError(
             [Problem(shown, 1, "date", "the article has no date (add 'date: 2026-11-02')")]
         )
+    date_line = split.doc.line_of(("date",)) if meta.date is not None else body.date_line
+    _within_feeds(date, shown, date_line, "date")
     updated = (
         _front_date(meta.updated, "updated", shown, split, site.zone) if meta.updated else None
     )
+    if updated is not None:
+        _within_feeds(updated, shown, split.doc.line_of(("updated",)), "updated")
     if updated is not None and updated < date:
         warnings.append(
             Problem(shown, split.doc.line_of(("updated",)), "updated", "is before 'date'; ignored")
@@ -173,11 +202,13 @@ def _read_markdown(split: Split, shown: str, link: str) -> Body:
                     text = "\n".join(lines[index + 1 :])
                 break
     rendered = pyromark.html(text, options=_MARKDOWN_OPTIONS)
-    return Body(sanitize_html(rendered, link), title, title_line)
+    clean, removed = sanitize_html(rendered, link)
+    return Body(clean, title, title_line, removed=removed)
 
 
 def _read_html(split: Split, shown: str, link: str) -> Body:
-    return Body(sanitize_html(split.body, link))
+    clean, removed = sanitize_html(split.body, link)
+    return Body(clean, removed=removed)
 
 
 def _read_news_text(split: Split, shown: str, link: str) -> Body:
@@ -197,14 +228,8 @@ def _read_news_text(split: Split, shown: str, link: str) -> Body:
             date_text, date_line = with_date[0][1], with_date[0][2]
         else:
             missing, date_line = True, ordered[0][2]
-    return Body(
-        sanitize_html("\n".join(parts), link),
-        news.title,
-        news.title_line,
-        date_text,
-        date_line,
-        missing,
-    )
+    clean, removed = sanitize_html("\n".join(parts), link)
+    return Body(clean, news.title, news.title_line, date_text, date_line, missing, removed)
 
 
 _READERS: dict[str, Callable[[Split, str, str], Body]] = {
@@ -243,6 +268,23 @@ def _slug(given: str | None, path: Path, shown: str, split: Split) -> str:
     return slug
 
 
+# What RSS (RFC 822 dates), Atom and JSON Feed (RFC 3339) and every reader can carry.
+FIRST_YEAR, LAST_YEAR = 1970, 9999
+
+
+def _within_feeds(moment: datetime, shown: str, line: int | None, where: str) -> None:
+    try:
+        year: int | None = moment.astimezone(UTC).year
+    except (OverflowError, ValueError):  # 9999-12-31 23:59 -08:00 is past year 9999 in UTC
+        year = None
+    if year is None or not FIRST_YEAR <= year <= LAST_YEAR:
+        what = (
+            f"{moment.isoformat()} is outside what feeds can carry "
+            f"(years {FIRST_YEAR} to {LAST_YEAR} in UTC)"
+        )
+        raise ContentError([Problem(shown, line, where, what)])
+
+
 def _front_date(text: str, key: str, shown: str, split: Split, zone: Any) -> datetime:
     try:
         return parse_datetime(text, zone)
@@ -273,8 +315,9 @@ def _dateline_date(text: str, shown: str, line: int | None, zone: Any) -> dateti
     if problem is None:
         try:
             moment = dateutil.parser.parse(clean, tzinfos=_TZINFOS)
+            moment.utcoffset()  # dateutil accepts offsets such as +9900 that datetime refuses
         except (ValueError, OverflowError):
-            problem = f"'{clean}' is not a date"
+            problem = f"'{clean}' is not a date (or its offset is not within ±24 hours)"
         else:
             return moment if moment.tzinfo else moment.replace(tzinfo=zone)
     raise ContentError([Problem(shown, line, "dateline", problem)])

@@ -61,11 +61,15 @@ _ATTRIBUTES: dict[str, set[str]] = {
 _SCHEMES = {"http", "https", "mailto"}
 
 
-def sanitize_html(html: str, base_url: str) -> str:
-    """Keep only allow-listed tags and attributes; make every link absolute.
+def sanitize_html(html: str, base_url: str) -> tuple[str, int]:
+    """Keep only allow-listed tags and attributes; make every link absolute. Returns the
+    HTML and how many characters XML forbids were removed from it.
 
     Feed readers and mail clients resolve relative links against nothing useful, so
-    ``href="/about"`` becomes ``href="https://example.org/about"``.
+    ``href="/about"`` becomes ``href="https://example.org/about"``. The forbidden
+    characters are removed from the *output*: the sanitizer (like Markdown before it)
+    decodes character references, so ``&#1;`` or ``&#xFFFE;`` in clean source text
+    arrive here as the raw characters, which no XML feed can carry.
     """
     cleaned: str = nh3.clean(
         html,
@@ -78,4 +82,5 @@ def sanitize_html(html: str, base_url: str) -> str:
         # Table cells keep their alignment (Markdown writes it as a style) and nothing else.
         filter_style_properties={"text-align"},
     )
-    return cleaned
+    cleaned, removed, _ = strip_forbidden(cleaned)
+    return cleaned, removed
