@@ -19,10 +19,13 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_v
 
 from publisher.errors import ConfigError, Problem
 from publisher.schema import (
+    Address,
     Bool,
+    DomainName,
     Duration,
     HttpUrl,
     Int,
+    Mailbox,
     Size,
     StrictModel,
     Text,
@@ -59,7 +62,7 @@ Folder = Annotated[str, BeforeValidator(text_value), AfterValidator(_folder)]
 
 class Author(StrictModel):
     name: Text
-    email: Text | None = None
+    email: Address | None = None
     uri: HttpUrl | None = None
 
 
@@ -149,7 +152,7 @@ class DeliverySettings(StrictModel):
     pause_after: Int = Field(default=50, ge=1)
     rate: RateLimits = RateLimits()
     # SMTP envelope sender (MAIL FROM), where bounces go; default: the digest's From.
-    bounce_address: Text | None = None
+    bounce_address: Address | None = None
 
 
 def list_name_rule(value: str) -> str:
@@ -192,8 +195,8 @@ class Digest(StrictModel):
 
     name: Name
     # "Kestrel Bay Notes <news@kestrelbay.example>" or a bare address.
-    sender: Text = Field(alias="from")
-    reply_to: Text | None = None
+    sender: Mailbox = Field(alias="from")
+    reply_to: Mailbox | None = None
     # A Jinja2 template of its own (sandboxed): {{ digest }}, {{ issue.number }},
     # {{ issue.date }}, {{ articles | length }}, {{ first.title }}.
     subject: Text = "{{ site.title }}: {{ first.title }}"
@@ -212,8 +215,8 @@ class Digest(StrictModel):
 
 
 class Dkim(StrictModel):
-    domain: Text
-    selector: Text
+    domain: DomainName
+    selector: DomainName
     key_file: Text | None = None  # PEM file, relative to schedule.yaml
     key_env: Text | None = None  # or an environment variable holding the PEM
 
@@ -228,7 +231,7 @@ class EmailSettings(StrictModel):
     # Where the web side answers; {token} is the signed, opaque unsubscribe token.
     unsubscribe_url: HttpUrl | None = None
     # A mailto: address for List-Unsubscribe as well (optional).
-    unsubscribe_mailto: Text | None = None
+    unsubscribe_mailto: Address | None = None
     # The "view in browser" page of an issue; {digest} and {number} are replaced.
     archive_url: HttpUrl | None = None
     # Name of the environment variable holding the secret that signs tokens.

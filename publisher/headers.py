@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from email.header import Header
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr
 
 from publisher.errors import Problem, PublisherError
 
@@ -57,10 +57,35 @@ def format_address(name: str, address: str) -> str:
     return formataddr((name, address), charset="utf-8")
 
 
+# "Display Name <local@domain>" or a bare "local@domain": one mailbox, nothing else. The
+# name may be quoted; it may not hold angle brackets, controls or line separators.
+_MAILBOX = re.compile(r'\s*(?:(?:"([^"<>]*)"|([^"<>]*?))\s*<([^<>]*)>|([^<>\s]+))\s*')
+
+
+def parse_mailbox(value: str, where: str = "address") -> tuple[str, str]:
+    """``"Name <a@b>"`` or ``a@b`` -> (name, address), refusing anything else.
+
+    Not ``email.utils.parseaddr``: on this Python it reads ``Notes\r\nBcc: x@evil
+    <news@example.org>`` as the address ``x@evil``, and it accepts lists of addresses.
+    """
+    if _BREAKING.search(value):
+        bad = _BREAKING.search(value)
+        assert bad is not None
+        what = f"contains the control character U+{ord(bad.group()):04X}"
+        raise InvalidAddress([Problem("", None, where, what)])
+    match = _MAILBOX.fullmatch(value)
+    if match is None:
+        raise InvalidAddress(
+            [Problem("", None, where, f"{value!r} is not one address ('Name <a@example.org>')")]
+        )
+    quoted, plain, inside, bare = match.groups()
+    name = quoted if quoted is not None else plain or ""
+    return clean_text(name, 100), check_address(inside if bare is None else bare, where)
+
+
 def parse_sender(value: str) -> tuple[str, str]:
-    """``"Name <a@b>"`` or ``a@b`` from schedule.yaml -> (name, address), both checked."""
-    name, address = parseaddr(value)
-    return clean_text(name, 100), check_address(address, "from")
+    """A From or Reply-To value from schedule.yaml -> (name, address), both checked."""
+    return parse_mailbox(value, "from")
 
 
 def encode_text(value: str) -> str:

@@ -156,6 +156,41 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, BeforeValidator(text_value), AfterValidator(_http_url)]
 
 
+def _mailbox(value: str) -> str:
+    from publisher.headers import InvalidAddress, parse_mailbox
+
+    try:
+        parse_mailbox(value)
+    except InvalidAddress as exc:
+        raise ValueError(exc.problems[0].what) from None
+    return value
+
+
+def _address(value: str) -> str:
+    _mailbox(value)
+    if "<" in value or len(value.split()) != 1:
+        raise ValueError(f"'{value}' must be a bare address such as bounces@example.org")
+    return value.strip()
+
+
+def _domain_name(value: str) -> str:
+    # DKIM's d= and s= tags (RFC 6376 §3.5): dot-separated labels, nothing else.
+    if not re.fullmatch(
+        r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*",
+        value,
+    ):
+        raise ValueError(f"'{value}' is not a domain name or selector such as s2026")
+    return value
+
+
+# Values that end up in mail headers. Text alone would let "\r\nBcc: ..." through: these
+# are checked as exactly one address, with no control character anywhere.
+Mailbox = Annotated[str, BeforeValidator(text_value), AfterValidator(_mailbox)]
+Address = Annotated[str, BeforeValidator(text_value), AfterValidator(_address)]
+DomainName = Annotated[str, BeforeValidator(text_value), AfterValidator(_domain_name)]
+
+
 def parse_datetime(text: str, zone: tzinfo) -> datetime:
     """Read an ISO 8601 date or date-time; one without an offset is local to ``zone``.
 

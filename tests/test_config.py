@@ -260,3 +260,73 @@ def test_defaults_and_paths_relative_to_the_file(tmp_path: Path) -> None:
 def test_the_example_publication_is_valid() -> None:
     pub = load_config(Path(__file__).resolve().parent.parent / "schedule.yaml")
     assert pub.config.site.title == "Kestrel Bay Notes"
+
+
+# --- values that reach mail headers: exactly one address, no control character ----------
+
+HEADER_CASES = [
+    (
+        "unsubscribe-mailto-crlf",
+        SITE + 'email:\n  unsubscribe_mailto: "u@n.example\\r\\nBcc: x@evil.example"\n',
+        "schedule.yaml:6: email.unsubscribe_mailto: contains the control character U+000D",
+    ),
+    (
+        "bounce-address-crlf",
+        SITE + 'delivery:\n  bounce_address: "b@n.example\\nBcc: x@evil.example"\n',
+        "schedule.yaml:6: delivery.bounce_address: contains the control character U+000A",
+    ),
+    (
+        "from-crlf",
+        SITE + 'digests:\n  - name: weekly\n    from: "Notes\\r\\nBcc: x@evil <news@n.example>"\n',
+        "schedule.yaml:7: digests[0].from: contains the control character U+000D",
+    ),
+    (
+        "from-two-addresses",
+        SITE + "digests:\n  - name: weekly\n    from: a@n.example, b@n.example\n",
+        "schedule.yaml:7: digests[0].from: 'a@n.example, b@n.example' is not one address ('Name <a@example.org>')",
+    ),
+    (
+        "reply-to-bad",
+        SITE
+        + "digests:\n  - name: weekly\n    from: a@n.example\n    reply_to: editor@@n.example\n",
+        "schedule.yaml:8: digests[0].reply_to: 'editor@@n.example' is not a valid address",
+    ),
+    (
+        "bounce-address-with-name",
+        SITE + "delivery:\n  bounce_address: Bounces <b@n.example>\n",
+        "schedule.yaml:6: delivery.bounce_address: 'Bounces <b@n.example>' must be a bare address such as bounces@example.org",
+    ),
+    (
+        "author-email-line-separator",
+        'site:\n  title: Notes\n  url: https://n.example/\n  author:\n    name: Ann\n    email: "ann@n.example\\u2028Bcc: x@evil"\n',
+        "schedule.yaml:6: site.author.email: contains the control character U+2028",
+    ),
+    (
+        "dkim-selector",
+        SITE + 'email:\n  dkim:\n    domain: n.example\n    selector: "s1; h=x"\n    key_env: K\n',
+        "schedule.yaml:8: email.dkim.selector: 's1; h=x' is not a domain name or selector such as s2026",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [c[1:] for c in HEADER_CASES], ids=[c[0] for c in HEADER_CASES]
+)
+def test_header_values_from_schedule_yaml_are_one_clean_address(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    assert errors(tmp_path, text) == [message]
+
+
+def test_good_addresses_are_accepted(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        SITE
+        + "digests:\n  - name: weekly\n    from: '\"Notes, of the Bay\" <news@n.example>'\n    reply_to: editor@n.example\n"
+        + "delivery:\n  bounce_address: bounces@n.example\n",
+    )
+    from publisher.config import Config
+    from publisher.headers import parse_sender
+
+    assert isinstance(config, Config)
+    assert parse_sender(config.digests[0].sender) == ("Notes, of the Bay", "news@n.example")
