@@ -8,6 +8,8 @@ inlines the CSS once per issue and is not allowed to fetch anything.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import re
@@ -15,27 +17,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from publisher.config import Digest, Publication
 from publisher.content import plain_text
-from publisher.errors import Problem, PublisherError
+from publisher.errors import Problem
 from publisher.headers import clean_text, encode_text, parse_sender
-from publisher.mime import CRLF, MessageTemplate, Segment, encode_qp_with_slots, slot_marker
+from publisher.mime import (
+    CRLF,
+    MARKER_PREFIX,
+    MessageTemplate,
+    Segment,
+    encode_qp_with_slots,
+    scrub_markers,
+    slot_marker,
+)
 from publisher.model import Article
+from publisher.templating import TemplateError, environment, render_string, render_template
 
 # Per-recipient values; everything else in a message is the same for every recipient.
 SLOTS = ("name", "unsubscribe_url")
 GMAIL_CLIP_BYTES = 100_000  # Gmail clips HTML parts past ~102 KB, often cutting the footer
-
-
-class TemplateError(PublisherError, ValueError):
-    """A digest template that cannot be rendered (syntax, unknown variable, sandbox)."""
 
 
 @dataclass(frozen=True)
@@ -85,20 +89,6 @@ class Issue:
         return f"{self.digest}-{self.number}"
 
 
-def environment(folder: Path, *fallbacks: Path) -> SandboxedEnvironment:
-    """Templates from ``folder``, then from ``fallbacks`` (the package's defaults)."""
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(folder), *map(str, fallbacks)]),
-        autoescape=lambda name: bool(name and name.endswith((".html", ".htm"))),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["datefmt"] = lambda value, fmt="%-d %B %Y": value.strftime(fmt)
-    return env
-
-
 def compose_issue(
     pub: Publication,
     digest: Digest,
@@ -110,7 +100,11 @@ def compose_issue(
     """Render, inline and encode one issue. Raises ``TemplateError`` for a bad template."""
     site = pub.config.site
     key = f"{digest.name}-{number}"
-    markers = {name: slot_marker(name, key) for name in SLOTS}
+    # New, unguessable markers for every issue, and no article text that looks like one:
+    # an article must never be able to place a recipient's token where it wants (an image
+    # URL on its own server, say).
+    markers = {name: slot_marker(name) for name in SLOTS}
+    articles = [_without_markers(a) for a in articles]
     archive = pub.config.email.archive_url
     web_url = archive.format(digest=digest.name, number=number) if archive else ""
     local = now.astimezone(site.zone)
@@ -130,11 +124,13 @@ def compose_issue(
         "recipient": {"name": markers["name"]},
     }
     env = environment(pub.templates_dir)
-    subject = clean_text(_render_string(env, digest.subject, context, "subject"), 250)
+    subject = clean_text(render_string(env, digest.subject, context, pub.path.name, "subject"), 250)
     preheader = digest.preheader or (
         plain_text(articles[0].summary_html) if articles else site.description
     )
-    context["preheader"] = clean_text(_render_string(env, preheader, context, "preheader"), 250)
+    context["preheader"] = clean_text(
+        render_string(env, preheader, context, pub.path.name, "preheader"), 250
+    )
     context["subject"] = subject
     raw_html = render_template(env, f"{digest.template}.html", context)
     text = render_template(env, f"{digest.template}.txt", context)
@@ -171,6 +167,25 @@ def compose_issue(
         sender=(name, address),
         list_id=list_id,
         warnings=warnings,
+    )
+
+
+def _without_markers(article: Article) -> Article:
+    image = article.image
+    texts = [article.title, article.summary_html, article.body_html, article.link]
+    texts += [article.author or "", *article.tags, *((image.url, image.alt) if image else ())]
+    if not any(MARKER_PREFIX in text.upper() for text in texts):
+        return article
+    return dataclasses.replace(
+        article,
+        title=scrub_markers(article.title),
+        summary_html=scrub_markers(article.summary_html),
+        body_html=scrub_markers(article.body_html),
+        link=scrub_markers(article.link),
+        author=scrub_markers(article.author) if article.author else article.author,
+        tags=tuple(scrub_markers(t) for t in article.tags),
+        image=image
+        and dataclasses.replace(image, url=scrub_markers(image.url), alt=scrub_markers(image.alt)),
     )
 
 
@@ -231,40 +246,6 @@ def _article_context(article: Article, full: bool) -> dict[str, Any]:
     }
 
 
-def render_template(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            [Problem(exc.filename or name, exc.lineno, "template", exc.message or "syntax error")]
-        ) from None
-    except jinja2.TemplateNotFound as exc:
-        folder = getattr(env.loader, "searchpath", ["."])[0]
-        where = f"{folder}/{exc.name}"
-        raise TemplateError([Problem(where, None, "template", "no such template")]) from None
-    except (jinja2.TemplateError, OverflowError, ArithmeticError) as exc:
-        raise TemplateError([Problem(name, _template_line(exc), "template", str(exc))]) from None
-
-
-def _render_string(
-    env: SandboxedEnvironment, source: str, context: dict[str, Any], where: str
-) -> str:
-    try:
-        return env.from_string(source).render(context)
-    except (jinja2.TemplateError, OverflowError, ArithmeticError) as exc:
-        raise TemplateError([Problem("schedule.yaml", None, where, str(exc))]) from None
-
-
-def _template_line(exc: BaseException) -> int | None:
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith((".html", ".txt")):
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -280,14 +261,13 @@ def inline_css(html: str) -> tuple[str, list[str]]:
     Returns the HTML and a warning for every CSS rule or property the inliner dropped.
     """
     import cssutils  # premailer's CSS parser; by default it also prints to stderr
-    from premailer import Premailer
 
     collector = _Collect()
     quiet = logging.getLogger("publisher.cssutils")
     quiet.propagate = False
     cssutils.log.setLog(quiet)
     try:
-        inlined = Premailer(
+        inlined = _inliner_class()(
             html,
             allow_network=False,  # a <link rel=stylesheet href=http://...> is never fetched
             allow_loading_external_files=False,
@@ -320,6 +300,33 @@ def inline_css(html: str) -> tuple[str, list[str]]:
         if kept < wanted:
             warnings.append(f"CSS dropped by the inliner: {wanted - kept} @{rule} rule(s)")
     return output, warnings
+
+
+def _fetch_nothing(url: str) -> None:
+    """cssutils' fetcher for ``@import``: refuses every URL. (premailer's
+    ``allow_network=False`` covers ``<link>`` only; cssutils fetched each ``@import`` of a
+    ``<style>`` block by itself, at every check, preview and send.) The rule is then
+    reported as dropped, which ``inline_css`` turns into a warning."""
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_css(css: str, validate: bool) -> Any:
+    # One parse per distinct style sheet in a process, as premailer's own cache does.
+    import cssutils
+
+    return cssutils.CSSParser(fetcher=_fetch_nothing, validate=validate).parseString(css)
+
+
+@functools.cache
+def _inliner_class() -> type:
+    from premailer import Premailer
+
+    class Inliner(Premailer):  # type: ignore[misc]
+        def _parse_css_string(self, css_body: str, validate: bool = True) -> Any:
+            return _parse_css(css_body, validate)
+
+    return Inliner
 
 
 _STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)

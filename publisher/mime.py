@@ -14,9 +14,9 @@ substitution time: lines stay within RFC 2045's 76 characters whatever the value
 from __future__ import annotations
 
 import binascii
-import hashlib
 import html
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,12 +35,20 @@ class Slot:
 Segment = bytes | Slot
 
 
-def slot_marker(name: str, issue_key: str) -> str:
-    """The text that stands for a per-recipient value while the issue is rendered: letters
+MARKER_PREFIX = "XPUBSLOT"
+_LOOK_ALIKE = re.compile(MARKER_PREFIX, re.I)
+
+
+def slot_marker(name: str) -> str:
+    """The text that stands for a per-recipient value while an issue is rendered: letters
     and digits only, so HTML escaping, CSS inlining and quoted-printable leave it intact,
-    and derived from the issue so no article text can collide with it by accident."""
-    tag = hashlib.sha256(f"{issue_key}:{name}".encode()).hexdigest()[:16]
-    return f"XPUBSLOT{name.upper()}X{tag}X"
+    and random, made anew for every issue, so that no article can write it on purpose."""
+    return f"{MARKER_PREFIX}{name.upper()}X{secrets.token_hex(16)}X"
+
+
+def scrub_markers(text: str) -> str:
+    """``text`` with everything that starts like a slot marker broken up."""
+    return _LOOK_ALIKE.sub("XPUB-SLOT", text)
 
 
 def encode_qp_with_slots(text: str, markers: Mapping[str, str], html_part: bool) -> list[Segment]:

@@ -402,7 +402,7 @@ def test_preferences(served: tuple[str, Publication]) -> None:
 
 
 def test_a_publication_restyles_and_rewords_its_pages(example: Path) -> None:
-    from publisher.digest import TemplateError
+    from publisher.templating import TemplateError
     from publisher.web.pages import Pages
 
     web = example / "templates" / "web"

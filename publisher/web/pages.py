@@ -12,8 +12,8 @@ from typing import Any
 from starlette.responses import HTMLResponse
 
 from publisher.config import Publication
-from publisher.digest import environment, render_template
 from publisher.feeds import FILENAMES
+from publisher.templating import environment, render_template
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "web"
 FEED_LABELS = {"rss": ("RSS", "application/rss+xml"), "atom": ("Atom", "application/atom+xml"),

