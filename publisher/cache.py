@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from publisher.errors import Problem
+from publisher.files import private_file
 
 SCHEMA_VERSION = 7
 SCHEMA = """
@@ -124,7 +125,7 @@ class BuildCache:
                     return
             self.db.executescript(SCHEMA)
             return
-        file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(file)  # it holds the text of unpublished drafts too
         self.db = sqlite3.connect(file, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

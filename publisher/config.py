@@ -246,6 +246,15 @@ class WebSettings(StrictModel):
     # false: the sign-up form subscribes at once, without a confirmation mail (then anyone
     # can sign anyone up; keep the default unless the form sits behind a login).
     double_opt_in: Bool = True
+    # How long a confirmation link works, from the hour of the sign-up.
+    confirm_within: Duration = Field(default=7 * 86400, ge=3600)
+    # Behind TLS: Strict-Transport-Security with this max-age (e.g. 365d); 0 sends none.
+    hsts: Duration = Field(default=0, ge=0)
+    # Seconds a client has to send a whole request (its head and body); an idle
+    # keep-alive connection is closed after 5 s. Slow or silent clients cannot pile up.
+    request_timeout: Duration = Field(default=10, ge=1)
+    # Open connections at most; past that a request is answered 503.
+    max_connections: Int = Field(default=1000, ge=1)
 
 
 class Config(StrictModel):

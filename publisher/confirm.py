@@ -120,7 +120,10 @@ class ConfirmationMail:
 
     def render(self, recipient: Recipient) -> bytes:
         site = self.pub.config.site
-        link = confirm_url(self.pub, self.signer.sign(CONFIRM, recipient.id))
+        # Issued at the sign-up's hour, the same at every retry; the web side accepts it
+        # for web.confirm_within.
+        token = self.signer.sign(CONFIRM, recipient.id, issued=self.number * 3600)
+        link = confirm_url(self.pub, token)
         text = render_template(
             self.env,
             TEMPLATE,

@@ -8,6 +8,31 @@ from pathlib import Path
 from types import TracebackType
 
 
+def private_file(path: Path) -> None:
+    """Make ``path`` (and its folder, if new) readable by its owner only.
+
+    State files hold subscriber addresses and tokens' public ids: created 0600 in a 0700
+    folder, whatever the umask, and an existing one made wider by an older version is
+    narrowed. (SQLite gives its -wal and -shm files the database file's mode.)
+    """
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def private_folder(folder: Path) -> None:
+    """A folder (and its parents, if new) only its owner can enter."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+
+
 class AtomicWriter:
     """Write a file through a temporary file in the same folder and a rename.
 

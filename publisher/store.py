@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from publisher.files import private_file
+
 metadata = MetaData()
 
 subscribers = Table(
@@ -122,7 +124,7 @@ def moment(seconds: float | None) -> datetime | None:
 def connect(url: str) -> Engine:
     """An engine with the schema in place; SQLite in WAL mode with foreign keys on."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.removeprefix("sqlite:///")))
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
 

@@ -24,7 +24,7 @@ from publisher.personalize import Recipient
 
 from .conftest import NOW
 from .smtpserver import free_port, smtp_server
-from .test_web import KEY, fetch, form_token, serving, sign_up
+from .test_web import KEY, fetch, form_token, serving, settle, sign_up
 
 
 def ledger(pub: Publication) -> list[tuple[str, str, int]]:
@@ -68,6 +68,7 @@ def test_a_refused_confirmation_is_deferred_and_retried(
     # The mail server is down: the visitor's answer is the usual one, the mail waits.
     status, answer = sign_up(base, cookie, field, "nia@example.org")
     assert status == 200 and b"Check your inbox" in answer
+    settle(pub)
     assert ledger(pub) == [("nia@example.org", "deferred", 1)]
     # Signing up again does not queue a second mail.
     assert sign_up(base, cookie, field, "nia@example.org")[1] == answer
@@ -115,6 +116,7 @@ def test_a_rejected_confirmation_fails_without_telling_the_visitor(
         status, answer = sign_up(base, cookie, field, "reject-me@example.org")
         assert status == 200 and b"Check your inbox" in answer
         status, _ = sign_up(base, cookie, field, "ok@example.org")
+        settle(pub)
     assert ledger(pub) == [("ok@example.org", "sent", 1), ("reject-me@example.org", "failed", 1)]
     assert [r[1] for r in script.received] == ["ok@example.org"]
     # What the operator sees (no addresses).

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.files import private_folder
 
 
 class MaildirBackend(Backend):
@@ -23,8 +24,11 @@ class MaildirBackend(Backend):
         self.folder = Path(root, str(options.get("path", "outbox")))
 
     def open(self) -> None:
+        # Private, like any mailbox: every message names its recipient and holds their
+        # unsubscribe link.
+        private_folder(self.folder)
         for sub in ("tmp", "new", "cur"):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder / sub)
 
     def send(self, message: bytes, envelope: Envelope) -> str:
         name = hashlib.sha256(f"{envelope.message_id}\0{envelope.recipient}".encode()).hexdigest()[
@@ -34,7 +38,8 @@ class MaildirBackend(Backend):
         final = self.folder / "new" / f"{name}.publisher"
         headers = f"Delivered-To: {envelope.recipient}\r\nReturn-Path: <{envelope.sender}>\r\n"
         try:
-            with temp.open("wb") as handle:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(headers.encode("ascii") + message)
                 handle.flush()
                 os.fsync(handle.fileno())  # a message reported sent must survive a power cut

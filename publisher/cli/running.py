@@ -206,7 +206,8 @@ def serve(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     import uvicorn
 
     from publisher.web import create_app
+    from publisher.web.server import server_config
 
     app = create_app(pub, signer(pub))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    uvicorn.Server(server_config(app, args.host, args.port, pub.config.web)).run()
     return 0

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -17,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import store
@@ -26,6 +27,7 @@ from publisher.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
 from publisher.web import archive
 from publisher.web import subscribe as signup
+from publisher.web.limits import RateLimit
 from publisher.web.pages import Pages, fallback
 
 PREFERENCES = "preferences"  # the token purpose of preference links
@@ -48,8 +50,13 @@ SECURITY_HEADERS = [
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: int = 0) -> None:
         self.app = app
+        self.headers = list(SECURITY_HEADERS)
+        if hsts:
+            # Only for a publication served over TLS (web.hsts): browsers then refuse
+            # plain HTTP to this host for max-age seconds.
+            self.headers.append((b"strict-transport-security", f"max-age={hsts}".encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +65,7 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = [*message.get("headers", []), *self.headers]
                 # Any answer may be gzipped; the gzip middleware says so only on those it
                 # compressed, not on small ones or 304s, which caches must key alike.
                 if not any(name.lower() == b"vary" for name, _ in headers):
@@ -94,7 +101,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         # RFC 8058 §3.2: answer the POST itself, no redirect; repeating it changes nothing.
         return pages.message("Unsubscribed", "You will receive no more emails from this list.")
 
-    limits = signup.RateLimit()
+    limits = RateLimit()
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
@@ -102,7 +109,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         return await signup.subscribe(pub, pages, signer, database, limits, request)
 
     async def confirm(request: Request) -> Response:
-        return await signup.confirm(pages, signer, database, request)
+        return await signup.confirm(pub, pages, signer, database, request)
 
     async def issues_index(request: Request) -> Response:
         return archive.index(pub, pages, database, request)
@@ -110,8 +117,12 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
     async def issue_page(request: Request) -> Response:
         return archive.issue(pub, pages, database, request)
 
+    # Wrong passwords per client: a few, then 429 for a while, so the password cannot be
+    # guessed at the speed of the server.
+    guesses = RateLimit(limit=10, per=600)
+
     async def status_page(request: Request) -> Response:
-        return archive.status(pub, pages, database, request)
+        return archive.status(pub, pages, database, request, guesses)
 
     async def preferences(request: Request) -> Response:
         public_id = signer.verify(PREFERENCES, request.path_params["token"])
@@ -132,6 +143,14 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
                             saved=request.method == "POST")  # fmt: skip
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        # /issues/weekly -> /issues/weekly/ (and back). Starlette's own redirect names the
+        # host from the Host header, which anyone can set: ours is relative.
+        path = request.url.path
+        other = path[:-1] if path.endswith("/") else path + "/"
+        if request.method in ("GET", "HEAD") and _routed(app, other):
+            query = request.url.query
+            location = quote(other) + (f"?{query}" if query else "")
+            return Response(status_code=307, headers={"Location": location})
         return pages.message("Not found", "There is no such page.", status=404)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
@@ -147,11 +166,22 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500)],
+        middleware=[
+            Middleware(SecurityHeaders, hsts=pub.config.web.hsts),
+            Middleware(GZipMiddleware, minimum_size=500),
+        ],
         exception_handlers={Exception: _error, 404: not_found, 405: not_allowed},
     )
+    app.router.redirect_slashes = False
+    app.state.limits, app.state.guesses = limits, guesses  # for the operator's eyes and tests
+    return app
+
+
+def _routed(app: Starlette, path: str) -> bool:
+    scope: Scope = {"type": "http", "path": path, "method": "GET"}
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
 
 def _unsubscribe(engine: Engine, public_id: str) -> None:

@@ -17,6 +17,7 @@ from publisher.config import Publication
 from publisher.delivery import issue_articles, keep_web_page
 from publisher.digest import Window, compose_issue
 from publisher.errors import PublisherError
+from publisher.web.limits import RateLimit, client_key
 from publisher.web.pages import Pages
 
 STATUS_PASSWORD_ENV = "PUBLISHER_STATUS_PASSWORD"
@@ -77,12 +78,21 @@ def _day(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%-d %B %Y")
 
 
-def status(pub: Publication, pages: Pages, engine: Engine, request: Request) -> Response:
+def status(
+    pub: Publication, pages: Pages, engine: Engine, request: Request, guesses: RateLimit
+) -> Response:
     password = os.environ.get(STATUS_PASSWORD_ENV, "")
     if not password:
         # The status page is off: it looks like any missing page.
         return pages.message("Not found", "There is no such page.", status=404)
+    client = client_key(request)
+    if guesses.blocked(client):
+        response = pages.message("Too many attempts", "Please wait and try again.", status=429)
+        response.headers["Retry-After"] = str(int(guesses.per))
+        return response
     if not _authorized(request, password):
+        if request.headers.get("authorization"):
+            guesses.allow(client)  # counts a wrong password; asking for the prompt is free
         return Response(
             "authentication required", status_code=401,
             headers={"WWW-Authenticate": 'Basic realm="publisher status", charset="UTF-8"'},
