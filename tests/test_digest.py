@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import email
-import http.server
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -207,36 +205,10 @@ def test_template_syntax_error_has_its_line(example_pub: Publication) -> None:
     )
 
 
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, list[str]]]:
-    requests: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/css")
-            self.end_headers()
-            self.wfile.write(b"p { color: red; }")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_nothing_is_fetched_while_rendering(
-    example_pub: Publication, http_server: tuple[str, list[str]]
+    example_pub: Publication, listener: tuple[str, list[str]]
 ) -> None:
-    url, requests = http_server
+    url, requests = listener
     base = (example_pub.templates_dir / "base.html").read_text()
     base = base.replace("</head>", f'<link rel="stylesheet" href="{url}/evil.css">\n</head>')
     (example_pub.templates_dir / "base.html").write_text(base)

@@ -6,15 +6,10 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import http.server
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from publisher.build import build, load_articles
 from publisher.config import Publication, load_config
@@ -104,33 +99,6 @@ def test_a_subject_bomb_fails_check_with_a_clear_line(example: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "schedule.yaml: subject: 10 ** 10000000000 is too large a number" in done.stderr
-
-
-@pytest.fixture
-def listener() -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server on 127.0.0.1 that records every request it gets."""
-    requests: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/css")
-            self.end_headers()
-            self.wfile.write(b"p { color: red; }")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def compose(pub: Publication) -> list[str]:
