@@ -233,10 +233,10 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 def _size(value: Any) -> Any:
     # "800k", "2M" or a number of bytes (binary units: 1k = 1024 bytes).
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value, re.I)
+        match = re.fullmatch(r"\s*(\d+)\s*(?:([kmg])i?)?b?\s*", value, re.I)
         if not match:
             raise ValueError(f"'{value}' is not a size such as 800k or 2M")
-        return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+        return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
     return value
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ MAX_SECONDS = 10.0  # wall time of one render: the last resort, not the usual li
 _LOOP_FILTER = "_bounded_loop"
 # The filters whose arguments say how much to build: center(10**9) is a gigabyte.
 _SIZED_FILTERS = ("batch", "center", "indent", "slice", "truncate", "wordwrap")
-_WIDE_FORMAT = re.compile(r"\d{7,}|[1-9]\d{6}")  # a width or precision of a million or more
-_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?")
+# The string methods whose numbers say how long a result to build: 'x'.ljust(10**9).
+_SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_WIDE = re.compile(r"[1-9]\d{6,}")  # a width or precision of a million or more
+_PERCENT_SPEC = re.compile(r"%[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?")
 
 
 class TemplateError(PublisherError, ValueError):
@@ -111,9 +114,7 @@ class BoundedEnvironment(SandboxedEnvironment):
                 ):
                     raise BudgetExceeded(f"a repetition longer than {MAX_LENGTH:,} items")
         elif op == "%" and isinstance(left, str):
-            for spec in _PERCENT_WIDTH.findall(left):
-                if "*" in spec or _WIDE_FORMAT.search(spec):
-                    raise BudgetExceeded(f"the format {spec!r} is too wide")
+            _check_percent(left)
         result = super().call_binop(context, op, left, right)
         _check_int(result, "the result")
         return result
@@ -121,15 +122,44 @@ class BoundedEnvironment(SandboxedEnvironment):
     def call(
         __self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_LENGTH:
-                raise BudgetExceeded(f"a call with the argument {value}, over {MAX_LENGTH:,}")
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, (str, bytes)) and name in _SIZED_METHODS:
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, int) and value > MAX_LENGTH:
+                    raise BudgetExceeded(f"{name}() with {value}, over {MAX_LENGTH:,}")
+        # str.format reaches here wrapped by the sandbox; the format string is its owner.
         wrapped = getattr(__obj, "__wrapped__", None)
         spec = getattr(wrapped, "__self__", None)
-        formats = getattr(wrapped, "__name__", "") in ("format", "format_map")
-        if formats and isinstance(spec, str) and _WIDE_FORMAT.search(spec):
-            raise BudgetExceeded("a format width of a million or more")
+        if isinstance(spec, str) and getattr(wrapped, "__name__", "") in ("format", "format_map"):
+            _check_format(spec)
         return SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
+
+
+def _check_percent(template: str) -> None:
+    for spec in _PERCENT_SPEC.findall(template):
+        if "*" in spec or _WIDE.search(spec):
+            raise BudgetExceeded(f"the format {spec!r} is too wide")
+
+
+def _check_format(template: str) -> None:
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return  # not a valid format string: str.format itself says why
+    for _, _, spec, _ in fields:
+        # A nested field ({:{width}}) takes its width from the data: refused as well.
+        if spec and ("{" in spec or _WIDE.search(spec)):
+            raise BudgetExceeded(f"the format {{:{spec}}} is too wide")
+
+
+def _checked_format(format_filter: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(format_filter)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_percent(str(value))  # '%0999999999d' | format(1)
+        return format_filter(value, *args, **kwargs)
+
+    return checked
 
 
 def _sized(filter_function: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,6 +189,7 @@ def environment(folder: Path, *fallbacks: Path) -> BoundedEnvironment:
     env.filters[_LOOP_FILTER] = _bounded_loop
     for name in _SIZED_FILTERS:
         env.filters[name] = _sized(env.filters[name])
+    env.filters["format"] = _checked_format(env.filters["format"])
     env.filters["datefmt"] = lambda value, fmt="%-d %B %Y": value.strftime(fmt)
     return env
 

@@ -179,7 +179,7 @@ def write_template(pub: Publication, body: str) -> None:
     ("template", "message"),
     [
         ("{{ ''.__class__.__mro__ }}", "unsafe"),
-        ("{{ range(10**9) | list }}", "with the argument 1000000000, over 1,000,000"),
+        ("{{ range(10**9) | list }}", "Range too big"),
         (
             "{% for i in range(100) %}{% endfor %}{{ missing_variable }}",
             "'missing_variable' is undefined",
