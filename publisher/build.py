@@ -172,7 +172,7 @@ def _outcomes(
     """Outcome of every file, from the cache where the file is unchanged. With ``keep``
     false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
-    folder = os.path.realpath(pub.articles_dir)
+    folder = str(pub.articles_dir)
     limit = pub.config.content.max_size
     shown_of = dict(files)
     cached = cache.cached()
@@ -239,9 +239,7 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
     """Read and render one article file. The key is computed from the bytes actually read,
     so a file edited meanwhile is simply seen as changed by the next build."""
     try:
-        raw, info = read_source(
-            name, os.path.realpath(pub.articles_dir), shown, pub.config.content.max_size
-        )
+        raw, info = read_source(name, str(pub.articles_dir), shown, pub.config.content.max_size)
     except ContentError as exc:
         return Row(Outcome(None, exc.problems, 0.0, False), name, b"", "", None, None, None)
     # Imported here: a rebuild with nothing to read never loads the readers.

@@ -279,3 +279,25 @@ def test_hostile_articles_never_stop_the_build(files: list[tuple[str, bytes]]) -
         assert "Good 1" in titles and "Good 2" in titles
         for problem in report.skipped:
             assert "/hostile-" in problem.path
+
+
+def test_a_content_folder_that_is_itself_a_link_works(
+    site: Callable[..., Publication], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    real = tmp_path / "shared-drive"
+    real.mkdir()
+    (real / "deep").mkdir()
+    for n in (1, 2):
+        (real / f"good-{n}.md").write_text(GOOD.format(n=n))
+    (real / "deep" / "good-3.md").write_text(GOOD.format(n=3))
+    (tmp_path / "secret.md").write_text("---\ntitle: Secret\ndate: 2026-11-01\n---\nprivate\n")
+    (real / "deep" / "out.md").symlink_to(tmp_path / "secret.md")
+    pub = site(config=MINIMAL_CONFIG + "content:\n  folder: linked\n")
+    (pub.root / "linked").symlink_to(real)
+    code, lines = build_cli(pub, capsys)
+    assert code == 1
+    assert (
+        "linked/deep/out.md: file: is a link to a file outside the content folder (article skipped)"
+        in lines
+    )
+    assert published(pub) == ["Good 1", "Good 2", "Good 3"]

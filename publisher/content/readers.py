@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import mimetypes
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,9 +50,7 @@ class Parsed:
 
 def read_article(path: Path, shown: str, pub: Publication) -> Parsed:
     """Read one article file. Raises ``ContentError`` when it cannot be published."""
-    raw, info = read_source(
-        str(path), os.path.realpath(pub.articles_dir), shown, pub.config.content.max_size
-    )
+    raw, info = read_source(str(path), str(pub.articles_dir), shown, pub.config.content.max_size)
     return decode_article(raw, path, shown, pub, info.st_mtime)
 
 
