@@ -147,7 +147,8 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         # host from the Host header, which anyone can set: ours is relative.
         path = request.url.path
         other = path[:-1] if path.endswith("/") else path + "/"
-        if request.method in ("GET", "HEAD") and _routed(app, other):
+        # Never "//host/...": a browser would read that as another site.
+        if request.method in ("GET", "HEAD") and not other.startswith("//") and _routed(app, other):
             query = request.url.query
             location = quote(other) + (f"?{query}" if query else "")
             return Response(status_code=307, headers={"Location": location})
