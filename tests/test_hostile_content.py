@@ -301,3 +301,20 @@ def test_a_content_folder_that_is_itself_a_link_works(
         in lines
     )
     assert published(pub) == ["Good 1", "Good 2", "Good 3"]
+
+
+def test_a_news_text_dated_by_a_wild_modification_time_is_skipped(
+    site: Callable[..., Publication], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pub = site(
+        {**good_files(), "articles/old.txt": "Old story\n\nUpdated on\n\nA paragraph of news.\n"}
+    )
+    os.utime(pub.articles_dir / "old.txt", (0, -3_200_000_000))  # 1868 (or 1901: filesystems clamp)
+    code, lines = build_cli(pub, capsys)
+    assert code == 1
+    assert any(
+        line.startswith("articles/old.txt:3: date: 1868-")
+        and "outside what feeds can carry" in line
+        for line in lines
+    ), lines
+    assert published(pub) == ["Good 1", "Good 2"]

@@ -128,7 +128,14 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
     elif body.date_text:
         date = _dateline_date(body.date_text, shown, body.date_line, site.zone)
     elif body.date_missing:
-        date = datetime.fromtimestamp(mtime, UTC).astimezone(site.zone).replace(microsecond=0)
+        try:
+            date = datetime.fromtimestamp(mtime, UTC).astimezone(site.zone)
+        except (OverflowError, ValueError, OSError):
+            what = (
+                "the dateline has no date, and the file's modification time is not one: add 'date:'"
+            )
+            raise ContentError([Problem(shown, body.date_line, "date", what)]) from None
+        date = date.replace(microsecond=0)
         used_mtime = True
         warnings.append(
             Problem(
