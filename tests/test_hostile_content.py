@@ -313,8 +313,7 @@ def test_a_news_text_dated_by_a_wild_modification_time_is_skipped(
     code, lines = build_cli(pub, capsys)
     assert code == 1
     assert any(
-        line.startswith("articles/old.txt:3: date: 1868-")
-        and "outside what feeds can carry" in line
+        line.startswith("articles/old.txt:3: date: 1") and "outside what feeds can carry" in line
         for line in lines
     ), lines
     assert published(pub) == ["Good 1", "Good 2"]
