@@ -70,13 +70,15 @@ def test_character_references_to_forbidden_characters_do_not_stop_the_build(
     )
     code, lines = build_cli(pub, capsys)
     assert code == 0
+    # &#0; and &#xD800; become U+FFFD in the sanitizer, which the W3C validator reports as
+    # BadCharacters: removed too.
     assert (
-        f"articles/refs{suffix}:5: warning: body: removed 3 character(s) that XML forbids (written as character references)"
+        f"articles/refs{suffix}:5: warning: body: removed 5 character(s) that XML forbids (written as character references)"
         in lines
     )
     assert published(pub) == ["Good 1", "Good 2", "Refs"]
     atom = (pub.feeds_dir / "atom.xml").read_text("utf-8")
-    assert "\x01" not in atom and "\x1b" not in atom and "\ufffe" not in atom
+    assert not {"\x00", "\x01", "\x1b", "\ufffd", "\ufffe"} & set(atom)
 
 
 @pytest.mark.parametrize(

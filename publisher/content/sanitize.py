@@ -13,9 +13,11 @@ import nh3
 
 # XML 1.0 §2.2 forbids C0 controls other than TAB, LF, CR, surrogates and U+FFFE/U+FFFF;
 # it discourages DEL, the C1 controls and the other noncharacters, which the W3C validator
-# reports as BadCharacters. None of them has any business in an article.
+# reports as BadCharacters. So it does U+FFFD, the replacement character: it marks a
+# character already lost (the sanitizer makes it of `&#0;` and of references to
+# surrogates). None of them has any business in an article.
 _FORBIDDEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffd\ufffe\uffff"
     "\U0001fffe\U0001ffff\U0010fffe\U0010ffff]"
 )
 
