@@ -79,7 +79,10 @@ def test_sign_up_timing_does_not_tell_new_from_subscribed(example: Path) -> None
         settle(pub)
     assert len(script.received) == 20  # every new address got its mail, after its answer
     difference = abs(statistics.median(new) - statistics.median(known))
-    assert difference < 0.02, (statistics.median(new), statistics.median(known))
+    print(
+        f"TIMING new {statistics.median(new) * 1000:.2f} ms, known {statistics.median(known) * 1000:.2f} ms"
+    )
+    assert difference < 0.005, (statistics.median(new), statistics.median(known))
 
 
 def test_rate_limit_memory_is_bounded_under_50000_clients() -> None:
