@@ -7,6 +7,7 @@ habits live here too (see ``yamldoc`` for why every scalar arrives as text).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, tzinfo
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +28,20 @@ class StrictModel(BaseModel):
 
 def validate_document(model: type[M], doc: Document, source: str, prefix: str = "") -> M:
     """Validate ``doc`` as ``model``; every error becomes ``source:line: path: message``."""
-    value = {} if doc.value is None else doc.value
+    return validate_value(
+        model, {} if doc.value is None else doc.value, source, doc.line_of, prefix
+    )
+
+
+def validate_value(
+    model: type[M],
+    value: Any,
+    source: str,
+    line_of: Callable[[tuple[Any, ...]], int | None],
+    prefix: str = "",
+) -> M:
+    """Validate ``value`` as ``model``; ``line_of`` gives the line of a key path (relative
+    to ``value``), ``prefix`` the dotted path of ``value`` itself."""
     try:
         return model.model_validate(value)
     except ValidationError as exc:
@@ -37,7 +51,7 @@ def validate_document(model: type[M], doc: Document, source: str, prefix: str = 
             where = dotted(loc)
             if prefix:
                 where = f"{prefix}.{where}" if where else prefix
-            problems.append(Problem(source, doc.line_of(loc), where, _message(err, model, loc)))
+            problems.append(Problem(source, line_of(loc), where, _message(err, model, loc)))
         problems.sort(key=lambda p: p.line or 0)
         raise ConfigError(problems) from None
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from publisher.backends import Backend, DeliveryError, Envelope, load_backend
 from publisher.backends.memory import MemoryBackend
-from publisher.backends.registry import backend_class, installed
 
 from .smtpserver import Script, self_signed, smtp_server
 
@@ -45,14 +45,24 @@ class Contract:
         assert all(b"Subject: hi" in m and b"Hello." in m for m in got)
         assert all(b".leading dot survives" in m for m in got)
 
-    def test_open_and_close_are_idempotent(self, backend: Backend) -> None:
+    def test_open_and_close_are_idempotent(
+        self, backend: Backend, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         backend.open()
-        backend.open()
+        backend.open()  # no second connection, no error
+        backend.send(MESSAGE, envelope())
         backend.close()
         backend.close()
+        assert len(self.delivered(backend, capsys)) == 1
 
-    def test_is_registered(self, backend: Backend) -> None:
-        assert type(backend) in {backend_class(name) for name in installed()}
+    def test_options_have_a_schema(self, backend: Backend) -> None:
+        # What `publisher check` validates: the options this backend was made with pass,
+        # a key it does not know is refused.
+        schema = type(backend).Options
+        assert schema is not None
+        schema.model_validate(backend.options)
+        with pytest.raises(ValidationError):
+            schema.model_validate({**backend.options, "no_such_option": 1})
 
 
 class TestMemory(Contract):
@@ -237,3 +247,76 @@ def test_smtp_transparency_and_line_ends(tmp_path: Path) -> None:
             backend.send(b".Subject: dot first\r\n\r\nbody\r\n", envelope(number=2))
     assert script.received[0][2] == b"Subject: bare\r\n\r\n.first\r\n.second\r\n..third\r\n"
     assert script.received[1][2] == b".Subject: dot first\r\n\r\nbody\r\n"
+
+
+def test_a_failed_auth_closes_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket of a refused AUTH used to stay open (one leaked per attempt)."""
+    import gc
+    import warnings
+
+    with smtp_server(password="right") as (controller, _):
+        options = {"host": "127.0.0.1", "port": controller.port, "tls": "none",
+                   "username": "u", "password_env": "TEST_SMTP_PASSWORD"}  # fmt: skip
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(3):
+                with pytest.raises(DeliveryError), load_backend("smtp", options, str(tmp_path)):
+                    pass
+            gc.collect()
+        leaks = [w for w in seen if issubclass(w.category, ResourceWarning)]
+        assert leaks == [], [str(w.message) for w in leaks]
+
+
+BACKEND_CASES = [
+    ("  type: smtp\n  host: 127.0.0.1\n  port: abc\n", "backend.port: 'abc' is not a whole number"),
+    ("  type: smtp\n  port: 25\n", "backend.host: is required"),
+    (
+        "  type: smtp\n  host: h\n  hots: x\n",
+        "backend.hots: unknown key (known keys: ca_file, connections, host, max_per_connection, password_env, port, timeout, tls, username)",
+    ),
+    (
+        "  type: smtp\n  host: h\n  tls: ssl\n",
+        "backend.tls: Input should be 'starttls', 'implicit' or 'none'",
+    ),
+    (
+        "  type: smtp\n  host: h\n  connections: 0\n",
+        "backend.connections: Input should be greater than or equal to 1",
+    ),
+    (
+        "  type: maildr\n",
+        "backend.type: no backend named 'maildr'; installed: console, maildir, memory, smtp (or give package.module:Class)",
+    ),
+    ("  type: maildir\n  pth: outbox\n", "backend.pth: unknown key (known keys: path)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    BACKEND_CASES,
+    ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BACKEND_CASES)],
+)
+def test_backend_options_are_checked_with_their_lines(
+    example: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    section: str,
+    message: str,
+) -> None:
+    from publisher.cli import main
+
+    monkeypatch.setenv("PUBLISHER_SECRET", "test-secret-0123456789")
+    config = example / "schedule.yaml"
+    text = config.read_text("utf-8").replace("  type: maildir\n  path: outbox\n", section)
+    config.write_text(text, "utf-8")
+    wrong = section.splitlines()[-1].split(":")[0].strip()
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith(f"  {wrong}:"))
+    if "is required" in message:
+        line = next(n for n, row in enumerate(text.splitlines(), 1) if row == "backend:")
+    for command in (["check"], ["send", "weekly"]):
+        assert main(["-c", str(config), *command, "--now", "2026-11-28T12:00:00+00:00"]) == 1
+        err = capsys.readouterr().err
+        assert f"schedule.yaml:{line}: {message}" in err.splitlines(), err
+        assert "Traceback" not in err and "internal error" not in err

@@ -6,6 +6,13 @@ receives bytes and an envelope. Built-ins are registered as entry points in the 
 """
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
-from publisher.backends.registry import load_backend
+from publisher.backends.registry import backend_pool, checked_backend, load_backend
 
-__all__ = ["Backend", "DeliveryError", "Envelope", "load_backend"]
+__all__ = [
+    "Backend",
+    "DeliveryError",
+    "Envelope",
+    "backend_pool",
+    "checked_backend",
+    "load_backend",
+]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from publisher.errors import Problem, PublisherError
 
@@ -50,6 +52,11 @@ class Backend:
     connection or a file, ``open`` and ``close``. ``options`` are the keys of the
     ``backend:`` section of schedule.yaml other than ``type``."""
 
+    # A pydantic model of the options, which `publisher check` (and every command that
+    # sends) validates with their lines in schedule.yaml before the backend is made; None
+    # takes them as they are (a third party's backend may check them itself).
+    Options: ClassVar[type[BaseModel] | None] = None
+
     def __init__(self, options: Mapping[str, Any], root: str) -> None:
         self.options = dict(options)
         self.root = root  # the publication folder: relative paths in options start here
@@ -65,7 +72,11 @@ class Backend:
         raise NotImplementedError
 
     def __enter__(self) -> Backend:
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            self.close()  # whatever open() took before it failed is given back
+            raise
         return self
 
     def __exit__(

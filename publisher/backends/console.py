@@ -5,9 +5,16 @@ from __future__ import annotations
 import sys
 
 from publisher.backends.base import Backend, Envelope
+from publisher.schema import StrictModel
+
+
+class ConsoleOptions(StrictModel):
+    """No options."""
 
 
 class ConsoleBackend(Backend):
+    Options = ConsoleOptions
+
     def send(self, message: bytes, envelope: Envelope) -> str:
         out = sys.stdout.buffer
         out.write(f"--- to {envelope.recipient} from {envelope.sender}\n".encode())

@@ -14,14 +14,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from publisher.backends.base import Backend, DeliveryError, Envelope
 from publisher.files import private_folder
+from publisher.schema import StrictModel, Text
+
+
+class MaildirOptions(StrictModel):
+    path: Text = Field(default="outbox", min_length=1)  # relative to schedule.yaml
 
 
 class MaildirBackend(Backend):
+    Options = MaildirOptions
+
     def __init__(self, options: Mapping[str, Any], root: str) -> None:
         super().__init__(options, root)
-        self.folder = Path(root, str(options.get("path", "outbox")))
+        self.folder = Path(root, MaildirOptions.model_validate(options).path)
 
     def open(self) -> None:
         # Private, like any mailbox: every message names its recipient and holds their

@@ -4,17 +4,26 @@ fail for chosen recipients, so tests can exercise the delivery rules without a s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.schema import StrictModel
+
+
+class MemoryOptions(StrictModel):
+    # {"address": "permanent" | "transient"}: fail every message to that address.
+    fail: dict[str, Literal["permanent", "transient"]] = Field(default_factory=dict)
 
 
 class MemoryBackend(Backend):
+    Options = MemoryOptions
+
     def __init__(self, options: Mapping[str, Any], root: str) -> None:
         super().__init__(options, root)
         self.outbox: list[tuple[Envelope, bytes]] = []
-        # {"address": "permanent" | "transient"}: fail every message to that address.
-        self.failures: dict[str, str] = dict(options.get("fail", {}))
+        self.failures: dict[str, str] = dict(MemoryOptions.model_validate(options).fail)
         self.opened = 0
 
     def open(self) -> None:

@@ -9,6 +9,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from publisher.backends.base import Backend
+from publisher.config import Publication
+from publisher.errors import ConfigError, Problem
+from publisher.schema import validate_value
 
 GROUP = "publisher.backends"
 
@@ -39,3 +42,32 @@ def backend_class(name: str) -> type[Backend]:
 
 def load_backend(name: str, options: Mapping[str, Any], root: str) -> Backend:
     return backend_class(name)(options, root)
+
+
+def checked_backend(pub: Publication) -> type[Backend]:
+    """The class of the configured backend, its options validated: every mistake is a
+    ``schedule.yaml:LINE: backend.key: what`` error, found by `publisher check` and before
+    anything is sent, never a traceback in the middle of a run."""
+    settings = pub.config.backend
+    try:
+        found = backend_class(settings.type)
+    except LookupError as exc:
+        line = pub.line_of("backend", "type") or pub.line_of("backend")
+        raise ConfigError([Problem(pub.path.name, line, "backend.type", str(exc))]) from None
+    if found.Options is not None:
+
+        def line_of(loc: tuple[Any, ...]) -> int | None:
+            return pub.line_of("backend", *loc[:1]) or pub.line_of("backend")
+
+        validate_value(found.Options, settings.options, pub.path.name, line_of, "backend")
+    return found
+
+
+def backend_pool(pub: Publication) -> list[Backend]:
+    """The backends one run sends through: as many as the backend's ``connections`` (one
+    per sending thread; each holds its own connection)."""
+    found = checked_backend(pub)
+    options, root = pub.config.backend.options, str(pub.root)
+    first = found(options, root)
+    count = max(1, int(getattr(first, "connections", 1)))
+    return [first, *(found(options, root) for _ in range(count - 1))]

@@ -20,27 +20,43 @@ import re
 import smtplib
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.schema import Int, StrictModel, Text
+
+
+class SmtpOptions(StrictModel):
+    host: Text
+    port: Int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    ca_file: Text | None = None
+    username: Text | None = None
+    password_env: Text | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    max_per_connection: Int = Field(default=100, ge=1)
+    connections: Int = Field(default=1, ge=1, le=64)
 
 
 class SmtpBackend(Backend):
+    Options = SmtpOptions
+
     def __init__(self, options: Mapping[str, Any], root: str) -> None:
         super().__init__(options, root)
-        self.host = str(options.get("host", "localhost"))
-        self.tls = str(options.get("tls", "starttls"))
-        if self.tls not in ("starttls", "implicit", "none"):
-            raise ValueError(f"backend.tls: '{self.tls}' is not starttls, implicit or none")
+        settings = SmtpOptions.model_validate(options)
+        self.host = settings.host
+        self.tls = settings.tls
         default_port = {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
-        self.port = int(options.get("port", default_port))
-        self.timeout = float(options.get("timeout", 30))
-        self.max_per_connection = int(options.get("max_per_connection", 100))
-        self.username = options.get("username")
-        self.password_env = options.get("password_env")
-        ca_file = options.get("ca_file")
-        self.ca_file = None if ca_file is None else os.path.join(root, str(ca_file))
-        self.connections = int(options.get("connections", 1))
+        self.port = settings.port or default_port
+        self.timeout = settings.timeout
+        self.max_per_connection = settings.max_per_connection
+        self.username = settings.username
+        self.password_env = settings.password_env
+        ca_file = settings.ca_file
+        self.ca_file = None if ca_file is None else os.path.join(root, ca_file)
+        self.connections = settings.connections
         self.smtp: smtplib.SMTP | None = None
         self.sent_on_connection = 0
 
@@ -52,17 +68,7 @@ class SmtpBackend(Backend):
         if self.smtp is not None:
             return
         try:
-            if self.tls == "implicit":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=self._context()
-                )
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-                if self.tls == "starttls":
-                    smtp.starttls(context=self._context())
-            smtp.ehlo_or_helo_if_needed()
-            if self.username:
-                smtp.login(str(self.username), self._password())
+            smtp = self._session()
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
                 f"AUTH as {self.username} at {self.host}:{self.port} failed",
@@ -81,6 +87,27 @@ class SmtpBackend(Backend):
             ) from None  # fmt: skip
         self.smtp = smtp
         self.sent_on_connection = 0
+
+    def _session(self) -> smtplib.SMTP:
+        """A connected, greeted and (with a username) authenticated session."""
+        if self.tls == "implicit":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._context()
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.tls == "starttls":
+                smtp.starttls(context=self._context())
+            smtp.ehlo_or_helo_if_needed()
+            if self.username:
+                smtp.login(str(self.username), self._password())
+        except BaseException:
+            # A session that failed half-way (STARTTLS, AUTH) is closed here: it used to
+            # stay open, one socket leaked per attempt.
+            smtp.close()
+            raise
+        return smtp
 
     def _password(self) -> str:
         if not self.password_env or not os.environ.get(str(self.password_env)):

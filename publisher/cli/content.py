@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from publisher import confirm as confirmation
+from publisher.backends import checked_backend
 from publisher.build import BuildReport, build, load_articles, newest
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
@@ -38,6 +39,7 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
         lint_warnings += len(issue.warnings)
     if pub.config.digests:
+        checked_backend(pub)  # its options, with their lines (nothing is connected)
         # The double opt-in mail of the web side, from its template.
         sample_plan = Plan(0, 0, Window(None, now))
         confirmation.mail(pub, Signer([PREVIEW_KEY]), sample_plan, now).render(SAMPLE_RECIPIENT)

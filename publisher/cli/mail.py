@@ -77,16 +77,11 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
 
 def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher import delivery, store
-    from publisher.backends import load_backend
+    from publisher.backends import backend_pool
 
     digest = pub.digest(args.digest)
-    settings = pub.config.backend
-    try:
-        backend = load_backend(settings.type, settings.options, str(pub.root))
-    except (LookupError, ValueError) as exc:
-        print(f"{pub.path.name}:{pub.line_of('backend', 'type') or ''}: backend.type: {exc}",
-              file=sys.stderr)  # fmt: skip
-        return 1
+    backends = backend_pool(pub)  # options checked first: a mistake is a ConfigError
+    backend = backends[0]
     token_signer = signer(pub)
     engine = store.connect(pub.database_url)
     try:
@@ -100,12 +95,6 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             for warning in letters.issue.warnings:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
             with _progress(engine, plan, args.json) as tick:
-                # One backend (one connection) per sending thread.
-                count = max(1, int(getattr(backend, "connections", 1)))
-                backends = [backend] + [
-                    load_backend(settings.type, settings.options, str(pub.root))
-                    for _ in range(count - 1)
-                ]
                 report = delivery.deliver(
                     engine, pub, digest.name, plan, letters, backends, progress=tick
                 )

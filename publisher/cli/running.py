@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from publisher import confirm as confirmation
-from publisher.backends import Backend, load_backend
+from publisher.backends import Backend, backend_pool
 from publisher.cli.common import print_problems, signer
 from publisher.config import Publication, load_config
 from publisher.errors import PublisherError
@@ -26,11 +26,7 @@ CONFIRMATIONS_SECONDS = 60  # how often deferred confirmation mails are looked a
 
 
 def backends_for(pub: Publication) -> Sequence[Backend]:
-    settings = pub.config.backend
-    first = load_backend(settings.type, settings.options, str(pub.root))
-    count = max(1, int(getattr(first, "connections", 1)))
-    rest = [load_backend(settings.type, settings.options, str(pub.root)) for _ in range(count - 1)]
-    return [first, *rest]
+    return backend_pool(pub)
 
 
 def _report(tick: Tick) -> int:

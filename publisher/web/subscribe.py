@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from publisher import confirm as confirmation
 from publisher import store
-from publisher.backends import load_backend
+from publisher.backends import backend_pool
 from publisher.config import Publication
 from publisher.delivery import Plan
 from publisher.headers import clean_text
@@ -108,10 +108,8 @@ async def subscribe(
 def _send_now(
     pub: Publication, signer: Signer, engine: Engine, plan: Plan, subscriber_id: int, now: float
 ) -> None:
-    settings = pub.config.backend
-    backend = load_backend(settings.type, settings.options, str(pub.root))
     when = datetime.fromtimestamp(now, UTC)
-    confirmation.send(engine, pub, signer, plan, subscriber_id, when, [backend])
+    confirmation.send(engine, pub, signer, plan, subscriber_id, when, backend_pool(pub)[:1])
 
 
 async def confirm(
