@@ -39,3 +39,7 @@ class ConfigError(PublisherError, ValueError):
 
 class ContentError(PublisherError, ValueError):
     """An article cannot be published as it is; the build skips it and goes on."""
+
+
+class StateError(PublisherError, OSError):
+    """The state database cannot be opened or used (unreachable, locked, full, a bad URL)."""

@@ -34,8 +34,11 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from publisher.config import Publication
+from publisher.errors import Problem, StateError
 from publisher.files import private_file
 
 metadata = MetaData()
@@ -121,11 +124,29 @@ def moment(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+def open_database(pub: Publication) -> Engine:
+    """The publication's state database (``state.database``, default SQLite in ``var/``);
+    a failure to open it is a ``StateError`` that names that key and its line."""
+    try:
+        return connect(pub.database_url)
+    except StateError as exc:
+        line = pub.line_of("state", "database") or pub.line_of("state")
+        raise StateError(
+            [Problem(pub.path.name, line, p.where, p.what) for p in exc.problems]
+        ) from exc
+
+
 def connect(url: str) -> Engine:
     """An engine with the schema in place; SQLite in WAL mode with foreign keys on."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        private_file(Path(url.removeprefix("sqlite:///")))
-    engine = create_engine(url)
+    shown = _shown_url(url)
+    try:
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            private_file(Path(url.removeprefix("sqlite:///")))
+        engine = create_engine(url)
+    except OSError as exc:
+        raise _state_error(f"cannot create {shown}: {exc.strerror}") from exc
+    except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+        raise _state_error(f"{shown} is not a database URL that can be used: {exc}") from exc
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -139,9 +160,31 @@ def connect(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.close()
 
-    metadata.create_all(engine)
-    _upgrade(engine)
+    try:
+        metadata.create_all(engine)
+        _upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise _state_error(f"cannot open {shown}: {database_reason(exc)}") from exc
     return engine
+
+
+def database_reason(exc: SQLAlchemyError) -> str:
+    """What the database said, on one line (drivers' messages run over several)."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def _shown_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
+def _state_error(what: str) -> StateError:
+    return StateError([Problem("", None, "state.database", what)])
 
 
 def _upgrade(engine: Engine) -> None:

@@ -70,6 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # request, and a non-zero exit; nothing is hidden.
         if args.debug:
             raise
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            # Locked, full, gone away: what was recorded before stays; a new run goes on.
+            from publisher.store import database_reason
+
+            print(
+                f"state.database: {database_reason(exc)} (run the command again once the "
+                "database is usable: what was recorded is kept)",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"publisher: internal error: {type(exc).__name__}: {exc} "
             "(run again with --debug for the traceback, and please report it)",

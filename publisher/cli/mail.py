@@ -21,7 +21,7 @@ from publisher.tokens import Signer
 def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher import store, subscribers
 
-    engine = store.connect(pub.database_url)
+    engine = store.open_database(pub)
     stamp = now.timestamp()
     list_name = args.list_name
     if args.action in ("import", "add") and list_name not in {
@@ -83,7 +83,7 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     backends = backend_pool(pub)  # options checked first: a mistake is a ConfigError
     backend = backends[0]
     token_signer = signer(pub)
-    engine = store.connect(pub.database_url)
+    engine = store.open_database(pub)
     try:
         if args.test or args.dry_run:
             return _send_preview(pub, engine, digest, now, token_signer, backend, args)
@@ -183,7 +183,7 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         digest_overview,
     )
 
-    engine = store.connect(pub.database_url)
+    engine = store.open_database(pub)
     try:
         with engine.connect() as db:
             result = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]

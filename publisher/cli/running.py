@@ -51,7 +51,7 @@ def run(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
     token_signer = signer(pub)
     if args.once:
-        engine = store.connect(pub.database_url)
+        engine = store.open_database(pub)
         try:
             tick = run_due(pub, engine, now, token_signer, lambda: backends_for(pub))
         finally:
@@ -72,7 +72,7 @@ class Foreground:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         self.pub = pub
         self.stop = threading.Event()
-        self.engine = store.connect(pub.database_url)
+        self.engine = store.open_database(pub)
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.mtime = pub.path.stat().st_mtime_ns
 

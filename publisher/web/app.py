@@ -77,7 +77,7 @@ class SecurityHeaders:
 
 
 def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -> Starlette:
-    database = engine or store.connect(pub.database_url)
+    database = engine or store.open_database(pub)
     pages = Pages(pub)
     not_valid = ("This link is not valid",
                  "The link may be incomplete or altered. Nothing was changed.")  # fmt: skip
