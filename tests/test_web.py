@@ -488,3 +488,50 @@ def test_the_rate_limit_forgets_old_clients() -> None:
     for n in range(MAX_CLIENTS + 1):
         limits.allow(f"10.0.{n // 256}.{n % 256}")
     assert len(limits.seen) == MAX_CLIENTS  # the flood pushed the oldest out, no more
+
+
+def test_feeds_answer_head_and_ranges(served: tuple[str, Publication]) -> None:
+    base, pub = served
+    whole = (pub.feeds_dir / "rss.xml").read_bytes()
+    request = urllib.request.Request(f"{base}/feeds/rss.xml", method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and response.read() == b""
+        assert response.headers["Content-Length"] == str(len(whole))
+        assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+    status, headers, body = fetch(f"{base}/feeds/rss.xml", headers={"Range": "bytes=0-99"})
+    assert status == 206 and body == whole[:100]
+    assert headers["etag"].startswith('"') and "-" in headers["etag"]
+
+
+def test_a_slow_database_does_not_stop_the_other_requests(served: tuple[str, Publication]) -> None:
+    """While one request waits for the database (another process holds its write lock),
+    the server answers the others: the handlers' database work runs off the event loop."""
+    import sqlite3
+
+    base, pub = served
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        member = next(store.members(db, "weekly"))
+    engine.dispose()
+    token = KEY.sign(UNSUBSCRIBE, member.public_id)
+    lock = sqlite3.connect(pub.state_dir / "publisher.db", timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the unsubscribe's write must wait for this
+    answers: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(
+            fetch(f"{base}/unsubscribe/{token}", data=b"List-Unsubscribe=One-Click")[0]
+        )
+    )
+    try:
+        waiting.start()
+        time.sleep(0.5)  # the POST is now waiting for the lock (its answer comes later)
+        started = time.monotonic()
+        assert fetch(f"{base}/feeds/rss.xml")[0] == 200
+        assert fetch(f"{base}/subscribe")[0] == 200
+        assert time.monotonic() - started < 5  # not after the lock's 10 s
+        assert answers == []  # the POST still waits
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+        waiting.join(timeout=20)
+    assert answers == [200]

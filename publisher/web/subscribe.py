@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -84,15 +85,11 @@ async def subscribe(
     name = clean_text(str(form.get("name", "")), 200)
     now = time.time()
     if not pub.config.web.double_opt_in:
-        with engine.begin() as db:
-            for list_name in wanted:
-                store.add_subscriber(db, address, name, list_name, now)
+        await run_in_threadpool(_subscribe_now, engine, address, name, wanted, now)
         return pages.message("Subscribed", "Thank you: the next issue will reach this address.")
-    plan = confirmation.hour_issue(engine, now)
-    with engine.begin() as db:  # the request and its mail's ledger row, together
-        subscriber_id, send = store.request_subscription(db, address, name, wanted, now)
-        if send:
-            confirmation.queue_row(db, plan, subscriber_id, now)
+    plan, subscriber_id, send = await run_in_threadpool(
+        _request, engine, address, name, wanted, now
+    )
     if send:
         # After the answer has gone out, in the thread pool: the backend may take a while,
         # and a visitor who waited for it would learn that the address was new (331 ms
@@ -103,6 +100,23 @@ async def subscribe(
     # measured): every answer waits for the same floor, so the time tells nothing.
     await asyncio.sleep(max(0.0, ANSWER_FLOOR - (time.monotonic() - started)))
     return done
+
+
+def _subscribe_now(engine: Engine, address: str, name: str, wanted: list[str], now: float) -> None:
+    with engine.begin() as db:
+        for list_name in wanted:
+            store.add_subscriber(db, address, name, list_name, now)
+
+
+def _request(
+    engine: Engine, address: str, name: str, wanted: list[str], now: float
+) -> tuple[Plan, int, bool]:
+    plan = confirmation.hour_issue(engine, now)
+    with engine.begin() as db:  # the request and its mail's ledger row, together
+        subscriber_id, send = store.request_subscription(db, address, name, wanted, now)
+        if send:
+            confirmation.queue_row(db, plan, subscriber_id, now)
+    return plan, subscriber_id, send
 
 
 def _send_now(
@@ -126,6 +140,10 @@ async def confirm(
     if request.method == "GET":
         # A button, not the confirmation itself: mail scanners follow links.
         return pages.render("confirm.html", "Confirm your subscription")
-    with engine.begin() as db:
-        store.confirm_subscription(db, public_id, time.time())
+    await run_in_threadpool(_confirm, engine, public_id, time.time())
     return pages.message("Subscribed", "Thank you: you are subscribed.")
+
+
+def _confirm(engine: Engine, public_id: str, now: float) -> None:
+    with engine.begin() as db:
+        store.confirm_subscription(db, public_id, now)
