@@ -208,8 +208,8 @@ def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_tls_verifies_certificates(tmp_path: Path, mode: str) -> None:
     context, cert = self_signed(tmp_path)
-    server = {"tls": context} if mode == "starttls" else {"implicit_tls": context}
-    with smtp_server(**server) as (controller, script):
+    tls, implicit = (context, None) if mode == "starttls" else (None, context)
+    with smtp_server(tls=tls, implicit_tls=implicit) as (controller, script):
         options = {"host": "127.0.0.1", "port": controller.port, "tls": mode, "timeout": 5}
         with pytest.raises(DeliveryError) as caught:
             load_backend("smtp", options, str(tmp_path)).open()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from publisher import store
-from publisher.backends import load_backend
+from publisher.backends import Backend, load_backend
 from publisher.backends.memory import MemoryBackend
 from publisher.config import Publication, load_config
 from publisher.delivery import RunReport, compose, deliver, open_issue
@@ -62,7 +62,7 @@ def subscribe(pub: Publication, *addresses: str) -> None:
     engine.dispose()
 
 
-def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) -> RunReport:
+def run(pub: Publication, backend: Backend, clock: Clock, now: datetime = NOW) -> RunReport:
     engine = store.connect(pub.database_url)
     digest = pub.config.digests[0]
     try:
@@ -72,7 +72,7 @@ def run(pub: Publication, backend: object, clock: Clock, now: datetime = NOW) ->
         letters = compose(engine, pub, digest, plan, now, KEY)
         return deliver(
             engine, pub, digest.name, plan, letters, [backend], clock=clock, sleep=clock.sleep
-        )  # type: ignore[list-item]
+        )
     finally:
         engine.dispose()
 
@@ -131,7 +131,7 @@ def test_unsubscribed_and_suppressed_get_nothing(pub: Publication) -> None:
 
 
 @pytest.fixture
-def smtp(pub: Publication) -> Iterator[tuple[object, Script]]:
+def smtp(pub: Publication) -> Iterator[tuple[Backend, Script]]:
     with smtp_server() as (controller, script):
         backend = load_backend(
             "smtp",
@@ -141,7 +141,7 @@ def smtp(pub: Publication) -> Iterator[tuple[object, Script]]:
         yield backend, script
 
 
-def test_smtp_faults_follow_the_rules(pub: Publication, smtp: tuple[object, Script]) -> None:
+def test_smtp_faults_follow_the_rules(pub: Publication, smtp: tuple[Backend, Script]) -> None:
     backend, script = smtp
     subscribe(pub, "ok@example.org", "reject@example.org", "tempfail@example.org",
               "closing@example.org", "reset@example.org", "after@example.org")  # fmt: skip

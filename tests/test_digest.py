@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from publisher.build import build, load_articles
 from publisher.config import Publication, load_config
-from publisher.digest import TemplateError, Window, compose_issue, select_articles
+from publisher.digest import Window, compose_issue, select_articles
 from publisher.headers import InvalidAddress
 from publisher.personalize import Letters, Recipient, prepare
+from publisher.templating import TemplateError
 from publisher.tokens import Signer
 
 from .conftest import NOW
@@ -88,8 +89,9 @@ def test_headers(example_pub: Publication) -> None:
 def test_personal_values_land_in_both_parts(example_pub: Publication) -> None:
     letters = letters_for(example_pub)
     message = parse(letters.render(Recipient("a@example.org", "Ann <b>&amp;", "a1")))
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    plain, rich = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and rich is not None
+    text, html = plain.get_content(), rich.get_content()
     assert "Hello Ann <b>&amp;, here is" in text
     assert "Hello Ann &lt;b&gt;&amp;amp;, here is" in html
     link = letters.unsubscribe_link(Recipient("a@example.org", "", "a1"))

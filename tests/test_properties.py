@@ -73,6 +73,6 @@ def test_titles_survive_round_trip(tmp_path: Path, title: str) -> None:
     tree = etree.fromstring(render_feed("atom", channel, [entry], None))
     # The feed carries exactly the cleaned title (whitespace folded). lxml, not feedparser:
     # feedparser "repairs" text that merely looks like double-encoded UTF-8 ("Â¡").
-    title = tree.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title")
-    assert title is not None and title.text == parsed.article.title
+    found = tree.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title")
+    assert found is not None and found.text == parsed.article.title
     assert datetime(2026, 11, 1, tzinfo=UTC) == parsed.article.date

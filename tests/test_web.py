@@ -219,7 +219,9 @@ def test_double_opt_in(served: tuple[str, Publication]) -> None:
     settle(pub)
     mails = outbox(pub)
     assert len(mails) == 1
-    text = email.message_from_bytes(mails[0]).get_payload(decode=True).decode()
+    payload = email.message_from_bytes(mails[0]).get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
     link = re.search(r"https://\S+/confirm/(\S+)", text)
     assert link is not None
     engine = store.connect(pub.database_url)
@@ -313,7 +315,7 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
     one click from the mail client; the next issue does not reach them."""
     import email
     import re
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
@@ -325,15 +327,15 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     public = "https://notes.kestrelbay.example"
 
-    def send_issue(now: object) -> None:
+    def send_issue(now: datetime) -> None:
         engine = store.connect(pub.database_url)
         digest = pub.config.digests[0]
-        plan = open_issue(engine, pub, digest, now)  # type: ignore[arg-type]
+        plan = open_issue(engine, pub, digest, now)
         assert plan is not None
         backend = load_backend("maildir", {"path": "outbox"}, str(pub.root))
         deliver(
             engine, pub, digest.name, plan, compose(engine, pub, digest, plan, now, KEY), [backend]
-        )  # type: ignore[arg-type]
+        )
         engine.dispose()
 
     def mails_to(address: str) -> list[email.message.Message]:
