@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from publisher.cli import main
 from publisher.config import Publication, load_config
 from publisher.errors import ConfigError
 
-from .conftest import NOW, ROOT
+from .conftest import NOW, ROOT, Ran
 
 
 def test_rebuild_reads_only_changed_articles(example: Path) -> None:
@@ -77,20 +75,9 @@ def test_parallel_and_serial_builds_agree(site: Callable[..., Publication]) -> N
     assert {p: p.read_bytes() for p in sorted(pub.feeds_dir.rglob("*.*"))} == parallel
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "publisher", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_cli_build_json(example: Path) -> None:
+def test_cli_build_json(example: Path, cli: Callable[..., Ran]) -> None:
     (example / "articles" / "broken.md").write_text("---\ntitle: B\ndate: soon\n---\nx\n")
-    done = run_cli("build", "--json", "--now", "2026-11-28T12:00:00Z", cwd=example)
+    done = cli("build", "--json", "--now", "2026-11-28T12:00:00Z", cwd=example)
     assert done.returncode == 1  # a skipped article is a reported problem
     report = json.loads(done.stdout)
     assert report["articles"] == 10
@@ -108,35 +95,27 @@ def test_cli_build_json(example: Path) -> None:
     assert done.stderr == ""
 
 
-def test_cli_check_and_config_errors(example: Path) -> None:
-    done = run_cli("check", "--now", "2026-11-28T12:00:00Z", cwd=example)
+def test_cli_check_and_config_errors(example: Path, cli: Callable[..., Ran]) -> None:
+    done = cli("check", "--now", "2026-11-28T12:00:00Z", cwd=example)
     assert done.returncode == 0, done.stderr
     assert "10 article(s) publishable" in done.stdout
     assert not (example / "feeds").exists()
 
     (example / "schedule.yaml").write_text("site:\n  title: T\n  url: nope\n  author: A\n")
-    done = run_cli("build", cwd=example)
+    done = cli("build", cwd=example)
     assert done.returncode == 1
     assert done.stderr == "schedule.yaml:3: site.url: 'nope' is not an absolute http(s) URL\n"
 
 
-def test_cli_config_option_and_environment(example: Path, tmp_path: Path) -> None:
+def test_cli_config_option_and_environment(
+    example: Path, tmp_path: Path, cli: Callable[..., Ran]
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = run_cli(
-        "-c", str(example / "schedule.yaml"), "build", "--now", "2026-11-28", cwd=elsewhere
-    )
+    done = cli("-c", str(example / "schedule.yaml"), "build", "--now", "2026-11-28", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert (example / "feeds" / "atom.xml").exists()
-    env_run = subprocess.run(
-        [sys.executable, "-m", "publisher", "check"],
-        cwd=elsewhere,
-        env={**os.environ, "PUBLISHER_CONFIG": str(example / "schedule.yaml")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env_run = cli("check", cwd=elsewhere, env={"PUBLISHER_CONFIG": str(example / "schedule.yaml")})
     assert env_run.returncode == 0, env_run.stderr
 
 
@@ -147,9 +126,9 @@ def test_cli_usage_errors() -> None:
     assert main([]) == 2
 
 
-def test_the_repository_is_a_working_publication(tmp_path: Path) -> None:
+def test_the_repository_is_a_working_publication(tmp_path: Path, cli: Callable[..., Ran]) -> None:
     # The README's first command builds the repository's own example; do the same on a copy.
-    done = run_cli("-c", str(ROOT / "schedule.yaml"), "check", cwd=tmp_path)
+    done = cli("-c", str(ROOT / "schedule.yaml"), "check", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 

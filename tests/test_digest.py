@@ -20,7 +20,7 @@ from publisher.personalize import Letters, Recipient, prepare
 from publisher.templating import TemplateError
 from publisher.tokens import Signer
 
-from .conftest import NOW
+from .conftest import NOW, Ran
 
 GOLDEN = Path(__file__).parent / "golden" / "weekly.eml"
 KEY = b"test-key-0123456789abcdef"
@@ -312,44 +312,28 @@ def test_dkim_signature_verifies(
         assert header in signed.replace(" ", "").split("h=")[1].split(";")[0].lower().split(":")
 
 
-def test_preview_command(example: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_preview_command(example: Path, tmp_path: Path, cli: Callable[..., Ran]) -> None:
     out = tmp_path / "preview"
-    done = subprocess.run(
-        [sys.executable, "-m", "publisher", "preview", "weekly", "--out", str(out),
-         "--now", "2026-11-28T12:00:00Z"],
-        cwd=example, capture_output=True, text=True, timeout=60, check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    done = cli("preview", "weekly", "--out", str(out), "--now", "2026-11-28T12:00:00Z",
+               cwd=example, unset=("PUBLISHER_SECRET",))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["weekly.eml", "weekly.html", "weekly.txt"]
     assert "Hello Sam Example" in (out / "weekly.html").read_text()
     assert "PUBLISHER_SECRET is not set" in done.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "publisher", "preview", "monthly", "--out", str(out)],
-        cwd=example, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    missing = cli("preview", "monthly", "--out", str(out), cwd=example)
     assert missing.returncode == 1
     assert missing.stderr.endswith(": digests: no digest named 'monthly' (digests: weekly)\n")
     assert missing.stderr.startswith("schedule.yaml:")
 
 
-def test_check_reports_missing_unsubscribe_url(example: Path) -> None:
-    import subprocess
-    import sys
-
+def test_check_reports_missing_unsubscribe_url(example: Path, cli: Callable[..., Ran]) -> None:
     config = example / "schedule.yaml"
     config.write_text(
         config.read_text().replace(
             '  unsubscribe_url: "https://notes.kestrelbay.example/unsubscribe/{token}"\n', ""
         )
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "publisher", "check", "--now", "2026-11-28T12:00:00Z"],
-        cwd=example, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = cli("check", "--now", "2026-11-28T12:00:00Z", cwd=example)
     assert done.returncode == 1
     assert done.stderr.startswith("schedule.yaml:")
     assert "email.unsubscribe_url: digests need an https URL with {token}" in done.stderr

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import email
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from email import policy
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from sqlalchemy import select
 from publisher import store
 from publisher.config import load_config
 
+from .conftest import Ran
 from .postfix import available, postfix, wait_for_files
 from .smtpserver import free_port
 
@@ -24,7 +23,7 @@ pytestmark = [
 ]
 
 
-def test_send_through_postfix(example: Path, tmp_path: Path) -> None:
+def test_send_through_postfix(example: Path, tmp_path: Path, cli: Callable[..., Ran]) -> None:
     port = free_port()
     with postfix(port) as maildir:
         config = example / "schedule.yaml"
@@ -43,11 +42,8 @@ def test_send_through_postfix(example: Path, tmp_path: Path) -> None:
         with engine.begin() as db:
             for address in people:
                 store.add_subscriber(db, address, address.split("@")[0], "weekly", 0.0)
-        done = subprocess.run(
-            [sys.executable, "-m", "publisher", "send", "weekly", "--now", "2026-11-28T12:00:00Z"],
-            cwd=example, capture_output=True, text=True, timeout=120, check=False,
-            env={**os.environ, "PUBLISHER_SECRET": "postfix-test-secret-0123456789"},
-        )  # fmt: skip
+        done = cli("send", "weekly", "--now", "2026-11-28T12:00:00Z", cwd=example,
+                   env={"PUBLISHER_SECRET": "postfix-test-secret-0123456789"})  # fmt: skip
         assert done.returncode == 1, done.stdout + done.stderr  # one recipient still deferred
         assert "sent 2, deferred 1, failed 1" in done.stdout
 
