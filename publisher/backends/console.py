@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from publisher.backends.base import Backend, Envelope
-from publisher.schema import StrictModel
+from publisher.config.fields import StrictModel
 
 
 class ConsoleOptions(StrictModel):

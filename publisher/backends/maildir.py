@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.config.fields import StrictModel, Text
 from publisher.files import private_folder
-from publisher.schema import StrictModel, Text
 
 
 class MaildirOptions(StrictModel):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
-from publisher.schema import StrictModel
+from publisher.config.fields import StrictModel
 
 
 class MemoryOptions(StrictModel):

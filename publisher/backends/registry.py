@@ -10,8 +10,8 @@ from typing import Any
 
 from publisher.backends.base import Backend
 from publisher.config import Publication
+from publisher.config.fields import validate_value
 from publisher.errors import ConfigError, Problem
-from publisher.schema import validate_value
 
 GROUP = "publisher.backends"
 

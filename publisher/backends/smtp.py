@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from publisher.backends.base import Backend, DeliveryError, Envelope
-from publisher.schema import Int, StrictModel, Text
+from publisher.config.fields import Int, StrictModel, Text
 
 
 class SmtpOptions(StrictModel):

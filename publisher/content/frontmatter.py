@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
+from publisher.config.fields import Bool, HttpUrl, StrictModel, Text, text_value, validate_document
+from publisher.config.yaml import Document, load_yaml
 from publisher.content.sanitize import strip_forbidden
 from publisher.errors import ConfigError, ContentError, Problem
-from publisher.schema import Bool, HttpUrl, StrictModel, Text, text_value, validate_document
-from publisher.yamldoc import Document, load_yaml
 
 _FENCE = re.compile(r"^---[ \t]*$")
 _CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*$")

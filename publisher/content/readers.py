@@ -20,6 +20,7 @@ import dateutil.parser
 import pyromark
 
 from publisher.config import Publication
+from publisher.config.fields import parse_datetime
 from publisher.content import slugify
 from publisher.content.frontmatter import Split, split_front_matter
 from publisher.content.newstext import parse_news_text
@@ -27,7 +28,6 @@ from publisher.content.sanitize import sanitize_html, strip_forbidden
 from publisher.content.source import read_source
 from publisher.errors import ContentError, Problem
 from publisher.model import Article, Image
-from publisher.schema import parse_datetime
 
 
 @dataclass(frozen=True)

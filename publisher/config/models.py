@@ -1,4 +1,4 @@
-"""schedule.yaml -> a typed, validated, frozen ``Config``.
+"""The models of schedule.yaml: every section, key and rule, validated by pydantic.
 
 Validation happens once, at start, and reports every mistake with its line. Paths inside the
 file are relative to the file's own folder, so a publication folder can be moved or cloned.
@@ -6,19 +6,13 @@ file are relative to the file's own folder, so a publication folder can be moved
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
-from publisher.errors import ConfigError, Problem
-from publisher.schema import (
+from publisher.config.fields import (
     Address,
     Bool,
     DomainName,
@@ -31,11 +25,8 @@ from publisher.schema import (
     Text,
     TimeZoneName,
     text_value,
-    validate_document,
 )
-from publisher.yamldoc import load_yaml
 
-DEFAULT_CONFIG = "schedule.yaml"
 FeedFormat = Literal["rss", "atom", "json"]
 ALL_FORMATS: tuple[FeedFormat, ...] = ("rss", "atom", "json")
 
@@ -268,94 +259,3 @@ class Config(StrictModel):
     delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
     web: WebSettings = WebSettings()
-
-
-@dataclass(frozen=True)
-class Publication:
-    """A validated config together with the folder it belongs to."""
-
-    path: Path
-    config: Config
-    # Line of every key of schedule.yaml, for errors found after validation.
-    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
-
-    def line_of(self, *path: str | int) -> int | None:
-        return self.lines.get(path)
-
-    def digest(self, name: str) -> Digest:
-        for digest in self.config.digests:
-            if digest.name == name:
-                return digest
-        known = ", ".join(d.name for d in self.config.digests) or "none"
-        what = f"no digest named '{name}' (digests: {known})"
-        raise ConfigError([Problem(self.path.name, self.line_of("digests"), "digests", what)])
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    @property
-    def articles_dir(self) -> Path:
-        return self.root / self.config.content.folder
-
-    @property
-    def feeds_dir(self) -> Path:
-        return self.root / self.config.feeds.folder
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / self.config.state.folder
-
-    @property
-    def database_url(self) -> str:
-        url = self.config.state.database
-        return url or f"sqlite:///{self.state_dir / 'publisher.db'}"
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.root / self.config.templates
-
-    @property
-    def web_templates_dir(self) -> Path:
-        return self.root / self.config.web.templates
-
-    @cached_property
-    def feeds_url(self) -> str:
-        url = self.config.feeds.url
-        if url is None:
-            url = self.config.site.base_url + self.config.feeds.folder.strip("/") + "/"
-        return url if url.endswith("/") else url + "/"
-
-
-def config_path(given: str | None) -> Path:
-    return Path(given or os.environ.get("PUBLISHER_CONFIG") or DEFAULT_CONFIG)
-
-
-def load_config(path: Path) -> Publication:
-    """Read and validate schedule.yaml; raise ``ConfigError`` listing every problem."""
-    shown = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError([Problem(shown, line, "", "not UTF-8 text")]) from exc
-    doc = load_yaml(text, shown)
-    if doc.value is None:
-        raise ConfigError([Problem(shown, 1, "", "is empty; it needs at least a site: section")])
-    if not isinstance(doc.value, dict):
-        raise ConfigError([Problem(shown, 1, "", "must be a mapping of sections (site:, feeds:)")])
-    config = validate_document(Config, doc, shown)
-    seen: dict[str, int] = {}
-    for index, digest in enumerate(config.digests):
-        if digest.name in seen:
-            where = f"digests[{index}].name"
-            first = f"digests[{seen[digest.name]}]"
-            at = doc.line_of(("digests", index, "name"))
-            what = f"'{digest.name}' is already the name of {first}"
-            raise ConfigError([Problem(shown, at, where, what)])
-        seen[digest.name] = index
-    return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))

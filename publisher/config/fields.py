@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from publisher.config.yaml import Document, dotted
 from publisher.errors import ConfigError, Problem
-from publisher.yamldoc import Document, dotted
 
 M = TypeVar("M", bound=BaseModel)
 
