@@ -11,47 +11,28 @@ call ``build``; it reads no clock of its own.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from publisher import __version__
-from publisher.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
 from publisher.config import Publication
-from publisher.content import READER_VERSION, SUFFIXES, slugify
+from publisher.content import READER_VERSION, SUFFIXES
+from publisher.content.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
 from publisher.content.source import read_source
 from publisher.errors import ConfigError, ContentError, Problem
-from publisher.feeds import (
-    FILENAMES,
-    SEPARATORS,
-    Author,
-    Channel,
-    Format,
-    feed_frame,
-    render_entry,
-)
-from publisher.files import AtomicWriter, write_atomic
+from publisher.feeds.files import FeedFile, feed_author, write_feeds
+from publisher.feeds.render import render_entry
 from publisher.model import Article
 
 CACHE_FILE = "build-cache.sqlite3"
-MANIFEST_FILE = "feeds-manifest.json"
 # Files modified this recently are verified by content on the next build (see render_file).
 RACY_NS = 2_000_000_000
 # Below this many files to render, starting worker processes costs more than it saves.
 PARALLEL_FROM = 64
-
-
-@dataclass(frozen=True, slots=True)
-class FeedFile:
-    path: str
-    format: str
-    items: int
-    written: bool
 
 
 @dataclass
@@ -259,7 +240,7 @@ def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> 
         return Row(outcome, name, key, stat, None, None, None)
     article = parsed.article
     try:
-        fragments = render_entry(article, pub.config.feeds.content == "full", _author(pub))
+        fragments = render_entry(article, pub.config.feeds.content == "full", feed_author(pub))
     except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
         outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
         return Row(outcome, name, key, stat, None, None, None)
@@ -299,181 +280,3 @@ def _worker_init(pub: Publication, fingerprint: bytes) -> None:
 def _worker_render(task: tuple[str, str]) -> Row:
     assert _WORKER is not None
     return render_file(*_WORKER, *task)
-
-
-def _author(pub: Publication) -> Author:
-    author = pub.config.site.author
-    return Author(author.name, author.email, author.uri)
-
-
-def newest(entries: list[Entry], limit: int) -> list[Entry]:
-    """The entries of one feed: newest first, at most ``limit`` (0: all)."""
-    chosen = sorted(entries, key=lambda e: e.sort, reverse=True)
-    return chosen[:limit] if limit else chosen
-
-
-@dataclass
-class _Feed:
-    prefix: str
-    channel: Channel
-    entries: list[Entry]
-
-
-def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> list[FeedFile]:
-    """Write the main feed and the per-tag feeds in every configured format; remove feed
-    files an earlier build wrote that are no longer produced (a tag that went away)."""
-    config = pub.config
-    site = config.site
-    groups: list[tuple[str, str, list[Entry]]] = [("", site.title, entries)]
-    for slug, (name, tagged) in sorted(_by_tag(pub, entries).items()):
-        groups.append((f"tags/{slug}/", f"{site.title}: {name}", tagged))
-    feeds = [
-        _Feed(
-            prefix,
-            Channel(
-                title=title,
-                description=site.description,
-                home_url=site.base_url,
-                feed_url=pub.feeds_url + prefix,
-                language=site.language,
-                author=_author(pub),
-            ),
-            newest(members, config.feeds.items),
-        )
-        for prefix, title, members in groups
-    ]
-    before = _read_manifest(pub)
-    after: dict[str, dict[str, Any]] = {}
-    written: list[FeedFile] = []
-    for kind in config.feeds.formats:
-        written.extend(_write_format(pub, cache, kind, feeds, before, after))
-    _remove_stale(pub, before, after)
-    return [FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written) for f in written]
-
-
-def _write_format(
-    pub: Publication,
-    cache: BuildCache,
-    kind: Format,
-    feeds: list[_Feed],
-    before: dict[str, dict[str, Any]],
-    after: dict[str, dict[str, Any]],
-) -> list[FeedFile]:
-    """Every feed file of one format in a single pass over the cached fragments.
-
-    A file whose inputs (its frame and the digests of its entries) are those of the last
-    build, and which nobody touched since, is not written at all: its bytes, and so its
-    mtime, stay as they are for feed readers and HTTP caches.
-    """
-    result: list[FeedFile] = []
-    pending: list[tuple[_Feed, str, AtomicWriter, bytes, str]] = []
-    members: dict[str, list[AtomicWriter]] = {}
-    counts: dict[int, int] = {}
-    separator = SEPARATORS[kind]
-    try:
-        for feed in feeds:
-            relative = feed.prefix + FILENAMES[kind]
-            target = pub.feeds_dir / relative
-            updated = max((e.modified for e in feed.entries), default=None)
-            head, tail = feed_frame(kind, feed.channel, updated)
-            # Same frame and same entry digests: the same bytes as the file already holds.
-            inputs = hashlib.sha256(head + tail)
-            for entry in feed.entries:
-                inputs.update(entry.digest)
-            signature = inputs.hexdigest()
-            old = before.get(relative)
-            if old is not None and old["inputs"] == signature and _untouched(target, old):
-                after[relative] = old
-                result.append(FeedFile(relative, kind, len(feed.entries), False))
-                continue
-            writer = AtomicWriter(target)
-            writer.write(head)
-            pending.append((feed, relative, writer, tail, signature))
-            for entry in feed.entries:
-                members.setdefault(entry.path, []).append(writer)
-        if members:
-            for path, fragment in cache.fragments(kind, set(members)):
-                for writer in members[path]:
-                    if counts.get(id(writer)):
-                        writer.write(separator)
-                    writer.write(fragment)
-                    counts[id(writer)] = counts.get(id(writer), 0) + 1
-        for feed, relative, writer, tail, signature in pending:
-            if counts.get(id(writer), 0) != len(feed.entries):
-                raise RuntimeError(f"build cache is missing entries of {writer.path}")
-            writer.write(tail)
-            writer.commit()
-            info = writer.path.stat()
-            after[relative] = {
-                "inputs": signature,
-                "size": info.st_size,
-                "mtime_ns": info.st_mtime_ns,
-            }
-            result.append(FeedFile(relative, kind, len(feed.entries), True))
-        return result
-    finally:
-        for _, _, writer, _, _ in pending:
-            writer.close()
-
-
-def _untouched(target: Path, record: dict[str, Any]) -> bool:
-    try:
-        info = target.stat()
-    except FileNotFoundError:
-        return False
-    return bool(info.st_size == record["size"] and info.st_mtime_ns == record["mtime_ns"])
-
-
-def _shown(path: Path) -> str:
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
-
-
-def _by_tag(pub: Publication, entries: list[Entry]) -> dict[str, tuple[str, list[Entry]]]:
-    """Entries per tag slug ("Open Source" and "open-source" are one feed), with the tag's
-    name as first seen."""
-    wanted = pub.config.feeds.tags
-    if wanted == "none":
-        return {}
-    groups: dict[str, tuple[str, list[Entry]]] = {}
-    if isinstance(wanted, list):
-        # Listed tags get a feed even while empty, so their URLs never 404.
-        for tag in wanted:
-            groups.setdefault(slugify(tag), (tag, []))
-    for entry in entries:
-        for slug in dict.fromkeys(slugify(tag) for tag in entry.tags):
-            if not slug:
-                continue
-            if wanted == "all":
-                groups.setdefault(slug, (next(t for t in entry.tags if slugify(t) == slug), []))
-            if slug in groups:
-                groups[slug][1].append(entry)
-    return groups
-
-
-def _read_manifest(pub: Publication) -> dict[str, dict[str, Any]]:
-    """What the last build wrote: per feed file, its inputs' signature, digest and stat."""
-    try:
-        data = json.loads((pub.state_dir / MANIFEST_FILE).read_text("utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError:
-        return {}  # a damaged manifest only costs rewriting every feed once
-    files = data.get("files") if isinstance(data, dict) else None
-    return files if isinstance(files, dict) else {}
-
-
-def _remove_stale(
-    pub: Publication, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
-) -> None:
-    for relative in before:
-        if relative in after or ".." in Path(relative).parts:
-            continue
-        target = pub.feeds_dir / relative
-        target.unlink(missing_ok=True)
-        parent = target.parent
-        while parent != pub.feeds_dir and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-    manifest = {"version": 1, "files": dict(sorted(after.items()))}
-    write_atomic(pub.state_dir / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())

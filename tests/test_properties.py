@@ -13,7 +13,7 @@ from lxml import etree
 
 from publisher.config import Publication, load_config
 from publisher.content.readers import parse_article
-from publisher.feeds import Author, Channel, render_entry, render_feed
+from publisher.feeds.render import Author, Channel, render_entry, render_feed
 
 CONFIG = "site:\n  title: P\n  url: https://p.example/\n  author: A\n"
 # Every code point, control characters and lone surrogates included.

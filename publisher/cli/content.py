@@ -12,12 +12,13 @@ from typing import Any
 
 from publisher import confirm as confirmation
 from publisher.backends import checked_backend
-from publisher.build import BuildReport, build, load_articles, newest
+from publisher.build import BuildReport, build, load_articles
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
 from publisher.delivery import Plan, issue_articles
 from publisher.digest import Window, compose_issue
 from publisher.errors import Problem
+from publisher.feeds.files import newest
 from publisher.personalize import prepare
 from publisher.tokens import Signer
 

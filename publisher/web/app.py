@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import store
 from publisher.config import Publication
+from publisher.feeds.render import FILENAMES, MEDIA_TYPES
 from publisher.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
 from publisher.web import archive
@@ -32,15 +33,10 @@ from publisher.web.limits import RateLimit
 from publisher.web.pages import Pages, fallback
 
 PREFERENCES = "preferences"  # the token purpose of preference links
-MEDIA_TYPES = {
-    ".xml": "application/xml; charset=utf-8",
-    ".json": "application/feed+json; charset=utf-8",
-}
-FEED_TYPES = {
-    "rss.xml": "application/rss+xml; charset=utf-8",
-    "atom.xml": "application/atom+xml; charset=utf-8",
-    "feed.json": "application/feed+json; charset=utf-8",
-}
+# Feed files by name (rss.xml, atom.xml, feed.json, in every tag folder too); anything
+# else the feeds folder holds by suffix.
+FEED_TYPES = {FILENAMES[kind]: f"{MEDIA_TYPES[kind]}; charset=utf-8" for kind in FILENAMES}
+SUFFIX_TYPES = {".xml": "application/xml; charset=utf-8", ".json": "application/json"}
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'self' 'unsafe-inline'; "
      b"img-src https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -232,7 +228,7 @@ def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
     }
     if _not_modified(request, etag, modified):
         return Response(status_code=304, headers=headers)
-    media = FEED_TYPES.get(target.name) or MEDIA_TYPES.get(Path(target.name).suffix)
+    media = FEED_TYPES.get(target.name) or SUFFIX_TYPES.get(Path(target.name).suffix)
     # Streamed from the file (a large feed is not read into memory), with HEAD and byte
     # ranges; our ETag and Last-Modified stand in for Starlette's own.
     return FileResponse(

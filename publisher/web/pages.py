@@ -12,12 +12,10 @@ from typing import Any
 from starlette.responses import HTMLResponse
 
 from publisher.config import Publication
-from publisher.feeds import FILENAMES
+from publisher.feeds.render import FILENAMES, LABELS, MEDIA_TYPES
 from publisher.templating import environment, render_template
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "web"
-FEED_LABELS = {"rss": ("RSS", "application/rss+xml"), "atom": ("Atom", "application/atom+xml"),
-               "json": ("JSON Feed", "application/feed+json")}  # fmt: skip
 
 
 class Pages:
@@ -27,7 +25,7 @@ class Pages:
         self.env = environment(pub.web_templates_dir, DEFAULTS)
         site = pub.config.site
         feeds = [
-            {"label": FEED_LABELS[kind][0], "type": FEED_LABELS[kind][1],
+            {"label": LABELS[kind], "type": MEDIA_TYPES[kind],
              "href": f"/feeds/{FILENAMES[kind]}"}
             for kind in pub.config.feeds.formats
         ]  # fmt: skip

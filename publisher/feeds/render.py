@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from feedgen.entry import FeedEntry
@@ -22,16 +22,20 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from publisher import __version__
+from publisher.config import FeedFormat
 from publisher.content import plain_text
 from publisher.model import Article
 
-Format = Literal["rss", "atom", "json"]
+# The one table of the feed formats: schedule.yaml names them (config), the build writes
+# them, the web side serves and announces them from here.
+Format = FeedFormat
 FILENAMES: dict[Format, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 MEDIA_TYPES: dict[Format, str] = {
     "rss": "application/rss+xml",
     "atom": "application/atom+xml",
     "json": "application/feed+json",
 }
+LABELS: dict[Format, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # What an empty feed says it was updated: a fixed moment, so an empty build is repeatable.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
