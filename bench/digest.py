@@ -31,8 +31,8 @@ from corpus import write_corpus
 
 from publisher.build import build, load_articles
 from publisher.config import load_config
-from publisher.digest import Window, compose_issue, select_articles
-from publisher.personalize import Recipient, prepare
+from publisher.digest.issue import Window, compose_issue, select_articles
+from publisher.digest.personalize import Recipient, prepare
 from publisher.tokens import Signer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -64,7 +64,7 @@ def main() -> None:
             )
         db.close()
         sys.path.insert(0, str(ROOT))
-        from publisher.personalize import UNSUBSCRIBE
+        from publisher.digest.personalize import UNSUBSCRIBE
         from publisher.tokens import Signer
 
         signer = Signer([SECRET.encode()])

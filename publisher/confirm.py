@@ -33,11 +33,11 @@ from sqlalchemy.exc import IntegrityError
 from publisher.backends import Backend
 from publisher.config import Publication
 from publisher.delivery import Plan, RunReport, deliver
-from publisher.digest import Window
+from publisher.digest.issue import Window
+from publisher.digest.personalize import Recipient, dkim_settings, dkim_sign
+from publisher.digest.templates import environment, render_template
 from publisher.headers import clean_text, format_address, parse_sender
-from publisher.personalize import Recipient, dkim_settings, dkim_sign
 from publisher.store import deliveries, epoch, issues, moment
-from publisher.templating import environment, render_template
 from publisher.tokens import Signer
 
 CONFIRMATIONS = "~confirm"  # the ledger's issue name for confirmation mails

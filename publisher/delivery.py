@@ -36,10 +36,10 @@ from sqlalchemy.exc import IntegrityError
 from publisher.backends import Backend, DeliveryError, Envelope
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
-from publisher.digest import Issue, Window, compose_issue, select_articles
+from publisher.digest.issue import Issue, Window, compose_issue, select_articles
+from publisher.digest.personalize import Letters, Recipient, prepare
 from publisher.headers import InvalidAddress
 from publisher.model import Article
-from publisher.personalize import Letters, Recipient, prepare
 from publisher.store import archive, deliveries, epoch, issues, moment, subscribers, subscriptions
 from publisher.tokens import Signer
 

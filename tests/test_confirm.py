@@ -19,8 +19,8 @@ from publisher.backends import load_backend
 from publisher.backends.memory import MemoryBackend
 from publisher.build import build
 from publisher.config import Publication, load_config
+from publisher.digest.personalize import Recipient
 from publisher.overview import confirmation_line, confirmation_overview
-from publisher.personalize import Recipient
 
 from .conftest import NOW
 from .smtpserver import free_port, smtp_server

@@ -240,7 +240,7 @@ def test_issue_articles_reads_only_candidates_and_agrees(
 ) -> None:
     from publisher.build import build, load_articles
     from publisher.delivery import issue_articles
-    from publisher.digest import Window, select_articles
+    from publisher.digest.issue import Window, select_articles
 
     digest = pub.config.digests[0].model_copy(update={"tags": tags, "max_articles": 3})
     window = Window(NOW - timedelta(days=40), NOW)

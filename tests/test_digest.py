@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from publisher.build import build, load_articles
 from publisher.config import Publication, load_config
-from publisher.digest import Window, compose_issue, select_articles
+from publisher.digest.issue import Window, compose_issue, select_articles
+from publisher.digest.personalize import Letters, Recipient, prepare
+from publisher.digest.templates import TemplateError
 from publisher.headers import InvalidAddress
-from publisher.personalize import Letters, Recipient, prepare
-from publisher.templating import TemplateError
 from publisher.tokens import Signer
 
 from .conftest import NOW, Ran

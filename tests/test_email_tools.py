@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from publisher.config import load_config
-from publisher.personalize import Recipient
+from publisher.digest.personalize import Recipient
 
 from .test_digest import letters_for
 
@@ -36,7 +36,7 @@ def confirmation(example: Path) -> bytes:
 
     from publisher import confirm
     from publisher.delivery import Plan
-    from publisher.digest import Window
+    from publisher.digest.issue import Window
     from publisher.tokens import Signer
 
     pub = load_config(example / "schedule.yaml")

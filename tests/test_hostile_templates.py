@@ -13,9 +13,9 @@ from pathlib import Path
 
 from publisher.build import build, load_articles
 from publisher.config import Publication, load_config
-from publisher.digest import Window, compose_issue
-from publisher.personalize import Recipient, prepare
-from publisher.templating import TemplateError
+from publisher.digest.issue import Window, compose_issue
+from publisher.digest.personalize import Recipient, prepare
+from publisher.digest.templates import TemplateError
 from publisher.tokens import Signer
 
 from .conftest import NOW
@@ -169,7 +169,7 @@ def test_an_article_cannot_forge_a_slot_marker(example: Path) -> None:
 
 def test_ordinary_big_numbers_still_render(example: Path) -> None:
     """The budget refuses what builds huge values, not templates that print large counts."""
-    from publisher.templating import environment, render_string
+    from publisher.digest.templates import environment, render_string
 
     env = environment(example / "templates" / "email")
     text = render_string(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.digest import Window
+from publisher.digest.issue import Window
 from publisher.schedule import cron_trigger, due_period, runs
 
 BERLIN = ZoneInfo("Europe/Berlin")

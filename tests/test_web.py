@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from publisher import store
 from publisher.build import build
 from publisher.config import Publication, load_config
-from publisher.personalize import UNSUBSCRIBE
+from publisher.digest.personalize import UNSUBSCRIBE
 from publisher.tokens import Signer
 from publisher.web import create_app
 from publisher.web.server import server_config
@@ -436,7 +436,7 @@ def test_preferences(served: tuple[str, Publication]) -> None:
 
 
 def test_a_publication_restyles_and_rewords_its_pages(example: Path) -> None:
-    from publisher.templating import TemplateError
+    from publisher.digest.templates import TemplateError
     from publisher.web.pages import Pages
 
     web = example / "templates" / "web"

@@ -7,8 +7,8 @@ import sys
 
 from publisher.build import BuildReport
 from publisher.config import Publication
+from publisher.digest.personalize import Recipient
 from publisher.errors import Problem
-from publisher.personalize import Recipient
 from publisher.tokens import Signer, signer_from_environment
 
 SAMPLE_RECIPIENT = Recipient("sam@example.com", "Sam Example", "preview")

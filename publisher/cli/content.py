@@ -16,10 +16,10 @@ from publisher.build import BuildReport, build, load_articles
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
 from publisher.delivery import Plan, issue_articles
-from publisher.digest import Window, compose_issue
+from publisher.digest.issue import Window, compose_issue
+from publisher.digest.personalize import prepare
 from publisher.errors import Problem
 from publisher.feeds.files import newest
-from publisher.personalize import prepare
 from publisher.tokens import Signer
 
 

@@ -12,9 +12,9 @@ from typing import Any
 from publisher.cli.common import signer
 from publisher.config import Publication
 from publisher.delivery import issue_articles
-from publisher.digest import Window, compose_issue
+from publisher.digest.issue import Window, compose_issue
+from publisher.digest.personalize import Recipient, prepare
 from publisher.headers import clean_text
-from publisher.personalize import Recipient, prepare
 from publisher.tokens import Signer
 
 

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from publisher import store
 from publisher.config import Publication
 from publisher.delivery import issue_articles, keep_web_page
-from publisher.digest import Window, compose_issue
+from publisher.digest.issue import Window, compose_issue
 from publisher.errors import PublisherError
 from publisher.web.limits import RateLimit, client_key
 from publisher.web.pages import Pages

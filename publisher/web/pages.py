@@ -12,8 +12,8 @@ from typing import Any
 from starlette.responses import HTMLResponse
 
 from publisher.config import Publication
+from publisher.digest.templates import environment, render_template
 from publisher.feeds.render import FILENAMES, LABELS, MEDIA_TYPES
-from publisher.templating import environment, render_template
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "web"
 

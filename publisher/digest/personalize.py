@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from publisher.config import Publication
-from publisher.digest import Issue
+from publisher.digest.issue import Issue
 from publisher.errors import ConfigError, Problem
 from publisher.headers import clean_text, format_address
 from publisher.tokens import Signer

@@ -23,9 +23,7 @@ from markupsafe import Markup
 
 from publisher.config import Digest, Publication
 from publisher.content import plain_text
-from publisher.errors import Problem
-from publisher.headers import clean_text, encode_text, parse_sender
-from publisher.mime import (
+from publisher.digest.message import (
     CRLF,
     MARKER_PREFIX,
     MessageTemplate,
@@ -34,8 +32,10 @@ from publisher.mime import (
     scrub_markers,
     slot_marker,
 )
+from publisher.digest.templates import TemplateError, environment, render_string, render_template
+from publisher.errors import Problem
+from publisher.headers import clean_text, encode_text, parse_sender
 from publisher.model import Article
-from publisher.templating import TemplateError, environment, render_string, render_template
 
 # Per-recipient values; everything else in a message is the same for every recipient.
 SLOTS = ("name", "unsubscribe_url")
