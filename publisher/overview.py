@@ -17,8 +17,7 @@ STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
 
 
 def next_run(pub: Publication, digest: Digest, now: datetime) -> str | None:
-    from publisher.runner import trigger
-    from publisher.schedule import runs
+    from publisher.scheduler.triggers import runs, trigger
 
     if digest.schedule is None:
         return None

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Sequence
 
+from publisher.config import Publication
 from publisher.errors import ConfigError, Problem
 
 _PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -97,3 +98,9 @@ def signer_from_environment(variable: str, source: str, line: int | None) -> Sig
             ]
         )
     return Signer(keys)
+
+
+def publication_signer(pub: Publication) -> Signer:
+    """The signer of a publication: keys from the variable ``email.secret_env`` names."""
+    variable = pub.config.email.secret_env
+    return signer_from_environment(variable, pub.path.name, pub.line_of("email", "secret_env"))

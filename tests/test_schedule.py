@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from publisher.digest.issue import Window
-from publisher.schedule import cron_trigger, due_period, runs
+from publisher.scheduler.triggers import cron_trigger, due_period, runs
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -119,8 +119,7 @@ def test_consecutive_windows_partition_every_date(
 
 
 def test_interval_schedules_count_from_a_fixed_anchor() -> None:
-    from publisher.runner import INTERVAL_ANCHOR
-    from publisher.schedule import interval_trigger
+    from publisher.scheduler.triggers import INTERVAL_ANCHOR, interval_trigger
 
     every = interval_trigger(12 * 3600, ZoneInfo("UTC"), INTERVAL_ANCHOR)
     start = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)

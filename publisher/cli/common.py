@@ -9,7 +9,7 @@ from publisher.build import BuildReport
 from publisher.config import Publication
 from publisher.digest.personalize import Recipient
 from publisher.errors import Problem
-from publisher.tokens import Signer, signer_from_environment
+from publisher.tokens import Signer, publication_signer
 
 SAMPLE_RECIPIENT = Recipient("sam@example.com", "Sam Example", "preview")
 PREVIEW_KEY = b"preview-key-not-for-sending-0000"
@@ -25,7 +25,7 @@ def signer(pub: Publication, preview: bool = False) -> Signer:
             file=sys.stderr,
         )
         return Signer([PREVIEW_KEY])
-    return signer_from_environment(variable, pub.path.name, pub.line_of("email", "secret_env"))
+    return publication_signer(pub)
 
 
 def print_problems(report: BuildReport) -> None:

@@ -156,7 +156,7 @@ Name = Annotated[Text, AfterValidator(list_name_rule)]
 
 
 def _cron(value: str) -> str:
-    from publisher.schedule import cron_trigger
+    from publisher.scheduler.triggers import cron_trigger
 
     cron_trigger(value, ZoneInfo("UTC"))  # raises ValueError naming the wrong field
     return value

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+from publisher.config import Publication, Schedule
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -150,3 +154,50 @@ def due_period(
     if catch_up == "skip" or late > max_lateness:
         return None
     return latest
+
+
+# Interval schedules count from this moment, so their fire times are the same everywhere.
+INTERVAL_ANCHOR = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
+
+
+def trigger(pub: Publication, schedule: Schedule) -> Any:
+    zone = _zone(pub, schedule)
+    if schedule.cron is not None:
+        return cron_trigger(schedule.cron, zone)
+    assert schedule.interval is not None
+    return interval_trigger(schedule.interval, zone, INTERVAL_ANCHOR.astimezone(zone))
+
+
+def _zone(pub: Publication, schedule: Schedule) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(schedule.timezone) if schedule.timezone else pub.config.site.zone
+
+
+@dataclass(frozen=True)
+class Planned:
+    job: str
+    at: datetime
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "job": self.job,
+            "local": self.at.isoformat(),
+            "utc": self.at.astimezone(UTC).isoformat(),
+        }
+
+
+def upcoming_runs(pub: Publication, now: datetime, days: int) -> list[Planned]:
+    """Every run of every job in the next ``days`` days, in time order."""
+    until = now + timedelta(days=days)
+    found: list[Planned] = []
+    feeds = pub.config.feeds.schedule
+    if feeds is not None:
+        found += [Planned("feeds", at) for at in runs(trigger(pub, feeds), now, until)]
+    for digest in pub.config.digests:
+        if digest.schedule is not None:
+            found += [
+                Planned(f"digest {digest.name}", at)
+                for at in runs(trigger(pub, digest.schedule), now, until)
+            ]
+    return sorted(found, key=lambda p: (p.at, p.job))

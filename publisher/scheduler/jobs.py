@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -17,28 +16,11 @@ from sqlalchemy.engine import Engine
 from publisher import confirm as confirmation
 from publisher.backends import Backend
 from publisher.build import BuildReport, build
-from publisher.config import Digest, Publication, Schedule
+from publisher.config import Digest, Publication
 from publisher.delivery import RunReport, compose, deliver, last_period, open_issue
-from publisher.schedule import cron_trigger, due_period, interval_trigger, runs
+from publisher.scheduler.triggers import due_period, trigger
 from publisher.store import issues
 from publisher.tokens import Signer
-
-# Interval schedules count from this moment, so their fire times are the same everywhere.
-INTERVAL_ANCHOR = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
-
-
-def trigger(pub: Publication, schedule: Schedule) -> Any:
-    zone = _zone(pub, schedule)
-    if schedule.cron is not None:
-        return cron_trigger(schedule.cron, zone)
-    assert schedule.interval is not None
-    return interval_trigger(schedule.interval, zone, INTERVAL_ANCHOR.astimezone(zone))
-
-
-def _zone(pub: Publication, schedule: Schedule) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(schedule.timezone) if schedule.timezone else pub.config.site.zone
 
 
 @dataclass
@@ -107,34 +89,3 @@ def _unfinished(engine: Engine, digest: Digest) -> bool:
             select(issues.c.id).where(issues.c.digest == digest.name, issues.c.status != "done")
         ).first()
     return row is not None
-
-
-@dataclass(frozen=True)
-class Planned:
-    job: str
-    at: datetime
-
-    def as_dict(self) -> dict[str, str]:
-        from datetime import UTC
-
-        return {
-            "job": self.job,
-            "local": self.at.isoformat(),
-            "utc": self.at.astimezone(UTC).isoformat(),
-        }
-
-
-def plan(pub: Publication, now: datetime, days: int) -> list[Planned]:
-    """Every run of every job in the next ``days`` days, in time order."""
-    until = now + timedelta(days=days)
-    found: list[Planned] = []
-    feeds = pub.config.feeds.schedule
-    if feeds is not None:
-        found += [Planned("feeds", at) for at in runs(trigger(pub, feeds), now, until)]
-    for digest in pub.config.digests:
-        if digest.schedule is not None:
-            found += [
-                Planned(f"digest {digest.name}", at)
-                for at in runs(trigger(pub, digest.schedule), now, until)
-            ]
-    return sorted(found, key=lambda p: (p.at, p.job))

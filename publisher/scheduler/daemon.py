@@ -1,0 +1,153 @@
+"""``publisher run`` in the foreground: APScheduler 3 runs the jobs schedule.yaml describes,
+a catch-up pass at start, schedule.yaml reloaded when it changes (an invalid edit keeps the
+last good schedule), SIGTERM/SIGINT finish the messages in flight."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from publisher import confirm as confirmation
+from publisher.backends import backend_pool
+from publisher.config import Publication, load_config
+from publisher.errors import PublisherError
+from publisher.scheduler.jobs import Tick, run_digest, run_due
+from publisher.scheduler.triggers import trigger
+from publisher.tokens import publication_signer
+
+log = logging.getLogger("publisher.run")
+RELOAD_SECONDS = 5
+FEEDS_EVERY_SECONDS = 15 * 60  # without a feeds schedule
+CONFIRMATIONS_SECONDS = 60  # how often deferred confirmation mails are looked at
+
+
+class Foreground:
+    """APScheduler 3 in the foreground: one job per schedule, a catch-up pass at start, the
+    configuration reloaded when schedule.yaml changes, SIGTERM/SIGINT honoured."""
+
+    def __init__(self, pub: Publication, report: Callable[[Tick], object]) -> None:
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        from publisher import store
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        self.pub = pub
+        self.report = report  # what the catch-up pass found, for the operator
+        self.stop = threading.Event()
+        self.engine = store.open_database(pub)
+        self.scheduler = BlockingScheduler(timezone=UTC)
+        self.mtime = pub.path.stat().st_mtime_ns
+
+    def start(self) -> int:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._shutdown)
+        self._schedule()
+        self.scheduler.add_job(self._reload, "interval", seconds=RELOAD_SECONDS, id="reload")
+        self.scheduler.add_job(self._confirmations, "interval", seconds=CONFIRMATIONS_SECONDS,
+                               id="confirmations", coalesce=True, max_instances=1)  # fmt: skip
+        # Catch-up: whatever was due while we were down (the ledger decides).
+        self.scheduler.add_job(self._everything, id="catch-up")
+        self.scheduler.start()  # returns after shutdown
+        self.engine.dispose()
+        log.info("stopped")
+        return 0
+
+    def _shutdown(self, number: int, frame: Any) -> None:
+        log.info("signal %d: finishing the messages in flight", number)
+        self.stop.set()
+        self.scheduler.shutdown(wait=False)
+
+    def _schedule(self) -> None:
+        pub = self.pub
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("job:"):
+                job.remove()
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        feeds = pub.config.feeds.schedule
+        if feeds is None:
+            every = {"seconds": FEEDS_EVERY_SECONDS}
+            self.scheduler.add_job(self._feeds, "interval", id="job:feeds", **every, **common)
+        else:
+            self.scheduler.add_job(self._feeds, trigger(pub, feeds), id="job:feeds", **common)
+        for digest in pub.config.digests:
+            if digest.schedule is not None:
+                when = trigger(pub, digest.schedule)
+                name = digest.name
+                self.scheduler.add_job(self._digest, when, args=[name], id=f"job:{name}", **common)
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def _everything(self) -> None:
+        def go() -> None:
+            pub = self.pub
+            tick = run_due(
+                pub,
+                self.engine,
+                self._now(),
+                publication_signer(pub),
+                lambda: backend_pool(pub),
+                should_stop=self.stop.is_set,
+            )
+            self.report(tick)
+
+        self._guard(go)
+
+    def _confirmations(self) -> None:
+        def go() -> None:
+            pub = self.pub
+            reports = confirmation.resume(self.engine, pub, publication_signer(pub), self._now(),
+                                          lambda: backend_pool(pub), self.stop.is_set)  # fmt: skip
+            for report in reports:
+                log.info("confirmation mails of hour %s: sent %d, deferred %d, failed %d",
+                         report.number, report.sent, report.deferred, report.failed)  # fmt: skip
+
+        self._guard(go)
+
+    def _feeds(self) -> None:
+        from publisher.build import build
+
+        self._guard(lambda: self.report(Tick(build=build(self.pub, self._now()))))
+
+    def _digest(self, name: str) -> None:
+        def go() -> None:
+            digest = self.pub.digest(name)
+            report = run_digest(
+                self.pub, self.engine, digest, self._now(), publication_signer(self.pub),
+                lambda: backend_pool(self.pub), self.stop.is_set,
+            )  # fmt: skip
+            if report is not None:
+                log.info(report.line())
+
+        self._guard(go)
+
+    def _guard(self, work: Any) -> None:
+        try:
+            work()
+        except PublisherError as exc:
+            for problem in exc.problems:
+                log.error("%s", problem)
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.pub.path.stat().st_mtime_ns
+        except OSError as exc:
+            log.error("%s: %s; keeping the last good schedule", self.pub.path.name, exc.strerror)
+            return
+        if mtime == self.mtime:
+            return
+        self.mtime = mtime
+        try:
+            fresh = load_config(self.pub.path)
+        except PublisherError as exc:
+            for problem in exc.problems:
+                log.error("%s (the last good schedule stays in force)", problem)
+            return
+        self.pub = fresh
+        self._schedule()
+        log.info("%s reloaded", fresh.path.name)
