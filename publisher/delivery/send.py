@@ -36,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from publisher.backends import Backend, DeliveryError, Envelope
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
+from publisher.delivery.policy import decide, throttle_pause
+from publisher.delivery.rate import RateLimiter
 from publisher.digest.issue import Issue, Window, compose_issue, select_articles
 from publisher.digest.personalize import Letters, Recipient, prepare
 from publisher.headers import InvalidAddress
@@ -43,7 +45,6 @@ from publisher.model import Article
 from publisher.store import archive, deliveries, epoch, issues, moment, subscribers, subscriptions
 from publisher.tokens import Signer
 
-THROTTLING = (421, 451, 454)
 BATCH = 500
 
 
@@ -340,7 +341,7 @@ def deliver(
 
     threads = [threading.Thread(target=work, args=(b,), daemon=True) for b in backends]
     state = _State(policy.pause_after)
-    limiter = _RateLimiter(engine, pub, clock, sleep)
+    limiter = RateLimiter(engine, pub, clock, sleep)
     with engine.connect() as db:
         # A paused issue resumes: it is being sent again.
         db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="sending"))
@@ -522,23 +523,16 @@ def _outcome(
         state.failures_in_a_row = state.throttled = 0
         return
     state.failures_in_a_row += 1
-    reply = str(error)[:1000]
     first = task.first_attempt_at if task.first_attempt_at is not None else at
-    if error.permanent and not error.connection:
-        _record(db, plan, task, "failed", at, error.code, reply, attempts=attempts)
-        _bounce(db, task.subscriber_id, policy.hard_bounces, reply, at)
-    elif at - first > policy.lifetime:
-        expired = f"expired after {attempts} attempts: {reply}"[:1000]
-        _record(db, plan, task, "failed", at, error.code, expired, attempts=attempts)
-    else:
-        delay = min(policy.retry_first * 2 ** (attempts - 1), policy.retry_max)
-        _record(
-            db, plan, task, "deferred", at, error.code, reply, due=at + delay, attempts=attempts
-        )
-    if error.code in THROTTLING or (error.connection and not error.permanent):
+    decision = decide(error, attempts, first, at, policy)
+    _record(db, plan, task, decision.status, at, error.code, decision.reply,
+            due=decision.due, attempts=attempts)  # fmt: skip
+    if decision.bounce:
+        _bounce(db, task.subscriber_id, policy.hard_bounces, decision.reply, at)
+    if decision.throttle:
         # The server asks us to slow down: wait, longer each time (bounded).
         state.throttled += 1
-        sleep(min(0.5 * 2 ** (state.throttled - 1), 30.0))
+        sleep(throttle_pause(state.throttled))
     if state.failures_in_a_row >= state.pause_after:
         state.paused = state.stop = True
 
@@ -577,50 +571,3 @@ def _finish(db: Connection, plan: Plan, report: RunReport) -> None:
     report.sent = counts.get("sent", 0)
     report.failed = counts.get("failed", 0)
     report.skipped = counts.get("skipped", 0)
-
-
-class _RateLimiter:
-    """Per second (in this process), per hour and per day (counted from the ledger, so
-    they hold across restarts and across digests)."""
-
-    def __init__(self, engine: Engine, pub: Publication, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:  # fmt: skip
-        self.rate = pub.config.delivery.rate
-        self.clock = clock
-        self.sleep = sleep
-        self.recent: list[float] = []
-        self.hour = self.day = 0
-        now = clock()
-        if self.rate.per_hour or self.rate.per_day:
-            with engine.connect() as db:
-                self.hour = self._sent_since(db, now - 3600)
-                self.day = self._sent_since(db, now - 86400)
-        self.started = now
-
-    @staticmethod
-    def _sent_since(db: Connection, since: float) -> int:
-        query = select(func.count()).where(
-            deliveries.c.status == "sent", deliveries.c.updated_at >= since
-        )
-        return int(db.execute(query).scalar_one())
-
-    def wait(self) -> bool:
-        """Wait for the per-second limit; False when the hour's or day's is used up (the
-        rest of the issue stays pending for a later run)."""
-        rate = self.rate
-        if rate.per_hour and self.hour >= rate.per_hour:
-            return False
-        if rate.per_day and self.day >= rate.per_day:
-            return False
-        if rate.per_second:
-            now = self.clock()
-            self.recent = [t for t in self.recent if t > now - 1.0]
-            if len(self.recent) >= rate.per_second:
-                self.sleep(max(0.0, self.recent[0] + 1.0 - now))
-        return True
-
-    def count(self) -> None:
-        self.hour += 1
-        self.day += 1
-        if self.rate.per_second:
-            self.recent.append(self.clock())
