@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from publisher import store
 from publisher.config import Digest, Publication
+from publisher.store import ledger
 
 STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
 
@@ -28,20 +28,9 @@ def next_run(pub: Publication, digest: Digest, now: datetime) -> str | None:
 def digest_overview(
     db: Connection, pub: Publication, digest: Digest, now: datetime
 ) -> dict[str, Any]:
-    rows = db.execute(
-        select(store.issues)
-        .where(store.issues.c.digest == digest.name)
-        .order_by(store.issues.c.number.desc())
-        .limit(5)
-    ).all()
     recent: list[dict[str, Any]] = []
-    for row in rows:
-        counted = db.execute(
-            select(store.deliveries.c.status, func.count())
-            .where(store.deliveries.c.issue_id == row.id)
-            .group_by(store.deliveries.c.status)
-        ).all()
-        counts: dict[str, int] = {status: count for status, count in counted}
+    for row in ledger.latest_issues(db, digest.name, 5):
+        counts = ledger.row_counts(db, row.id)
         end = store.moment(row.window_end)
         recent.append(
             {
@@ -66,19 +55,9 @@ def confirmation_overview(db: Connection, now: datetime) -> dict[str, int]:
     from publisher.confirm import CONFIRMATIONS
 
     since = store.epoch(now - timedelta(days=7))
-    counted = db.execute(
-        select(store.deliveries.c.status, func.count())
-        .join(store.issues, store.issues.c.id == store.deliveries.c.issue_id)
-        .where(store.issues.c.digest == CONFIRMATIONS, store.issues.c.window_end > since)
-        .group_by(store.deliveries.c.status)
-    ).all()
-    counts: dict[str, int] = {status: count for status, count in counted}
-    waiting = db.execute(
-        select(func.count(func.distinct(store.subscriptions.c.subscriber_id))).where(
-            store.subscriptions.c.status == "pending"
-        )
-    ).scalar_one()
-    return {**{key: counts.get(key, 0) for key in STATUSES[:4]}, "unconfirmed": int(waiting)}
+    counts = ledger.row_counts_since(db, CONFIRMATIONS, since)
+    waiting = ledger.unconfirmed_people(db)
+    return {**{key: counts.get(key, 0) for key in STATUSES[:4]}, "unconfirmed": waiting}
 
 
 def confirmation_line(entry: dict[str, int]) -> str:

@@ -150,9 +150,8 @@ class _progress:
     is printed at the end either way)."""
 
     def __init__(self, engine: Any, plan: Any, quiet: bool) -> None:
-        from sqlalchemy import func, select
 
-        from publisher.store import deliveries
+        from publisher.store import ledger
 
         self.bar: Any = None
         if quiet or not sys.stderr.isatty():
@@ -160,10 +159,7 @@ class _progress:
         from tqdm import tqdm  # type: ignore[import-untyped]
 
         with engine.connect() as db:
-            total = db.execute(
-                select(func.count()).where(deliveries.c.issue_id == plan.issue_id,
-                                           deliveries.c.status.in_(("pending", "deferred")))
-            ).scalar_one()  # fmt: skip
+            total = ledger.waiting_rows(db, plan.issue_id)
         self.bar = tqdm(total=total, unit="msg", desc=f"issue {plan.number}", file=sys.stderr)
 
     def __enter__(self) -> Any:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from publisher.config import Publication
-from publisher.store import deliveries
+from publisher.store import ledger
 
 
 class RateLimiter:
@@ -25,16 +24,9 @@ class RateLimiter:
         now = clock()
         if self.rate.per_hour or self.rate.per_day:
             with engine.connect() as db:
-                self.hour = self._sent_since(db, now - 3600)
-                self.day = self._sent_since(db, now - 86400)
+                self.hour = ledger.sent_since(db, now - 3600)
+                self.day = ledger.sent_since(db, now - 86400)
         self.started = now
-
-    @staticmethod
-    def _sent_since(db: Connection, since: float) -> int:
-        query = select(func.count()).where(
-            deliveries.c.status == "sent", deliveries.c.updated_at >= since
-        )
-        return int(db.execute(query).scalar_one())
 
     def wait(self) -> bool:
         """Wait for the per-second limit; False when the hour's or day's is used up (the

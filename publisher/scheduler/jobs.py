@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from publisher import confirm as confirmation
@@ -19,7 +18,7 @@ from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
 from publisher.delivery import RunReport, compose, deliver, last_period, open_issue
 from publisher.scheduler.triggers import due_period, trigger
-from publisher.store import issues
+from publisher.store import ledger
 from publisher.tokens import Signer
 
 
@@ -85,7 +84,4 @@ def run_digest(
 
 def _unfinished(engine: Engine, digest: Digest) -> bool:
     with engine.connect() as db:
-        row = db.execute(
-            select(issues.c.id).where(issues.c.digest == digest.name, issues.c.status != "done")
-        ).first()
-    return row is not None
+        return ledger.has_unfinished_issue(db, digest.name)

@@ -13,6 +13,7 @@ from publisher.store.lists import (
     remove_subscriber,
     request_subscription,
     set_lists,
+    unsubscribe_everywhere,
 )
 from publisher.store.schema import (
     archive,
@@ -46,4 +47,5 @@ __all__ = [
     "set_lists",
     "subscribers",
     "subscriptions",
+    "unsubscribe_everywhere",
 ]

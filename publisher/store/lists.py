@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Connection
 
 from publisher.store.schema import subscribers, subscriptions
@@ -223,3 +223,20 @@ def lists_of_subscriber(db: Connection, public_id: str) -> dict[str, str] | None
     if exists is None:
         return None
     return {row.list: row.status for row in db.execute(query)}
+
+
+def unsubscribe_everywhere(db: Connection, public_id: str, now: float) -> None:
+    """The one-click unsubscribe: every active subscription of the subscriber whose public
+    id is ``public_id`` ends (the token names the person, not a list; the preferences page
+    is where one list at a time is chosen)."""
+    ids = (
+        db.execute(select(subscribers.c.id).where(subscribers.c.public_id == public_id))
+        .scalars()
+        .all()
+    )
+    if ids:
+        db.execute(
+            update(subscriptions)
+            .where(subscriptions.c.subscriber_id.in_(ids), subscriptions.c.status == "active")
+            .values(status="unsubscribed", updated_at=now)
+        )

@@ -11,7 +11,6 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -193,19 +192,8 @@ def _routed(app: Starlette, path: str) -> bool:
 
 
 def _unsubscribe(engine: Engine, public_id: str) -> None:
-    now = time.time()
     with engine.begin() as db:
-        ids = db.execute(
-            store.subscribers.select().with_only_columns(store.subscribers.c.id)
-            .where(store.subscribers.c.public_id == public_id)
-        ).scalars().all()  # fmt: skip
-        if ids:
-            db.execute(
-                update(store.subscriptions)
-                .where(store.subscriptions.c.subscriber_id.in_(ids),
-                       store.subscriptions.c.status == "active")
-                .values(status="unsubscribed", updated_at=now)
-            )  # fmt: skip
+        store.unsubscribe_everywhere(db, public_id, time.time())
 
 
 def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:

@@ -7,7 +7,6 @@ import hmac
 import os
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -17,6 +16,7 @@ from publisher.config import Publication
 from publisher.delivery import issue_articles, keep_web_page
 from publisher.digest.issue import Window, compose_issue
 from publisher.errors import PublisherError
+from publisher.store import ledger
 from publisher.web.limits import RateLimit, client_key
 from publisher.web.pages import Pages
 
@@ -30,16 +30,11 @@ def index(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
     except PublisherError:
         return pages.message("Not found", "There is no such digest.", status=404)
     with engine.connect() as db:
-        rows = db.execute(
-            select(store.issues.c.number, store.issues.c.window_end)
-            .where(store.issues.c.digest == digest.name, store.issues.c.status == "done")
-            .order_by(store.issues.c.number.desc())
-        ).all()
+        sent = ledger.sent_issues(db, digest.name)
     issues = [
-        {"number": row.number, "date": _day(row.window_end),
-         "href": f"/issues/{digest.name}/{row.number}/"}
-        for row in rows
-    ]  # fmt: skip
+        {"number": number, "date": _day(end), "href": f"/issues/{digest.name}/{number}/"}
+        for number, end in sent
+    ]
     several = len(pub.config.digests) > 1
     title = f"Past issues: {digest.name}" if several else "Past issues"
     return pages.render("archive.html", title, issues=issues, robots="index, follow")
@@ -55,15 +50,10 @@ def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
     except (PublisherError, ValueError):
         return pages.message("Not found", "There is no such issue.", status=404)
     with engine.connect() as db:
-        row = db.execute(
-            select(store.issues).where(store.issues.c.digest == digest.name,
-                                       store.issues.c.number == number)
-        ).first()  # fmt: skip
+        row = ledger.find_issue(db, digest.name, number)
         if row is None:
             return pages.message("Not found", "There is no such issue.", status=404)
-        kept = db.execute(
-            select(store.archive.c.html).where(store.archive.c.issue_id == row.id)
-        ).scalar()
+        kept = ledger.kept_page(db, row.id)
     if kept is None:  # an issue sent before pages were kept: composed once, then kept
         end = store.moment(row.window_end)
         assert end is not None
