@@ -12,12 +12,9 @@ import re
 from email.header import Header
 from email.utils import formataddr
 
+from publisher.characters import HEADER_BREAKING
 from publisher.errors import Problem, PublisherError
 
-# C0 and C1 controls (CR and LF among them), DEL, the Unicode line and paragraph
-# separators, which some mail software also treats as line breaks, and lone surrogates,
-# which cannot be encoded at all.
-_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 # The opening of an RFC 2047 encoded word: a decoder would turn what follows into other
 # text (possibly a newline). Every "=?" becomes "= ?", which no decoder expands.
 _ENCODED_WORD = re.compile(r"=\?")
@@ -36,7 +33,7 @@ class InvalidAddress(PublisherError, ValueError):
 def clean_text(value: str, limit: int = 200) -> str:
     """One line of plain text, safe for a header: no controls, no line separators, no
     encoded words, whitespace folded, at most ``limit`` characters."""
-    value = _BREAKING.sub(" ", value)
+    value = HEADER_BREAKING.sub(" ", value)
     value = _ENCODED_WORD.sub("= ?", value)  # no "=?": nothing a decoder could expand
     value = " ".join(value.split())
     return value[:limit]
@@ -68,9 +65,7 @@ def parse_mailbox(value: str, where: str = "address") -> tuple[str, str]:
     Not ``email.utils.parseaddr``: on this Python it reads ``Notes\r\nBcc: x@evil
     <news@example.org>`` as the address ``x@evil``, and it accepts lists of addresses.
     """
-    if _BREAKING.search(value):
-        bad = _BREAKING.search(value)
-        assert bad is not None
+    if bad := HEADER_BREAKING.search(value):
         what = f"contains the control character U+{ord(bad.group()):04X}"
         raise InvalidAddress([Problem("", None, where, what)])
     match = _MAILBOX.fullmatch(value)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from publisher.build import build
+from publisher.characters import strip_forbidden
 from publisher.config import Publication
 from publisher.content.readers import read_article
-from publisher.content.sanitize import strip_forbidden
 
 from .conftest import NOW
 
@@ -188,3 +189,22 @@ def test_strip_forbidden_keeps_ordinary_non_ascii() -> None:
     text = "£5 \u00a0“quoted” é 東京 🙂\t\n"
     assert strip_forbidden(text) == (text, 0, None)
     assert strip_forbidden("a\ufdd0b\U0001fffe\x7f") == ("ab", 3, 1)
+
+
+def test_one_rule_for_forbidden_characters_everywhere(tmp_path: Path) -> None:
+    """Articles, schedule.yaml and headers agree (they once disagreed about U+FDD0-FDEF,
+    and no rule knew the noncharacters of planes 2-15)."""
+    from publisher.config import load_config
+    from publisher.errors import ConfigError
+    from publisher.headers import clean_text
+
+    for bad in ("\ufdd0", "\ufffd", "\U0002fffe", "\U0010ffff", "\x01"):
+        assert strip_forbidden(f"a{bad}b") == ("ab", 1, 1)
+        assert clean_text(f"a{bad}b") == "a b"
+        config = tmp_path / "schedule.yaml"
+        escaped = f"\\U{ord(bad):08X}"  # a YAML escape: PyYAML refuses some of them raw
+        config.write_text(
+            f'site:\n  title: "T{escaped}"\n  url: https://t.example/\n  author: A\n', "utf-8"
+        )
+        with pytest.raises(ConfigError, match="contains the control character"):
+            load_config(config)

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "publisher"
 # Lower tiers know nothing of higher ones. A station's place is its top-level module or
 # package below publisher/.
 TIERS: dict[str, int] = {
-    "errors": 0, "model": 0,
+    "errors": 0, "model": 0, "characters": 0,
     "headers": 1, "files": 1,
     "config": 2,
     "tokens": 3, "backends": 3, "store": 3, "content": 3,

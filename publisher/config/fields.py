@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from publisher.characters import FORBIDDEN
 from publisher.config.yaml import Document, dotted
 from publisher.errors import ConfigError, Problem
 
@@ -130,15 +131,12 @@ def _bool_text(value: Any) -> Any:
 Bool = Annotated[bool, BeforeValidator(_bool_text)]
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-
-
 def text_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         raise ValueError(
             "must be text, not a " + ("mapping" if isinstance(value, dict) else "list")
         )
-    if isinstance(value, str) and (bad := _CONTROL.search(value)):
+    if isinstance(value, str) and (bad := FORBIDDEN.search(value)):
         # Such a character would break a feed or a mail header later; say so now.
         raise ValueError(f"contains the control character U+{ord(bad.group()):04X}")
     return value

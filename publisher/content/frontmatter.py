@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
+from publisher.characters import strip_forbidden
 from publisher.config.fields import Bool, HttpUrl, StrictModel, Text, text_value, validate_document
 from publisher.config.yaml import Document, load_yaml
-from publisher.content.sanitize import strip_forbidden
 from publisher.errors import ConfigError, ContentError, Problem
 
 _FENCE = re.compile(r"^---[ \t]*$")

@@ -19,12 +19,13 @@ from typing import Any
 import dateutil.parser
 import pyromark
 
+from publisher.characters import strip_forbidden
 from publisher.config import Publication
 from publisher.config.fields import parse_datetime
 from publisher.content import slugify
 from publisher.content.frontmatter import Split, split_front_matter
 from publisher.content.newstext import parse_news_text
-from publisher.content.sanitize import sanitize_html, strip_forbidden
+from publisher.content.sanitize import sanitize_html
 from publisher.content.source import read_source
 from publisher.errors import ContentError, Problem
 from publisher.model import Article, Image
