@@ -1,38 +1,25 @@
-"""``publisher build``: article files -> every configured feed, written atomically.
+"""``publisher build``: the catalog of the content folder -> every configured feed.
 
-The pipeline: scan the content folder; take every unchanged file's result from the cache;
-read and render the rest (in worker processes when there are many), storing each result as
-it arrives; drop duplicates and what is not yet published at ``now``; then stream each feed
-file from the cached fragments. Memory stays flat in the number of articles: only a small
-``Entry`` per article is held, never all the rendered text. The CLI and the scheduler both
-call ``build``; it reads no clock of its own.
+Composes two stations: ``content.catalog`` (which articles, read only when they changed,
+published at ``now``) and ``feeds.files`` (the feed files, written atomically, untouched
+when unchanged). The CLI and the scheduler both call ``build``; it reads no clock of its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-from publisher import __version__
 from publisher.config import Publication
-from publisher.content import READER_VERSION, SUFFIXES
-from publisher.content.cache import BuildCache, Entry, Outcome, Row, sort_key, stat_signature
-from publisher.content.source import read_source
-from publisher.errors import ConfigError, ContentError, Problem
+from publisher.content.cache import BuildCache, Entry
+from publisher.content.catalog import catalog, load_articles, scan_articles
+from publisher.errors import Problem
 from publisher.feeds.files import FeedFile, feed_author, write_feeds
 from publisher.feeds.render import render_entry
 from publisher.model import Article
 
 CACHE_FILE = "build-cache.sqlite3"
-# Files modified this recently are verified by content on the next build (see render_file).
-RACY_NS = 2_000_000_000
-# Below this many files to render, starting worker processes costs more than it saves.
-PARALLEL_FROM = 64
+__all__ = ["CACHE_FILE", "BuildReport", "build", "feed_fragments", "load_articles", "scan_articles"]
 
 
 @dataclass
@@ -50,233 +37,17 @@ def build(
 ) -> BuildReport:
     """Read every article and (if ``write``) write every feed. Bad articles are skipped and
     reported; the others are published."""
-    files = scan_articles(pub)
-    report = BuildReport()
     with BuildCache(pub.state_dir / CACHE_FILE, readonly=not write) as cache:
-        outcomes = _outcomes(pub, cache, files, report, jobs, keep=write)
-        seen: dict[str, str] = {}
-        for name, shown in files:
-            outcome = outcomes[name]
-            if outcome.entry is None:
-                report.skipped.extend(outcome.problems)
-                continue
-            report.warnings.extend(outcome.problems)
-            entry = outcome.entry
-            if entry.slug in seen:
-                report.skipped.append(
-                    Problem(
-                        shown, 1, "slug", f"'{entry.slug}' is already used by {seen[entry.slug]}"
-                    )
-                )
-                continue
-            seen[entry.slug] = shown
-            if not entry.draft and entry.date <= now:
-                report.published.append(entry)
+        found = catalog(pub, cache, now, feed_fragments, jobs, keep=write)
+        report = BuildReport(
+            found.published, found.skipped, found.warnings, [], found.rendered, found.reused
+        )
         if write:
             report.feeds = write_feeds(pub, cache, report.published)
     return report
 
 
-def load_articles(pub: Publication, entries: list[Entry]) -> list[Article]:
-    """The full articles behind ``entries``, read again from their files (a digest needs a
-    few dozen; reading them costs milliseconds, storing all of them would cost every
-    build)."""
-    from publisher.content.readers import read_article
-
-    shown = {name: shown for name, shown in scan_articles(pub)}
-    return [read_article(Path(e.path), shown.get(e.path, e.path), pub).article for e in entries]
-
-
-def scan_articles(pub: Publication) -> list[tuple[str, str]]:
-    """Every article file below the content folder, in a stable order, with the name to
-    show for it (relative to the current folder when inside it). Hidden files and folders
-    and files of other types (images) are not articles."""
-    folder = pub.articles_dir
-    if not folder.is_dir():
-        raise ConfigError(
-            [
-                Problem(
-                    pub.path.name,
-                    pub.line_of("content", "folder") or pub.line_of("content"),
-                    "content.folder",
-                    f"'{folder}' is not a folder",
-                )
-            ]
-        )
-    shown_root = os.path.relpath(folder)
-    if shown_root.startswith(".."):
-        shown_root = str(folder)
-    found: list[tuple[str, str]] = []
-    folders = [(str(folder), "" if shown_root == "." else shown_root + "/")]
-    while folders:  # bounded: each folder is visited once (symlinked folders are not followed)
-        real, shown = folders.pop()
-        with os.scandir(real) as listing:
-            for item in listing:
-                if item.name.startswith("."):
-                    continue
-                if item.is_dir(follow_symlinks=False):
-                    folders.append((item.path, f"{shown}{item.name}/"))
-                elif os.path.splitext(item.name)[1].lower() in SUFFIXES:
-                    found.append((item.path, shown + item.name))
-    found.sort()
-    return found
-
-
-def _fingerprint(pub: Publication) -> bytes:
-    # Everything that changes what a reader or render_entry produces from the same bytes.
-    config = pub.config
-    parts = [
-        READER_VERSION,
-        __version__,
-        config.site.model_dump_json(),
-        config.feeds.content,
-        str(config.content.max_size),
-    ]
-    return hashlib.sha256("\0".join(parts).encode()).digest()
-
-
-def _key(fingerprint: bytes, name: str, raw: bytes) -> bytes:
-    digest = hashlib.sha256(fingerprint)
-    digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
-    digest.update(raw)
-    return digest.digest()
-
-
-def _outcomes(
-    pub: Publication,
-    cache: BuildCache,
-    files: list[tuple[str, str]],
-    report: BuildReport,
-    jobs: int | None,
-    keep: bool,
-) -> dict[str, Outcome]:
-    """Outcome of every file, from the cache where the file is unchanged. With ``keep``
-    false (``publisher check``) the cache is only read."""
-    fingerprint = _fingerprint(pub)
-    folder = str(pub.articles_dir)
-    limit = pub.config.content.max_size
-    shown_of = dict(files)
-    cached = cache.cached()
-    pending: list[tuple[str, str]] = []
-    results: dict[str, Outcome] = {}
-    for name, shown in files:
-        hit = cached.get(name)
-        if hit is None:
-            pending.append((name, shown))  # never seen: its worker reads and hashes it
-            continue
-        try:
-            info = os.stat(name)
-            if stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino) != hit.stat:
-                # Touched: unchanged only if the bytes (not just the mtime) are the same.
-                raw, _ = read_source(name, folder, shown, limit)
-                if _key(fingerprint, name, raw) != hit.key:
-                    pending.append((name, shown))
-                    continue
-        except (OSError, ContentError):
-            pending.append((name, shown))  # its worker reports why it cannot be read
-            continue
-        # An article dated by its file's mtime is stale when the mtime moved.
-        if hit.outcome.used_mtime and hit.outcome.mtime != info.st_mtime:
-            pending.append((name, shown))
-            continue
-        results[name] = hit.outcome
-    pending.sort()
-    report.rendered = len(pending)
-    report.reused = len(results)
-    rows = _render_all(pub, fingerprint, pending, jobs)
-    if keep:
-        cache.store(_collect(rows, results))
-        cache.forget([name for name in cached if name not in shown_of])
-    else:
-        for _ in _collect(rows, results):
-            pass
-    return results
-
-
-def _collect(rows: Iterator[Row], results: dict[str, Outcome]) -> Iterator[Row]:
-    for row in rows:
-        results[row.path] = row.outcome
-        yield row
-
-
-def _render_all(
-    pub: Publication, fingerprint: bytes, tasks: list[tuple[str, str]], jobs: int | None
-) -> Iterator[Row]:
-    workers = jobs or os.cpu_count() or 1
-    if workers <= 1 or len(tasks) < PARALLEL_FROM:
-        for name, shown in tasks:
-            yield render_file(pub, fingerprint, name, shown)
-        return
-    from concurrent.futures import ProcessPoolExecutor  # only a cold build pays for it
-
-    chunk = max(1, min(32, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(
-        workers, initializer=_worker_init, initargs=(pub, fingerprint)
-    ) as pool:
-        yield from pool.map(_worker_render, tasks, chunksize=chunk)
-
-
-def render_file(pub: Publication, fingerprint: bytes, name: str, shown: str) -> Row:
-    """Read and render one article file. The key is computed from the bytes actually read,
-    so a file edited meanwhile is simply seen as changed by the next build."""
-    try:
-        raw, info = read_source(name, str(pub.articles_dir), shown, pub.config.content.max_size)
-    except ContentError as exc:
-        return Row(Outcome(None, exc.problems, 0.0, False), name, b"", "", None, None, None)
-    # Imported here: a rebuild with nothing to read never loads the readers.
-    from publisher.content.readers import decode_article, unreadable
-
-    key = _key(fingerprint, name, raw)
-    stat = stat_signature(fingerprint, info.st_size, info.st_mtime_ns, info.st_ino)
-    if time.time_ns() - info.st_mtime_ns < RACY_NS:
-        # "Racy git": a file written within the filesystem's timestamp granularity of now
-        # could change again without its mtime moving. Such a row is checked by content
-        # next time. (The clock decides only this, never what a build outputs.)
-        stat = ""
-    try:
-        parsed = decode_article(raw, Path(name), shown, pub, info.st_mtime)
-    except ContentError as exc:
-        outcome = Outcome(None, exc.problems, info.st_mtime, False)
-        return Row(outcome, name, key, stat, None, None, None)
-    article = parsed.article
-    try:
-        fragments = render_entry(article, pub.config.feeds.content == "full", feed_author(pub))
-    except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
-        outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
-        return Row(outcome, name, key, stat, None, None, None)
-    digest = hashlib.sha256(fragments.rss)
-    digest.update(fragments.atom)
-    digest.update(fragments.json)
-    entry = Entry(
-        name,
-        digest.digest(),
-        sort_key(article.date, article.slug),
-        article.slug,
-        article.date,
-        article.modified,
-        article.tags,
-        article.draft,
-    )
-    outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
-    return Row(
-        outcome,
-        name,
-        key,
-        stat,
-        fragments.rss,
-        fragments.atom,
-        fragments.json,
-    )
-
-
-_WORKER: tuple[Publication, bytes] | None = None
-
-
-def _worker_init(pub: Publication, fingerprint: bytes) -> None:
-    global _WORKER
-    _WORKER = (pub, fingerprint)
-
-
-def _worker_render(task: tuple[str, str]) -> Row:
-    assert _WORKER is not None
-    return render_file(*_WORKER, *task)
+def feed_fragments(pub: Publication, article: Article) -> tuple[bytes, bytes, bytes]:
+    """An article's RSS item, Atom entry and JSON Feed item, as the build cache keeps them."""
+    fragments = render_entry(article, pub.config.feeds.content == "full", feed_author(pub))
+    return fragments.rss, fragments.atom, fragments.json
