@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -42,7 +41,7 @@ from publisher.digest.issue import Issue, Window, compose_issue, select_articles
 from publisher.digest.personalize import Letters, Recipient, prepare
 from publisher.headers import InvalidAddress
 from publisher.model import Article
-from publisher.store import archive, deliveries, epoch, issues, moment, subscribers, subscriptions
+from publisher.store import epoch, ledger, moment
 from publisher.tokens import Signer
 
 BATCH = 500
@@ -96,16 +95,10 @@ def open_issue(
     per period, however many schedulers ask."""
     for _ in range(3):  # bounded: only a concurrent composer makes us look again
         with engine.begin() as db:
-            row = db.execute(
-                select(issues).where(issues.c.digest == digest.name, issues.c.status != "done")
-                .order_by(issues.c.number).limit(1)
-            ).first()  # fmt: skip
+            row = ledger.unfinished_issue(db, digest.name)
             if row is not None:
                 return Plan(row.id, row.number, Window(moment(row.window_start), _end(row)))
-            last = db.execute(
-                select(issues.c.number, issues.c.window_end)
-                .where(issues.c.digest == digest.name).order_by(issues.c.number.desc()).limit(1)
-            ).first()  # fmt: skip
+            last = ledger.last_issue(db, digest.name)
         start = moment(last.window_end) if last is not None else None
         end = period or now
         window = Window(start, end)
@@ -116,7 +109,11 @@ def open_issue(
         number = 1 if last is None else last.number + 1
         try:
             with engine.begin() as db:
-                issue_id = _create(db, digest, number, window, now, period)
+                issue_id = ledger.create_issue(
+                    db, digest.name, digest.list_name, number,
+                    (None if window.start is None else epoch(window.start), epoch(window.end)),
+                    epoch(now), None if period is None else epoch(period),
+                )  # fmt: skip
         except IntegrityError:
             if period is not None and _has_period(engine, digest, period):
                 return None  # another scheduler composed (and maybe sent) this period
@@ -133,65 +130,13 @@ def _end(row: object) -> datetime:
 
 def _has_period(engine: Engine, digest: Digest, period: datetime) -> bool:
     with engine.connect() as db:
-        found = db.execute(
-            select(issues.c.id).where(
-                issues.c.digest == digest.name, issues.c.period == epoch(period)
-            )
-        ).first()
-    return found is not None
+        return ledger.has_period(db, digest.name, epoch(period))
 
 
 def last_period(engine: Engine, digest: Digest) -> datetime | None:
     """The latest scheduled period the ledger has an issue for."""
     with engine.connect() as db:
-        value = db.execute(
-            select(func.max(issues.c.period)).where(issues.c.digest == digest.name)
-        ).scalar()
-    return moment(value)
-
-
-def _create(
-    db: Connection,
-    digest: Digest,
-    number: int,
-    window: Window,
-    now: datetime,
-    period: datetime | None,
-) -> int:
-    stamp = epoch(now)
-    inserted = db.execute(
-        issues.insert().values(
-            digest=digest.name,
-            number=number,
-            window_start=None if window.start is None else epoch(window.start),
-            window_end=epoch(window.end),
-            created_at=stamp,
-            status="sending",
-            period=None if period is None else epoch(period),
-        )
-    ).inserted_primary_key
-    assert inserted is not None
-    issue_id = int(inserted[0])
-    # Every active, unsuppressed member of the list, in one statement: the issue and all
-    # its rows exist together or not at all.
-    members = (
-        select(
-            literal(issue_id),
-            subscribers.c.id,
-            literal("pending"),
-            literal(0),
-            literal(0.0),
-        )
-        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
-        .where(
-            subscriptions.c.list == digest.list_name,
-            subscriptions.c.status == "active",
-            subscribers.c.suppressed_at.is_(None),
-        )
-    )
-    columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
-    db.execute(deliveries.insert().from_select(columns, members))
-    return issue_id
+        return moment(ledger.last_period(db, digest.name))
 
 
 def issue_articles(
@@ -232,36 +177,16 @@ def web_page(issue: Issue) -> str:
 def keep_web_page(engine: Engine, issue_id: int, issue: Issue) -> str:
     """The archived page of the issue, stored now if it was not (the first one stays)."""
     with engine.connect() as db:
-        kept = db.execute(select(archive.c.html).where(archive.c.issue_id == issue_id)).scalar()
+        kept = ledger.kept_page(db, issue_id)
     if kept is not None:
-        return str(kept)
+        return kept
     page = web_page(issue)
     try:
         with engine.begin() as db:
-            db.execute(archive.insert().values(issue_id=issue_id, html=page))
+            ledger.keep_page(db, issue_id, page)
     except IntegrityError:  # composed at the same moment elsewhere: the same page
         pass
     return page
-
-
-# Prepared once: building SQLAlchemy statements per row costs more than sending the mail.
-_RECORD = (
-    update(deliveries)
-    .where(
-        deliveries.c.issue_id == bindparam("issue"),
-        deliveries.c.subscriber_id == bindparam("subscriber"),
-    )
-    .values(
-        status=bindparam("status"),
-        attempts=bindparam("attempts"),
-        first_attempt_at=bindparam("first"),
-        next_attempt_at=bindparam("due"),
-        code=bindparam("code"),
-        reply=bindparam("reply"),
-        provider_id=bindparam("provider"),
-        updated_at=bindparam("at"),
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -344,7 +269,7 @@ def deliver(
     limiter = RateLimiter(engine, pub, clock, sleep)
     with engine.connect() as db:
         # A paused issue resumes: it is being sent again.
-        db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="sending"))
+        ledger.set_issue_status(db, plan.issue_id, "sending")
         db.commit()
         for thread in threads:
             thread.start()
@@ -399,7 +324,7 @@ def deliver(
                 in_flight -= _drain(db, plan, results, policy, state, report,
                                     progress, sleep, block=True)  # fmt: skip
         if state.paused:
-            db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="paused"))
+            ledger.set_issue_status(db, plan.issue_id, "paused")
             db.commit()
         _finish(db, plan, report)
     report.seconds = clock() - started
@@ -420,31 +345,9 @@ def _recipient(row: Any) -> Recipient:
 
 
 def _due(db: Connection, plan: Plan, now: float, only: int | None = None) -> list[Any]:
-    if only is not None:
-        which = deliveries.c.subscriber_id == only
-    else:
-        which = deliveries.c.next_attempt_at <= now
-    batch = db.execute(
-        select(
-            deliveries.c.subscriber_id,
-            deliveries.c.attempts,
-            deliveries.c.first_attempt_at,
-            subscribers.c.address,
-            subscribers.c.name,
-            subscribers.c.public_id,
-            subscribers.c.suppressed_at,
-        )
-        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-        .where(
-            deliveries.c.issue_id == plan.issue_id,
-            deliveries.c.status.in_(("pending", "deferred")),
-            which,
-        )
-        .order_by(deliveries.c.subscriber_id)
-        .limit(BATCH)
-    ).all()
+    batch = ledger.due_rows(db, plan.issue_id, now, BATCH, only)
     db.commit()
-    return list(batch)
+    return batch
 
 
 def _record(
@@ -459,21 +362,11 @@ def _record(
     due: float = 0.0,
     attempts: int | None = None,
 ) -> None:
-    db.execute(
-        _RECORD,
-        {
-            "issue": plan.issue_id,
-            "subscriber": task.subscriber_id,
-            "status": status,
-            "attempts": task.attempts if attempts is None else attempts,
-            "first": task.first_attempt_at if task.first_attempt_at is not None else at,
-            "due": due,
-            "code": code,
-            "reply": reply,
-            "provider": provider,
-            "at": at,
-        },
-    )
+    first = task.first_attempt_at if task.first_attempt_at is not None else at
+    ledger.record(
+        db, plan.issue_id, task.subscriber_id, status,
+        task.attempts if attempts is None else attempts, first, at, due, code, reply, provider,
+    )  # fmt: skip
 
 
 def _drain(
@@ -528,7 +421,7 @@ def _outcome(
     _record(db, plan, task, decision.status, at, error.code, decision.reply,
             due=decision.due, attempts=attempts)  # fmt: skip
     if decision.bounce:
-        _bounce(db, task.subscriber_id, policy.hard_bounces, decision.reply, at)
+        ledger.count_hard_bounce(db, task.subscriber_id, policy.hard_bounces, decision.reply, at)
     if decision.throttle:
         # The server asks us to slow down: wait, longer each time (bounded).
         state.throttled += 1
@@ -537,35 +430,16 @@ def _outcome(
         state.paused = state.stop = True
 
 
-def _bounce(db: Connection, subscriber_id: int, limit: int, reply: str, now: float) -> None:
-    db.execute(
-        update(subscribers).where(subscribers.c.id == subscriber_id)
-        .values(hard_bounces=subscribers.c.hard_bounces + 1)
-    )  # fmt: skip
-    db.execute(
-        update(subscribers)
-        .where(subscribers.c.id == subscriber_id, subscribers.c.hard_bounces >= limit,
-               subscribers.c.suppressed_at.is_(None))
-        .values(suppressed_at=now, suppressed_reason=reply)
-    )  # fmt: skip
-
-
 def _finish(db: Connection, plan: Plan, report: RunReport) -> None:
-    counts: dict[str, int] = dict(
-        db.execute(
-            select(deliveries.c.status, func.count())
-            .where(deliveries.c.issue_id == plan.issue_id)
-            .group_by(deliveries.c.status)
-        ).all()
-    )
+    counts = ledger.row_counts(db, plan.issue_id)
     report.recipients = sum(counts.values())
     report.pending = counts.get("pending", 0)
     report.deferred = counts.get("deferred", 0)
-    status = db.execute(select(issues.c.status).where(issues.c.id == plan.issue_id)).scalar_one()
+    status = ledger.issue_status(db, plan.issue_id)
     if status != "paused":
         # Done only when nobody is waiting: a crash or a deferral leaves it "sending".
         status = "done" if report.pending == 0 and report.deferred == 0 else "sending"
-        db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status=status))
+        ledger.set_issue_status(db, plan.issue_id, status)
         db.commit()
     report.status = status
     report.sent = counts.get("sent", 0)

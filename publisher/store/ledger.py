@@ -1,17 +1,17 @@
 """Questions to the ledger in the domain's words: digest issues and their delivery rows.
 
-(The send loop's own statements still live in ``delivery.send`` and ``confirm``; they move
-here as the ledger gets its claims.)
+Every statement about issues and their delivery rows is here (``confirm`` still writes its
+hourly issue and rows itself); the send loop calls these and records what they answer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection
 
-from publisher.store.schema import archive, deliveries, issues, subscriptions
+from publisher.store.schema import archive, deliveries, issues, subscribers, subscriptions
 
 
 def sent_issues(db: Connection, digest: str) -> list[tuple[int, float]]:
@@ -112,3 +112,171 @@ def sent_since(db: Connection, since: float) -> int:
             )
         ).scalar_one()
     )
+
+
+# --- an issue and its rows, for the send loop ----------------------------------------------
+
+
+def unfinished_issue(db: Connection, digest: str) -> Any | None:
+    """The oldest issue of ``digest`` not done yet, or None."""
+    return db.execute(
+        select(issues).where(issues.c.digest == digest, issues.c.status != "done")
+        .order_by(issues.c.number).limit(1)
+    ).first()  # fmt: skip
+
+
+def last_issue(db: Connection, digest: str) -> Any | None:
+    """Number and window end of the newest issue of ``digest``, or None."""
+    return db.execute(
+        select(issues.c.number, issues.c.window_end)
+        .where(issues.c.digest == digest).order_by(issues.c.number.desc()).limit(1)
+    ).first()  # fmt: skip
+
+
+def has_period(db: Connection, digest: str, period: float) -> bool:
+    """Whether ``digest`` has an issue for the scheduled ``period``."""
+    found = db.execute(
+        select(issues.c.id).where(issues.c.digest == digest, issues.c.period == period)
+    ).first()
+    return found is not None
+
+
+def last_period(db: Connection, digest: str) -> float | None:
+    """The latest scheduled period of ``digest`` that has an issue."""
+    value = db.execute(select(func.max(issues.c.period)).where(issues.c.digest == digest)).scalar()
+    return None if value is None else float(value)
+
+
+def create_issue(
+    db: Connection,
+    digest: str,
+    list_name: str,
+    number: int,
+    window: tuple[float | None, float],
+    created_at: float,
+    period: float | None,
+) -> int:
+    """A new issue and one pending row for every active, unsuppressed member of the list,
+    in one transaction (the caller's): they exist together or not at all. Raises
+    IntegrityError when another process made this number (or period) first."""
+    inserted = db.execute(
+        issues.insert().values(
+            digest=digest, number=number, window_start=window[0], window_end=window[1],
+            created_at=created_at, status="sending", period=period,
+        )
+    ).inserted_primary_key  # fmt: skip
+    assert inserted is not None
+    issue_id = int(inserted[0])
+    members = (
+        select(literal(issue_id), subscribers.c.id, literal("pending"), literal(0), literal(0.0))
+        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+        .where(
+            subscriptions.c.list == list_name,
+            subscriptions.c.status == "active",
+            subscribers.c.suppressed_at.is_(None),
+        )
+    )
+    columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
+    db.execute(deliveries.insert().from_select(columns, members))
+    return issue_id
+
+
+def keep_page(db: Connection, issue_id: int, html: str) -> None:
+    """Keep an issue's web page (raises IntegrityError when one is kept already)."""
+    db.execute(archive.insert().values(issue_id=issue_id, html=html))
+
+
+def set_issue_status(db: Connection, issue_id: int, status: str) -> None:
+    db.execute(update(issues).where(issues.c.id == issue_id).values(status=status))
+
+
+def issue_status(db: Connection, issue_id: int) -> str:
+    return str(db.execute(select(issues.c.status).where(issues.c.id == issue_id)).scalar_one())
+
+
+def due_rows(
+    db: Connection, issue_id: int, now: float, limit: int, only: int | None = None
+) -> list[Any]:
+    """Up to ``limit`` rows of the issue waiting to be sent (pending, or deferred and due at
+    ``now``; with ``only``, that subscriber's row whenever it is due), with the address."""
+    which = (
+        deliveries.c.subscriber_id == only if only is not None
+        else deliveries.c.next_attempt_at <= now
+    )  # fmt: skip
+    return list(
+        db.execute(
+            select(
+                deliveries.c.subscriber_id, deliveries.c.attempts, deliveries.c.first_attempt_at,
+                subscribers.c.address, subscribers.c.name, subscribers.c.public_id,
+                subscribers.c.suppressed_at,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.status.in_(("pending", "deferred")),
+                which,
+            )
+            .order_by(deliveries.c.subscriber_id)
+            .limit(limit)
+        ).all()
+    )  # fmt: skip
+
+
+# Prepared once: building SQLAlchemy statements per row costs more than sending the mail.
+_RECORD = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.subscriber_id == bindparam("subscriber"),
+    )
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        first_attempt_at=bindparam("first"),
+        next_attempt_at=bindparam("due"),
+        code=bindparam("code"),
+        reply=bindparam("reply"),
+        provider_id=bindparam("provider"),
+        updated_at=bindparam("at"),
+    )
+)
+
+
+def record(
+    db: Connection,
+    issue_id: int,
+    subscriber_id: int,
+    status: str,
+    attempts: int,
+    first: float,
+    at: float,
+    due: float = 0.0,
+    code: int | None = None,
+    reply: str | None = None,
+    provider: str | None = None,
+) -> None:
+    """What one attempt at one row came to."""
+    db.execute(
+        _RECORD,
+        {
+            "issue": issue_id, "subscriber": subscriber_id, "status": status,
+            "attempts": attempts, "first": first, "due": due, "code": code, "reply": reply,
+            "provider": provider, "at": at,
+        },
+    )  # fmt: skip
+
+
+def count_hard_bounce(
+    db: Connection, subscriber_id: int, limit: int, reply: str, now: float
+) -> None:
+    """One more hard bounce of an address; suppressed from the ``limit``-th on."""
+    db.execute(
+        update(subscribers).where(subscribers.c.id == subscriber_id)
+        .values(hard_bounces=subscribers.c.hard_bounces + 1)
+    )  # fmt: skip
+    db.execute(
+        update(subscribers)
+        .where(subscribers.c.id == subscriber_id, subscribers.c.hard_bounces >= limit,
+               subscribers.c.suppressed_at.is_(None))
+        .values(suppressed_at=now, suppressed_reason=reply)
+    )  # fmt: skip
