@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from publisher.config import Publication
-from publisher.content.cache import BuildCache, Entry
-from publisher.content.catalog import catalog, load_articles, scan_articles
-from publisher.errors import Problem
+from publisher.content.cache import BuildCache
+from publisher.content.catalog import Catalog, catalog, load_articles, scan_articles
 from publisher.feeds.files import FeedFile, feed_author, write_feeds
 from publisher.feeds.render import render_entry
 from publisher.model import Article
@@ -23,13 +22,10 @@ __all__ = ["CACHE_FILE", "BuildReport", "build", "feed_fragments", "load_article
 
 
 @dataclass
-class BuildReport:
-    published: list[Entry] = field(default_factory=list)
-    skipped: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+class BuildReport(Catalog):
+    """The catalog of the build, and the feed files it wrote."""
+
     feeds: list[FeedFile] = field(default_factory=list)
-    rendered: int = 0
-    reused: int = 0
 
 
 def build(
@@ -40,7 +36,7 @@ def build(
     with BuildCache(pub.state_dir / CACHE_FILE, readonly=not write) as cache:
         found = catalog(pub, cache, now, feed_fragments, jobs, keep=write)
         report = BuildReport(
-            found.published, found.skipped, found.warnings, [], found.rendered, found.reused
+            found.published, found.skipped, found.warnings, found.rendered, found.reused
         )
         if write:
             report.feeds = write_feeds(pub, cache, report.published)
