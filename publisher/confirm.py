@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +36,7 @@ from publisher.digest.issue import Window
 from publisher.digest.personalize import Recipient, dkim_settings, dkim_sign
 from publisher.digest.templates import environment, render_template
 from publisher.headers import clean_text, format_address, parse_sender
-from publisher.store import deliveries, epoch, issues, moment
+from publisher.store import epoch, ledger, moment
 from publisher.tokens import Signer
 
 CONFIRMATIONS = "~confirm"  # the ledger's issue name for confirmation mails
@@ -57,46 +56,29 @@ def confirm_url(pub: Publication, token: str) -> str:
 def hour_issue(engine: Engine, now: float) -> Plan:
     """This hour's confirmation issue, made if needed (whoever makes it first)."""
     number = int(now // 3600)
-    query = select(issues.c.id).where(issues.c.digest == CONFIRMATIONS, issues.c.number == number)
     start, end = moment(number * 3600.0), moment((number + 1) * 3600.0)
     assert start is not None and end is not None
     for _ in range(3):  # bounded: only a concurrent writer makes us look again
         with engine.begin() as db:
-            found = db.execute(query).scalar()
+            found = ledger.find_issue(db, CONFIRMATIONS, number)
             if found is not None:
-                return Plan(int(found), number, Window(start, end))
+                return Plan(int(found.id), number, Window(start, end))
         try:
             with engine.begin() as db:
-                inserted = db.execute(
-                    issues.insert().values(
-                        digest=CONFIRMATIONS, number=number, window_start=epoch(start),
-                        window_end=epoch(end), created_at=now, status="sending",
-                    )
-                ).inserted_primary_key  # fmt: skip
+                window = (epoch(start), epoch(end))
+                issue_id = ledger.create_empty_issue(db, CONFIRMATIONS, number, window, now)
         except IntegrityError:
             continue
-        assert inserted is not None
-        return Plan(int(inserted[0]), number, Window(start, end))
+        return Plan(issue_id, number, Window(start, end))
     raise RuntimeError("could not open this hour's confirmation issue")
 
 
 def queue_row(db: Connection, plan: Plan, subscriber_id: int, now: float) -> None:
     """The ledger row of one confirmation mail, due for a run after ``GRACE`` seconds
     (the request sends it before then)."""
-    exists = db.execute(
-        select(deliveries.c.status).where(
-            deliveries.c.issue_id == plan.issue_id, deliveries.c.subscriber_id == subscriber_id
-        )
-    ).first()
-    if exists is None:
-        db.execute(
-            deliveries.insert().values(
-                issue_id=plan.issue_id, subscriber_id=subscriber_id, status="pending",
-                attempts=0, next_attempt_at=now + GRACE,
-            )
-        )  # fmt: skip
+    if ledger.add_row(db, plan.issue_id, subscriber_id, now + GRACE):
         # `publisher run` may have closed the hour while it was empty; it has mail again.
-        db.execute(update(issues).where(issues.c.id == plan.issue_id).values(status="sending"))
+        ledger.set_issue_status(db, plan.issue_id, "sending")
 
 
 @dataclass(frozen=True)
@@ -181,30 +163,8 @@ def resume(
     """Retry every confirmation that is due (deferred, or not sent by its request) and
     mark finished hours done; a report for each hour that had mail due. What
     ``publisher run`` does every minute."""
-    waiting = deliveries.c.status.in_(("pending", "deferred"))
     with engine.begin() as db:
-        open_hours = select(issues.c.id).where(
-            issues.c.digest == CONFIRMATIONS, issues.c.status != "done"
-        )
-        # Only the rows of open confirmation hours: the index leads with issue_id, and a
-        # digest issue being sent may have a million rows waiting.
-        mine = deliveries.c.issue_id.in_(open_hours)
-        busy = select(deliveries.c.issue_id).where(mine, waiting).distinct()
-        # Hours whose every mail is sent or failed (a crash can leave them open).
-        db.execute(
-            update(issues)
-            .where(issues.c.id.in_(open_hours), issues.c.id.not_in(busy))
-            .values(status="done")
-        )
-        rows = db.execute(
-            select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end)
-            .where(issues.c.id.in_(open_hours))
-            .where(issues.c.id.in_(
-                select(deliveries.c.issue_id).where(mine, waiting,
-                                                    deliveries.c.next_attempt_at <= clock())
-            ))
-            .order_by(issues.c.number)
-        ).all()  # fmt: skip
+        rows = ledger.due_hours(db, CONFIRMATIONS, clock())
     reports = []
     for row in rows:
         if should_stop():

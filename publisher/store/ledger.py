@@ -1,7 +1,7 @@
 """Questions to the ledger in the domain's words: digest issues and their delivery rows.
 
-Every statement about issues and their delivery rows is here (``confirm`` still writes its
-hourly issue and rows itself); the send loop calls these and records what they answer.
+Every statement about issues and their delivery rows is here, the hourly issues of
+confirmation mails included; the send loop calls these and records what they answer.
 """
 
 from __future__ import annotations
@@ -279,4 +279,65 @@ def count_hard_bounce(
         .where(subscribers.c.id == subscriber_id, subscribers.c.hard_bounces >= limit,
                subscribers.c.suppressed_at.is_(None))
         .values(suppressed_at=now, suppressed_reason=reply)
+    )  # fmt: skip
+
+
+# --- the hourly issues of confirmation mails ----------------------------------------------
+
+
+def create_empty_issue(
+    db: Connection, digest: str, number: int, window: tuple[float, float], created_at: float
+) -> int:
+    """An issue without rows (rows are added one by one, as confirmation mails are asked
+    for). Raises IntegrityError when another process made it first."""
+    inserted = db.execute(
+        issues.insert().values(
+            digest=digest, number=number, window_start=window[0], window_end=window[1],
+            created_at=created_at, status="sending",
+        )
+    ).inserted_primary_key  # fmt: skip
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def add_row(db: Connection, issue_id: int, subscriber_id: int, due: float) -> bool:
+    """A pending row for one recipient of an issue, due at ``due``; False if it has one."""
+    exists = db.execute(
+        select(deliveries.c.status).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id
+        )
+    ).first()
+    if exists is not None:
+        return False
+    db.execute(
+        deliveries.insert().values(
+            issue_id=issue_id, subscriber_id=subscriber_id, status="pending", attempts=0,
+            next_attempt_at=due,
+        )
+    )  # fmt: skip
+    return True
+
+
+def due_hours(db: Connection, digest: str, now: float) -> list[Any]:
+    """Close the open issues of ``digest`` that wait for nothing (a crash can leave them
+    open), and return those with a row due at ``now`` (id, number, window), oldest first.
+
+    Only the rows of open issues are looked at: the index leads with issue_id, and a
+    digest issue being sent may have a million rows waiting."""
+    waiting = deliveries.c.status.in_(("pending", "deferred"))
+    open_issues = select(issues.c.id).where(issues.c.digest == digest, issues.c.status != "done")
+    mine = deliveries.c.issue_id.in_(open_issues)
+    busy = select(deliveries.c.issue_id).where(mine, waiting).distinct()
+    due = select(deliveries.c.issue_id).where(mine, waiting, deliveries.c.next_attempt_at <= now)
+    db.execute(
+        update(issues)
+        .where(issues.c.id.in_(open_issues), issues.c.id.not_in(busy))
+        .values(status="done")
+    )
+    return list(
+        db.execute(
+            select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end)
+            .where(issues.c.id.in_(open_issues), issues.c.id.in_(due))
+            .order_by(issues.c.number)
+        ).all()
     )  # fmt: skip
