@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,9 +31,10 @@ from publisher.backends import Backend
 from publisher.config import Publication
 from publisher.delivery import Plan, RunReport, deliver
 from publisher.digest.issue import Window
+from publisher.digest.message import build_message
 from publisher.digest.personalize import Recipient, dkim_settings, dkim_sign
 from publisher.digest.templates import environment, render_template
-from publisher.headers import clean_text, format_address, parse_sender
+from publisher.headers import clean_text, encode_text, format_address, parse_sender
 from publisher.store import epoch, ledger, moment
 from publisher.tokens import Signer
 
@@ -111,16 +110,20 @@ class ConfirmationMail:
             TEMPLATE,
             {"site": site, "link": link, "name": clean_text(recipient.name, 100)},
         )
-        message = EmailMessage(policy=SMTP)
-        message["From"] = format_address(self.sender_name or site.title, self.sender)
-        message["To"] = format_address(recipient.name, recipient.address)
-        message["Subject"] = clean_text(f"Confirm your subscription to {site.title}", 300)
-        message["Date"] = format_datetime(self.date)
-        message["Message-ID"] = self.message_id(recipient)
-        # RFC 3834: made by a program; out-of-office replies should not answer it.
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(text, cte="quoted-printable")
-        data = message.as_bytes()
+        head = [
+            f"From: {format_address(self.sender_name or site.title, self.sender)}",
+            f"Subject: {encode_text(f'Confirm your subscription to {site.title}')}",
+            f"Date: {format_datetime(self.date)}",
+            # RFC 3834: made by a program; out-of-office replies should not answer it.
+            "Auto-Submitted: auto-generated",
+        ]
+        message_id = self.message_id(recipient)
+        template = build_message(head, [("plain", text)], {}, message_id)
+        headers = (
+            f"To: {format_address(recipient.name, recipient.address)}\r\n"
+            f"Message-ID: {message_id}\r\n"
+        ).encode("ascii")
+        data = template.personalize(headers, {})
         return data if self.dkim is None else dkim_sign(data, self.dkim)
 
 

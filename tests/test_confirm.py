@@ -177,3 +177,23 @@ def test_the_publication_can_word_its_own_confirmation(example: Path) -> None:
         "Bonjour Zoé : https://notes.kestrelbay.example/confirm/"
     )
     assert message["Date"] == "Sat, 28 Nov 2026 00:00:00 +0000"
+
+
+def test_golden_confirmation(example: Path, update_golden: bool) -> None:
+    """Made by the same message builder as a digest: the bytes are fixed by the hour, the
+    recipient and the key."""
+    pub = load_config(example / "schedule.yaml")
+    engine = store.connect(pub.database_url)
+    plan = confirm.hour_issue(engine, NOW.timestamp())
+    engine.dispose()
+    mail = confirm.mail(pub, KEY, plan, NOW)
+    data = mail.render(Recipient("zoe@example.org", "Zoë Ørsted", "pid123"))
+    golden = Path(__file__).parent / "golden" / "confirm.eml"
+    if update_golden:
+        golden.write_bytes(data)
+    assert data.decode() == golden.read_bytes().decode()
+    message = email.message_from_bytes(data, policy=default)
+    assert message["To"] == "Zoë Ørsted <zoe@example.org>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78

@@ -10,31 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from markupsafe import Markup
 
 from publisher.config import Digest, Publication
 from publisher.content import plain_text
 from publisher.digest.message import (
-    CRLF,
     MARKER_PREFIX,
     MessageTemplate,
-    Segment,
-    encode_qp_with_slots,
+    build_message,
     scrub_markers,
     slot_marker,
 )
 from publisher.digest.templates import TemplateError, environment, render_string, render_template
 from publisher.errors import Problem
-from publisher.headers import clean_text, encode_text, parse_sender
+from publisher.headers import clean_text, encode_text, format_address, parse_sender
 from publisher.model import Article
 
 # Per-recipient values; everything else in a message is the same for every recipient.
@@ -54,13 +51,30 @@ class Window:
         return (self.start is None or moment > self.start) and moment <= self.end
 
 
-def select_articles(articles: Sequence[Article], digest: Digest, window: Window) -> list[Article]:
+class Candidate(Protocol):
+    """What choosing an issue's articles looks at: a full ``Article``, or the build's small
+    record of one (so that only the chosen few are read from their files)."""
+
+    @property
+    def date(self) -> datetime: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def draft(self) -> bool: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+def select_articles(items: Sequence[C], digest: Digest, window: Window) -> list[C]:
     """The articles of one issue: published in the window, matching the digest's tags,
-    newest first, at most ``max_articles``."""
+    newest first, at most ``max_articles``. The one place this is decided."""
     wanted = {t.casefold() for t in digest.tags}
     chosen = [
         a
-        for a in articles
+        for a in items
         if not a.draft
         and a.date in window
         and (not wanted or any(t.casefold() in wanted for t in a.tags))
@@ -140,20 +154,7 @@ def compose_issue(
     name, address = parse_sender(digest.sender)
     list_id = f"<{digest.list_name}.{_domain(site.base_url)}>"
     head = _common_headers(pub, digest, subject, now, name, address, list_id, key)
-    boundary = f"=_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-    body: list[Segment] = [
-        CRLF + b"This is a multi-part message in MIME format." + CRLF,
-        f"--{boundary}".encode() + CRLF,
-        b"Content-Type: text/plain; charset=utf-8" + CRLF,
-        b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF,
-        *encode_qp_with_slots(text, markers, html_part=False),
-        CRLF + f"--{boundary}".encode() + CRLF,
-        b"Content-Type: text/html; charset=utf-8" + CRLF,
-        b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF,
-        *encode_qp_with_slots(html, markers, html_part=True),
-        CRLF + f"--{boundary}--".encode() + CRLF,
-    ]
-    head += f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode() + CRLF
+    message = build_message(head, [("plain", text), ("html", html)], markers, key)
     return Issue(
         digest=digest.name,
         number=number,
@@ -163,7 +164,7 @@ def compose_issue(
         html=html,
         text=text,
         markers=markers,
-        message=MessageTemplate(head, tuple(_merge(body))),
+        message=message,
         sender=(name, address),
         list_id=list_id,
         warnings=warnings,
@@ -189,16 +190,6 @@ def _without_markers(article: Article) -> Article:
     )
 
 
-def _merge(segments: list[Segment]) -> list[Segment]:
-    out: list[Segment] = []
-    for segment in segments:
-        if isinstance(segment, bytes) and out and isinstance(out[-1], bytes):
-            out[-1] = out[-1] + segment
-        else:
-            out.append(segment)
-    return out
-
-
 def _domain(url: str) -> str:
     return url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
 
@@ -212,14 +203,11 @@ def _common_headers(
     address: str,
     list_id: str,
     key: str,
-) -> bytes:
-    from publisher.headers import format_address
-
+) -> list[str]:
     lines = [
         f"From: {format_address(name, address)}",
         f"Subject: {encode_text(subject)}",
         f"Date: {format_datetime(now)}",
-        "MIME-Version: 1.0",
         f"List-Id: {encode_text(pub.config.site.title)} {list_id}",
         # RFC 8058: the POST to the List-Unsubscribe URL unsubscribes in one click.
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
@@ -228,7 +216,7 @@ def _common_headers(
     if digest.reply_to:
         reply_name, reply_address = parse_sender(digest.reply_to)
         lines.insert(1, f"Reply-To: {format_address(reply_name, reply_address)}")
-    return "".join(line + "\r\n" for line in lines).encode("ascii")
+    return lines
 
 
 def _article_context(article: Article, full: bool) -> dict[str, Any]:

@@ -14,10 +14,11 @@ substitution time: lines stay within RFC 2045's 76 characters whatever the value
 from __future__ import annotations
 
 import binascii
+import hashlib
 import html
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 CRLF = b"\r\n"
@@ -99,3 +100,53 @@ class MessageTemplate:
             else:
                 parts.append(encode_value(values[segment.name], segment.html))
         return b"".join(parts)
+
+
+def build_message(
+    head: Sequence[str],
+    parts: Sequence[tuple[str, str]],
+    markers: Mapping[str, str],
+    key: str,
+) -> MessageTemplate:
+    """The one way a message of this publisher is put together, digests and confirmation
+    mails alike.
+
+    ``head``: the common header lines, finished (ASCII, encoded words where needed),
+    without line ends. ``parts``: (media subtype, text) of each body part, in the order of
+    preference RFC 2046 gives (plain first); one part makes a single-part message, more a
+    ``multipart/alternative`` whose boundary is derived from ``key``, so that the same
+    issue gives the same bytes. Every part is UTF-8, quoted-printable, with ``markers``
+    turned into per-recipient slots.
+    """
+    lines = [*head, "MIME-Version: 1.0"]
+    if len(parts) == 1:
+        ((subtype, text),) = parts
+        lines += [f"Content-Type: text/{subtype}; charset=utf-8",
+                  "Content-Transfer-Encoding: quoted-printable"]  # fmt: skip
+        body: list[Segment] = [CRLF, *encode_qp_with_slots(text, markers, subtype == "html")]
+    else:
+        boundary = f"=_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        body = [CRLF + b"This is a multi-part message in MIME format." + CRLF]
+        for subtype, text in parts:
+            body.append(
+                f"--{boundary}\r\n"
+                f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode()
+            )
+            body += encode_qp_with_slots(text, markers, subtype == "html")
+            body.append(CRLF)
+        body.append(f"--{boundary}--".encode() + CRLF)
+    head_bytes = "".join(line + "\r\n" for line in lines).encode("ascii")
+    return MessageTemplate(head_bytes, tuple(_merge(body)))
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Adjacent byte segments joined: fewer pieces to join per recipient."""
+    out: list[Segment] = []
+    for segment in segments:
+        if isinstance(segment, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] = out[-1] + segment
+        else:
+            out.append(segment)
+    return out
