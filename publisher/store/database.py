@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from publisher.config import Publication
 from publisher.errors import Problem, StateError
 from publisher.files import private_file
-from publisher.store.schema import metadata, upgrade
+from publisher.store.migrate import migrate
 
 
 def open_database(pub: Publication) -> Engine:
@@ -53,8 +53,7 @@ def connect(url: str) -> Engine:
             cursor.close()
 
     try:
-        metadata.create_all(engine)
-        upgrade(engine)
+        migrate(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise _state_error(f"cannot open {shown}: {database_reason(exc)}") from exc

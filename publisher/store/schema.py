@@ -4,6 +4,9 @@ delivery ledger — one row per (issue, recipient).
 SQLite in WAL mode by default (embedded, nothing to install); any SQLAlchemy URL, such as
 PostgreSQL, works too. Times are stored as UTC epoch seconds (REAL): the same on every
 database, and ordered.
+
+These tables are what the queries use; the database is made and changed only by the
+migrations in ``migrations/`` (``store.migrate``), and a test holds the two equal.
 """
 
 from __future__ import annotations
@@ -21,10 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    inspect,
-    text,
 )
-from sqlalchemy.engine import Engine
 
 metadata = MetaData()
 
@@ -65,6 +65,8 @@ issues = Table(
     Column("window_end", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("status", String(16), nullable=False),  # sending | paused | done
+    # Why a paused issue is paused: the reply about the sender or the server that stopped it.
+    Column("paused_reason", String(1000)),
     # The scheduled moment the issue is for (None when sent by hand).
     Column("period", Float),
     # One issue per number per digest, whoever composes it (two schedulers included).
@@ -78,7 +80,8 @@ deliveries = Table(
     metadata,
     Column("issue_id", ForeignKey("issues.id"), primary_key=True),
     Column("subscriber_id", ForeignKey("subscribers.id"), primary_key=True),
-    Column("status", String(16), nullable=False),  # pending | deferred | sent | failed
+    # pending | sending (claimed) | deferred | sent | failed | skipped
+    Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("first_attempt_at", Float),
@@ -86,6 +89,9 @@ deliveries = Table(
     Column("reply", String(1000)),
     Column("provider_id", String(200)),
     Column("updated_at", Float),
+    # The sender holding a `sending` row; its lease ends at next_attempt_at, after which
+    # the row is due again (its sender was killed).
+    Column("lease_owner", String(64)),
     Index("deliveries_due", "issue_id", "status", "next_attempt_at"),
     Index("deliveries_sent_at", "status", "updated_at"),
 )
@@ -107,16 +113,3 @@ def epoch(moment: datetime) -> float:
 
 def moment(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def upgrade(engine: Engine) -> None:
-    """Bring a database made by an earlier version up to this schema (additive only)."""
-    subscriber_columns = {c["name"] for c in inspect(engine).get_columns("subscribers")}
-    if "confirm_sent_at" not in subscriber_columns:
-        with engine.begin() as db:
-            db.execute(text("ALTER TABLE subscribers ADD COLUMN confirm_sent_at REAL"))
-    columns = {c["name"] for c in inspect(engine).get_columns("issues")}
-    if "period" not in columns:
-        with engine.begin() as db:
-            db.execute(text("ALTER TABLE issues ADD COLUMN period REAL"))
-            db.execute(text("CREATE UNIQUE INDEX issues_period ON issues (digest, period)"))

@@ -1,0 +1,1 @@
+"""Alembic revisions of the state database, oldest first."""

@@ -1,0 +1,189 @@
+"""Migrations: each revision upgrades a database written by the one before it, on SQLite
+and PostgreSQL, and loses nothing; the migrated schema is the one the queries use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from publisher import store
+from publisher.store import ledger
+from publisher.store.migrate import BASELINE, HEAD, SCRIPTS, current_revision, migrate
+
+from .postgres import needs_postgres, postgres_cluster
+
+# Rows as the baseline schema holds them: every table, every column it has.
+BASELINE_ROWS = [
+    "INSERT INTO subscribers (id, address, key, name, public_id, created_at, hard_bounces,"
+    " suppressed_at, suppressed_reason, confirm_sent_at) VALUES"
+    " (1, 'Ann@example.org', 'ann@example.org', 'Ann', 'p1', 1.0, 0, NULL, NULL, 5.0),"
+    " (2, 'bo@example.org', 'bo@example.org', '', 'p2', 2.0, 3, 9.0, '550 no such user', NULL)",
+    "INSERT INTO subscriptions (subscriber_id, list, status, updated_at) VALUES"
+    " (1, 'weekly', 'active', 1.0), (2, 'weekly', 'unsubscribed', 3.0)",
+    "INSERT INTO issues (id, digest, number, window_start, window_end, created_at, status,"
+    " period) VALUES (1, 'weekly', 1, NULL, 100.0, 100.0, 'sending', 100.0)",
+    "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at,"
+    " first_attempt_at, code, reply, provider_id, updated_at) VALUES"
+    " (1, 1, 'deferred', 2, 400.0, 110.0, 451, 'greylisted', NULL, 300.0),"
+    " (1, 2, 'sent', 1, 0.0, 110.0, 250, NULL, '250 ok', 110.0)",
+    "INSERT INTO archive (issue_id, html) VALUES (1, '<p>issue one</p>')",
+]
+
+
+def _alembic() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPTS))
+    return ScriptDirectory.from_config(config)
+
+
+def test_head_is_the_newest_revision() -> None:
+    assert _alembic().get_current_head() == HEAD
+
+
+def test_the_migrated_schema_is_the_one_the_queries_use(tmp_path: Path) -> None:
+    engine = store.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    with engine.connect() as db:
+        differences = compare_metadata(MigrationContext.configure(db), store.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def _upgrade_keeps_everything(engine: Engine) -> None:
+    migrate(engine, BASELINE)
+    with engine.begin() as db:
+        for statement in BASELINE_ROWS:
+            db.execute(text(statement))
+    migrate(engine)
+    with engine.connect() as db:
+        assert current_revision(db) == HEAD
+        people = db.execute(
+            text("SELECT address, hard_bounces, suppressed_reason, confirm_sent_at"
+                 " FROM subscribers ORDER BY id")
+        ).all()  # fmt: skip
+        assert [tuple(r) for r in people] == [
+            ("Ann@example.org", 0, None, 5.0),
+            ("bo@example.org", 3, "550 no such user", None),
+        ]
+        rows = db.execute(
+            text("SELECT subscriber_id, status, attempts, next_attempt_at, reply, lease_owner"
+                 " FROM deliveries ORDER BY subscriber_id")
+        ).all()  # fmt: skip
+        assert [tuple(r) for r in rows] == [
+            (1, "deferred", 2, 400.0, "greylisted", None),
+            (2, "sent", 1, 0.0, None, None),
+        ]
+        issue = db.execute(text("SELECT status, period, paused_reason FROM issues")).one()
+        assert tuple(issue) == ("sending", 100.0, None)
+        assert db.execute(text("SELECT html FROM archive")).scalar() == "<p>issue one</p>"
+        subscriptions = db.execute(text("SELECT count(*) FROM subscriptions")).scalar()
+        assert subscriptions == 2
+    # The upgraded database works: the ledger reads it.
+    with engine.connect() as db:
+        assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
+
+
+def test_upgrade_from_the_previous_revision_on_sqlite(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        _upgrade_keeps_everything(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_upgrade_from_the_previous_revision_on_postgres() -> None:
+    with postgres_cluster() as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_keeps_everything(engine)
+            with engine.connect() as db:
+                differences = compare_metadata(MigrationContext.configure(db), store.metadata)
+            assert differences == []
+        finally:
+            engine.dispose()
+
+
+# What `metadata.create_all` of those versions wrote (SQLAlchemy's DDL for SQLite).
+OLD_TABLES = """
+CREATE TABLE issues (id INTEGER NOT NULL, digest VARCHAR(64) NOT NULL,
+    number INTEGER NOT NULL, window_start FLOAT, window_end FLOAT NOT NULL,
+    created_at FLOAT NOT NULL, status VARCHAR(16) NOT NULL, PRIMARY KEY (id),
+    UNIQUE (digest, number));
+CREATE TABLE subscribers (id INTEGER NOT NULL, address VARCHAR(254) NOT NULL,
+    "key" VARCHAR(254) NOT NULL, name VARCHAR(200) NOT NULL,
+    public_id VARCHAR(32) NOT NULL, created_at FLOAT NOT NULL,
+    hard_bounces INTEGER NOT NULL, suppressed_at FLOAT, suppressed_reason VARCHAR(1000),
+    PRIMARY KEY (id), UNIQUE ("key"), UNIQUE (public_id));
+CREATE TABLE archive (issue_id INTEGER NOT NULL, html TEXT NOT NULL,
+    PRIMARY KEY (issue_id), FOREIGN KEY(issue_id) REFERENCES issues (id));
+CREATE TABLE deliveries (issue_id INTEGER NOT NULL, subscriber_id INTEGER NOT NULL,
+    status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, next_attempt_at FLOAT NOT NULL,
+    first_attempt_at FLOAT, code INTEGER, reply VARCHAR(1000), provider_id VARCHAR(200),
+    updated_at FLOAT, PRIMARY KEY (issue_id, subscriber_id),
+    FOREIGN KEY(issue_id) REFERENCES issues (id),
+    FOREIGN KEY(subscriber_id) REFERENCES subscribers (id));
+CREATE INDEX deliveries_due ON deliveries (issue_id, status, next_attempt_at);
+CREATE INDEX deliveries_sent_at ON deliveries (status, updated_at);
+CREATE TABLE subscriptions (subscriber_id INTEGER NOT NULL, list VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL, updated_at FLOAT NOT NULL, PRIMARY KEY (subscriber_id, list),
+    FOREIGN KEY(subscriber_id) REFERENCES subscribers (id))
+"""
+
+
+@pytest.fixture
+def before_migrations(tmp_path: Path) -> Iterator[Path]:
+    """A database as the versions before migrations made it: no revision table, and
+    neither the column nor the index they later added by hand."""
+    file = tmp_path / "state.db"
+    engine = create_engine(f"sqlite:///{file}")
+    with engine.begin() as db:
+        for statement in OLD_TABLES.split(";"):
+            db.execute(text(statement))
+        db.execute(text(
+            "INSERT INTO subscribers VALUES (1, 'ann@example.org', 'ann@example.org', 'Ann',"
+            " 'p1', 1.0, 0, NULL, NULL)"
+        ))  # fmt: skip
+        db.execute(text("INSERT INTO subscriptions VALUES (1, 'weekly', 'active', 1.0)"))
+        db.execute(text("INSERT INTO issues VALUES (1, 'weekly', 1, NULL, 100.0, 100.0, 'done')"))
+        db.execute(text(
+            "INSERT INTO deliveries VALUES (1, 1, 'sent', 1, 0.0, 110.0, 250, NULL, 'ok', 110.0)"
+        ))  # fmt: skip
+    engine.dispose()
+    yield file
+
+
+def test_a_database_from_before_migrations_is_upgraded_in_place(before_migrations: Path) -> None:
+    engine = store.connect(f"sqlite:///{before_migrations}")
+    try:
+        with engine.connect() as db:
+            assert current_revision(db) == HEAD
+            assert db.execute(text("SELECT address FROM subscribers")).scalar() == "ann@example.org"
+            assert db.execute(text("SELECT period FROM issues")).one() == (None,)
+            assert ledger.row_counts(db, 1) == {"sent": 1}
+            differences = compare_metadata(MigrationContext.configure(db), store.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
+
+
+def test_a_database_at_the_newest_revision_is_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store.connect(url).dispose()
+    engine = create_engine(url)
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute",
+                 lambda *args: statements.append(str(args[2])))  # fmt: skip
+    migrate(engine)
+    engine.dispose()
+    assert len(statements) <= 3  # the revision table's presence and its one row
