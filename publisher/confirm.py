@@ -15,8 +15,6 @@ the subscriber's public id at each attempt, with the same Message-ID.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -27,9 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from publisher.backends import Backend
 from publisher.config import Publication
-from publisher.delivery import Plan, RunReport, deliver
+from publisher.delivery import Outgoing, Plan, RunReport, Sender, deliver, waiting_issues
 from publisher.digest.issue import Window
 from publisher.digest.message import build_message
 from publisher.digest.personalize import Recipient, dkim_settings, dkim_sign
@@ -140,42 +137,22 @@ def mail(pub: Publication, signer: Signer, plan: Plan, now: datetime) -> Confirm
 
 
 def send(
-    engine: Engine,
-    pub: Publication,
-    signer: Signer,
-    plan: Plan,
-    subscriber_id: int,
-    now: datetime,
-    backends: Sequence[Backend],
-    clock: Callable[[], float] = time.time,
+    sender: Sender, signer: Signer, plan: Plan, subscriber_id: int, now: datetime
 ) -> RunReport:
     """Send one subscriber's confirmation now (the sign-up request does this)."""
-    message = mail(pub, signer, plan, now)
-    return deliver(engine, pub, CONFIRMATIONS, plan, message, backends, clock, only=subscriber_id)
+    message = mail(sender.pub, signer, plan, now)
+    outgoing = Outgoing(CONFIRMATIONS, plan, message, None)
+    return deliver(sender, outgoing, only=subscriber_id)
 
 
-def resume(
-    engine: Engine,
-    pub: Publication,
-    signer: Signer,
-    now: datetime,
-    backends: Callable[[], Sequence[Backend]],
-    should_stop: Callable[[], bool] = lambda: False,
-    clock: Callable[[], float] = time.time,
-) -> list[RunReport]:
+def resume(sender: Sender, signer: Signer, now: datetime) -> list[RunReport]:
     """Retry every confirmation that is due (deferred, or not sent by its request) and
     mark finished hours done; a report for each hour that had mail due. What
-    ``publisher run`` does every minute."""
-    with engine.begin() as db:
-        rows = ledger.due_hours(db, CONFIRMATIONS, clock())
+    ``publisher run`` does when a retry is due."""
     reports = []
-    for row in rows:
-        if should_stop():
+    for plan in waiting_issues(sender.engine, CONFIRMATIONS, sender.clock()):
+        if sender.should_stop():
             break
-        end = moment(row.window_end)
-        assert end is not None
-        plan = Plan(row.id, row.number, Window(moment(row.window_start), end))
-        message = mail(pub, signer, plan, now)
-        reports.append(deliver(engine, pub, CONFIRMATIONS, plan, message, backends(), clock,
-                               should_stop=should_stop))  # fmt: skip
+        message = mail(sender.pub, signer, plan, now)
+        reports.append(deliver(sender, Outgoing(CONFIRMATIONS, plan, message, None)))
     return reports

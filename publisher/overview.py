@@ -38,6 +38,9 @@ def digest_overview(
                 "status": row.status,
                 "window_end": None if end is None else end.isoformat(),
                 **{key: counts.get(key, 0) for key in STATUSES},
+                # Rows a sender holds right now (claimed, being sent).
+                "sending": counts.get("sending", 0),
+                "reason": row.paused_reason,  # why a paused issue is paused
             }
         )
     return {

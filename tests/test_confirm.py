@@ -19,6 +19,7 @@ from publisher.backends import load_backend
 from publisher.backends.memory import MemoryBackend
 from publisher.build import build
 from publisher.config import Publication, load_config
+from publisher.delivery import RunReport, Sender
 from publisher.digest.personalize import Recipient
 from publisher.overview import confirmation_line, confirmation_overview
 
@@ -75,14 +76,18 @@ def test_a_refused_confirmation_is_deferred_and_retried(
     assert ledger(pub) == [("nia@example.org", "deferred", 1)]
 
     engine = store.connect(pub.database_url)
-    backends = lambda: [load_backend("smtp", pub.config.backend.options, str(pub.root))]  # noqa: E731
+    backend = load_backend("smtp", pub.config.backend.options, str(pub.root))
+
+    def resume(at: float) -> list[RunReport]:
+        return confirm.resume(Sender(engine, pub, [backend], clock=lambda: at), KEY, NOW)
+
     with smtp_server(port=port) as (_, script):
         # Before its retry time nothing is sent; after it (retry_first is 5 min) it is.
-        assert confirm.resume(engine, pub, KEY, NOW, backends) == []
+        assert resume(time.time()) == []
         later = time.time() + 301
-        reports = confirm.resume(engine, pub, KEY, NOW, backends, clock=lambda: later)
+        reports = resume(later)
         assert [(r.sent, r.status) for r in reports] == [(1, "done")]
-        assert confirm.resume(engine, pub, KEY, NOW, backends, clock=lambda: later) == []
+        assert resume(later) == []
     engine.dispose()
     assert ledger(pub) == [("nia@example.org", "sent", 2)]
     assert len(script.received) == 1
@@ -138,17 +143,20 @@ def test_a_row_the_request_did_not_send_goes_out_after_the_grace_time(example: P
     plan = confirm.hour_issue(engine, now)
     assert confirm.hour_issue(engine, now + 60) == plan  # one issue per hour
     outbox = MemoryBackend({}, str(pub.root))
-    backends = lambda: [outbox]  # noqa: E731
+
+    def resume(at: float) -> list[RunReport]:
+        return confirm.resume(Sender(engine, pub, [outbox], clock=lambda: at), KEY, NOW)
+
     # A run meanwhile closes the empty hour; the row written next opens it again.
-    assert confirm.resume(engine, pub, KEY, NOW, backends, clock=lambda: now) == []
+    assert resume(now) == []
     with engine.begin() as db:
         subscriber, send = store.request_subscription(db, "ola@example.org", "", ["weekly"], now)
         assert send
         confirm.queue_row(db, plan, subscriber, now)
-    early = confirm.resume(engine, pub, KEY, NOW, backends, clock=lambda: now + 10)
+    early = resume(now + 10)
     assert early == [] and outbox.outbox == []
     due = now + confirm.GRACE + 1
-    reports = confirm.resume(engine, pub, KEY, NOW, backends, clock=lambda: due)
+    reports = resume(due)
     assert [(r.sent, r.status) for r in reports] == [(1, "done")]
     [(envelope, data)] = outbox.outbox
     assert envelope.recipient == "ola@example.org"

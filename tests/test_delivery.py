@@ -15,13 +15,12 @@ from publisher import store
 from publisher.backends import Backend, load_backend
 from publisher.backends.memory import MemoryBackend
 from publisher.config import Publication, load_config
-from publisher.delivery import RunReport, compose, deliver, open_issue
-from publisher.tokens import Signer
+from publisher.delivery import RunReport, open_issue
 
+from .sending import send
 from .smtpserver import Script, smtp_server
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-KEY = Signer([b"delivery-test-key-0123456789"])
 
 
 class Clock:
@@ -63,18 +62,10 @@ def subscribe(pub: Publication, *addresses: str) -> None:
 
 
 def run(pub: Publication, backend: Backend, clock: Clock, now: datetime = NOW) -> RunReport:
-    engine = store.connect(pub.database_url)
-    digest = pub.config.digests[0]
-    try:
-        plan = open_issue(engine, pub, digest, now)
-        if plan is None:
-            return RunReport(digest.name, status="nothing new to send")
-        letters = compose(engine, pub, digest, plan, now, KEY)
-        return deliver(
-            engine, pub, digest.name, plan, letters, [backend], clock=clock, sleep=clock.sleep
-        )
-    finally:
-        engine.dispose()
+    """One `publisher send` that sends at most one issue (resumed, or new)."""
+    reports = send(pub, [backend], now, clock, clock.sleep)
+    assert len(reports) <= 1, [r.line() for r in reports]
+    return reports[0] if reports else RunReport("weekly", status="nothing new to send")
 
 
 def rows(pub: Publication) -> dict[str, tuple[str, int, float]]:
@@ -167,15 +158,16 @@ def test_smtp_faults_follow_the_rules(pub: Publication, smtp: tuple[Backend, Scr
 
     # Later runs retry with doubling delays until the lifetime (1 h) has passed.
     delays = []
-    for _ in range(40):  # bounded
-        due = min(v[2] for v in rows(pub).values() if v[0] == "deferred")
-        before = rows(pub)["tempfail@example.org"][2]
-        clock.now = due
+    for _ in range(60):  # bounded
+        waiting = [v for v in rows(pub).values() if v[0] == "deferred"]
+        if not waiting:
+            break
+        before = rows(pub)["tempfail@example.org"]
+        clock.now = max(clock.now, min(v[2] for v in waiting))
         report = run(pub, backend, clock)
         after = rows(pub)["tempfail@example.org"]
-        if after[0] != "deferred":
-            break
-        delays.append(round(after[2] - before))
+        if after[0] == "deferred" and after[1] > before[1]:
+            delays.append(round(after[2] - clock.now))
     assert delays[:3] == [120, 240, 240]  # doubling, capped at retry_max
     assert rows(pub)["tempfail@example.org"][0] == "failed"  # expired
     assert report.status == "done"
@@ -209,9 +201,10 @@ def test_two_composers_one_issue(pub: Publication) -> None:
     subscribe(pub, "ann@example.org")
     engine = store.connect(pub.database_url)
     digest = pub.config.digests[0]
-    first = open_issue(engine, pub, digest, NOW)
-    second = open_issue(engine, pub, digest, NOW)
-    assert first is not None and second is not None and first.issue_id == second.issue_id
+    first = open_issue(engine, pub, digest, NOW, period=NOW)
+    assert first is not None
+    assert open_issue(engine, pub, digest, NOW, period=NOW) is None  # that period has one
+    assert open_issue(engine, pub, digest, NOW) is None  # and nothing is left for a second
     engine.dispose()
 
 

@@ -11,11 +11,11 @@ import pytest
 from publisher import store
 from publisher.backends.memory import MemoryBackend
 from publisher.config import load_config
-from publisher.delivery import compose, deliver, open_issue
-from publisher.tokens import Signer
+from publisher.delivery import open_issue
 
 from .conftest import NOW
 from .postgres import needs_postgres, postgres_cluster
+from .sending import send
 
 pytestmark = [pytest.mark.slow, needs_postgres]
 
@@ -41,11 +41,10 @@ def test_subscribers_and_delivery_on_postgres(example: Path, postgres_url: str) 
             store.add_subscriber(db, f"p{n}@example.org", f"P {n}", "weekly", 0.0)
         store.remove_subscriber(db, "p4@example.org", "weekly", 1.0)
     digest = pub.config.digests[0]
-    plan = open_issue(engine, pub, digest, NOW)
+    plan = open_issue(engine, pub, digest, NOW, period=NOW)
     assert plan is not None
-    assert open_issue(engine, pub, digest, NOW) == plan  # one issue per period
-    letters = compose(engine, pub, digest, plan, NOW, Signer([b"postgres-test-key-0123456789"]))
-    backend = MemoryBackend({"fail": {"p3@example.org": "permanent"}}, str(pub.root))
-    report = deliver(engine, pub, digest.name, plan, letters, [backend])
+    assert open_issue(engine, pub, digest, NOW, period=NOW) is None  # one issue per period
     engine.dispose()
+    backend = MemoryBackend({"fail": {"p3@example.org": "permanent"}}, str(pub.root))
+    [report] = send(pub, [backend], NOW)
     assert (report.status, report.sent, report.failed, report.recipients) == ("done", 3, 1, 4)

@@ -116,12 +116,12 @@ def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Ran]
     status = json.loads(run_cli(example, "status", "--json").stdout)["digests"]
     assert status[0]["issues"] == []  # a test send is not an issue
     real = run_cli(example, "send", "weekly", "--json")
-    assert json.loads(real.stdout)["sent"] == 2
+    assert [issue["sent"] for issue in json.loads(real.stdout)["issues"]] == [2]
     status = json.loads(run_cli(example, "status", "--json").stdout)["digests"]
     assert status[0]["subscribers"] == 2
     assert status[0]["issues"][0] | {"window_end": None} == {
-        "number": 1, "status": "done", "window_end": None,
-        "sent": 2, "deferred": 0, "failed": 0, "pending": 0, "skipped": 0,
+        "number": 1, "status": "done", "window_end": None, "sent": 2, "deferred": 0,
+        "failed": 0, "pending": 0, "skipped": 0, "sending": 0, "reason": None,
     }  # fmt: skip
     text = run_cli(example, "status").stdout
     assert "#1 done: sent 2, deferred 0, failed 0, pending 0, skipped 0" in text

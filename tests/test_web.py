@@ -25,6 +25,7 @@ from publisher.web import create_app
 from publisher.web.server import server_config
 
 from .conftest import NOW
+from .sending import send
 from .smtpserver import free_port
 
 KEY = Signer([b"web-test-key-0123456789abcdef"])
@@ -257,21 +258,12 @@ def test_archive_and_status(
     from sqlalchemy import func, select
 
     from publisher.backends.memory import MemoryBackend
-    from publisher.delivery import compose, deliver, open_issue
 
     base, pub = served
     engine = store.connect(pub.database_url)
-    digest = pub.config.digests[0]
-    plan = open_issue(engine, pub, digest, NOW)
-    assert plan is not None
-    deliver(
-        engine,
-        pub,
-        digest.name,
-        plan,
-        compose(engine, pub, digest, plan, NOW, KEY),
-        [MemoryBackend({}, str(pub.root))],
-    )
+    assert [r.status for r in send(pub, [MemoryBackend({}, str(pub.root))], NOW, signer=KEY)] == [
+        "done"
+    ]
     # The archive shows what was sent, even after the article is edited.
     storm = pub.articles_dir / "storm-power-cut.txt"
     storm.write_text(storm.read_text("utf-8").replace("Storm Ion", "Storm Ian"), "utf-8")
@@ -321,22 +313,14 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
     from playwright.sync_api import sync_playwright
 
     from publisher.backends import load_backend
-    from publisher.delivery import compose, deliver, open_issue
 
     base, pub = served
     SHOTS.mkdir(parents=True, exist_ok=True)
     public = "https://notes.kestrelbay.example"
 
     def send_issue(now: datetime) -> None:
-        engine = store.connect(pub.database_url)
-        digest = pub.config.digests[0]
-        plan = open_issue(engine, pub, digest, now)
-        assert plan is not None
         backend = load_backend("maildir", {"path": "outbox"}, str(pub.root))
-        deliver(
-            engine, pub, digest.name, plan, compose(engine, pub, digest, plan, now, KEY), [backend]
-        )
-        engine.dispose()
+        assert [r.status for r in send(pub, [backend], now, signer=KEY)] == ["done"]
 
     def mails_to(address: str) -> list[email.message.Message]:
         return [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
@@ -21,10 +21,17 @@ class Envelope:
     message_id: str
 
 
+# Where in a delivery a reply came (RFC 5321's steps), which says whose fault it is:
+# "connect" (no session: refused, TLS, AUTH, the greeting), "mail" (MAIL FROM: the sender),
+# "rcpt" (RCPT TO: this recipient), "data" (the DATA command), "dot" (the reply to the
+# message itself, after the final dot), "local" (a backend without a server: a file).
+Stage = Literal["connect", "mail", "rcpt", "data", "dot", "local"]
+
+
 class DeliveryError(PublisherError, OSError):
     """A message was not accepted. ``permanent``: retrying cannot help (an SMTP 5xx);
     otherwise it may (4xx, a dropped connection). ``code`` and ``reply`` carry what the
-    server said, for the ledger and the operator."""
+    server said, for the ledger and the operator; ``stage`` where it said it."""
 
     def __init__(
         self,
@@ -33,13 +40,15 @@ class DeliveryError(PublisherError, OSError):
         code: int | None = None,
         reply: str = "",
         connection: bool = False,
+        stage: Stage = "rcpt",
     ) -> None:
         self.permanent = permanent
         self.code = code
         self.reply = reply
-        # True when the fault is the server's or the connection's (refused, TLS, AUTH,
-        # 421), not this recipient's: the run should slow down or pause, not fail people.
+        # True when the session was lost or never made (refused, TLS, AUTH, 421, a reset):
+        # the backend holds no connection any more.
         self.connection = connection
+        self.stage: Stage = stage
         kind = "permanent" if permanent else "transient"
         detail = f"{code} {reply}".strip() if code else reply
         super().__init__(

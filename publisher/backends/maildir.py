@@ -55,5 +55,7 @@ class MaildirBackend(Backend):
             temp.replace(final)
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            raise DeliveryError(f"cannot write {final}", permanent=False, reply=str(exc)) from exc
+            raise DeliveryError(
+                f"cannot write {final}", permanent=False, reply=str(exc), stage="local"
+            ) from exc
         return final.name

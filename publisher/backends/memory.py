@@ -8,13 +8,26 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.backends.base import Backend, DeliveryError, Envelope, Stage
 from publisher.config.fields import StrictModel
+
+Failure = Literal["permanent", "transient", "sender", "content", "unreachable", "lost"]
+
+# What each kind of failure looks like from a server: (stage, code, reply, permanent,
+# connection lost).
+FAILURES: dict[str, tuple[Stage, int | None, str, bool, bool]] = {
+    "permanent": ("rcpt", 550, "5.1.1 no such user", True, False),
+    "transient": ("rcpt", 451, "4.7.1 greylisted, try again later", False, False),
+    "sender": ("mail", 530, "5.7.0 authentication required", True, False),
+    "content": ("dot", 554, "5.6.0 message content refused", True, False),
+    "unreachable": ("connect", None, "connection refused", False, True),
+    "lost": ("dot", None, "connection reset", False, True),
+}
 
 
 class MemoryOptions(StrictModel):
-    # {"address": "permanent" | "transient"}: fail every message to that address.
-    fail: dict[str, Literal["permanent", "transient"]] = Field(default_factory=dict)
+    # {"address": kind}: fail every message to that address the way FAILURES says.
+    fail: dict[str, Failure] = Field(default_factory=dict)
 
 
 class MemoryBackend(Backend):
@@ -32,12 +45,10 @@ class MemoryBackend(Backend):
     def send(self, message: bytes, envelope: Envelope) -> str:
         failure = self.failures.get(envelope.recipient)
         if failure is not None:
-            permanent = failure == "permanent"
+            stage, code, reply, permanent, lost = FAILURES[failure]
             raise DeliveryError(
-                f"to {envelope.recipient}",
-                permanent=permanent,
-                code=550 if permanent else 451,
-                reply="rejected by the memory backend" if permanent else "try again later",
-            )
+                f"to {envelope.recipient}", permanent=permanent, code=code, reply=reply,
+                connection=lost, stage=stage,
+            )  # fmt: skip
         self.outbox.append((envelope, message))
         return f"memory-{len(self.outbox)}"

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.backends.base import Backend, DeliveryError, Envelope, Stage
 from publisher.config.fields import Int, StrictModel, Text
 
 
@@ -73,17 +73,18 @@ class SmtpBackend(Backend):
             raise DeliveryError(
                 f"AUTH as {self.username} at {self.host}:{self.port} failed",
                 permanent=True, code=exc.smtp_code, reply=_text(exc.smtp_error), connection=True,
+                stage="connect",
             ) from None  # fmt: skip
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"{self.host}:{self.port} refused the session",
                 permanent=exc.smtp_code >= 500, code=exc.smtp_code,
-                reply=_text(exc.smtp_error), connection=True,
+                reply=_text(exc.smtp_error), connection=True, stage="connect",
             ) from None  # fmt: skip
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(
                 f"cannot connect to {self.host}:{self.port}",
-                permanent=False, reply=str(exc), connection=True,
+                permanent=False, reply=str(exc), connection=True, stage="connect",
             ) from None  # fmt: skip
         self.smtp = smtp
         self.sent_on_connection = 0
@@ -114,7 +115,7 @@ class SmtpBackend(Backend):
             raise DeliveryError(
                 "SMTP AUTH needs a password: set backend.password_env to the name of an "
                 "environment variable and put the password in that variable",
-                permanent=True, connection=True,
+                permanent=True, connection=True, stage="connect",
             )  # fmt: skip
         return os.environ[str(self.password_env)]
 
@@ -142,32 +143,31 @@ class SmtpBackend(Backend):
         self.open()
         smtp = self.smtp
         assert smtp is not None
+        stage: Stage = "mail"
         try:
             # The commands are written directly: smtplib's mail()/rcpt() re-parse the
             # addresses (already validated) and data() runs two regular expressions over
             # every message; together that was a third of the CPU per message.
             code, reply = _command(smtp, f"MAIL FROM:<{envelope.sender}>")
             if code != 250:
-                self._reset_or_drop(code)
-                raise _reply_error("MAIL FROM", code, reply)
+                raise self._refused("MAIL FROM", stage, code, reply)
+            stage = "rcpt"
             code, reply = _command(smtp, f"RCPT TO:<{envelope.recipient}>")
             if code not in (250, 251):
-                self._reset_or_drop(code)
-                raise _reply_error(f"RCPT TO {envelope.recipient}", code, reply)
+                raise self._refused(f"RCPT TO {envelope.recipient}", stage, code, reply)
+            stage = "data"
             code, reply = _command(smtp, "DATA")
             if code != 354:
-                self._reset_or_drop(code)
-                raise _reply_error("DATA", code, reply)
+                raise self._refused("DATA", stage, code, reply)
+            stage = "dot"
             smtp.send(_transparent(message))
             code, reply = smtp.getreply()
             if code != 250:
-                self._reset_or_drop(code)
-                raise _reply_error("end of DATA", code, reply)
+                raise self._refused("end of DATA", stage, code, reply)
         except DeliveryError:
             raise  # already says what happened (it is an OSError too: keep it from below)
         except smtplib.SMTPResponseException as exc:
-            self._reset_or_drop(exc.smtp_code)
-            raise _reply_error("SMTP", exc.smtp_code, exc.smtp_error) from None
+            raise self._refused("SMTP", stage, exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             # Reset, timeout (also after the final dot: the message may have arrived; it
             # is retried, and a duplicate carries the same Message-ID), or a closed socket.
@@ -175,9 +175,19 @@ class SmtpBackend(Backend):
             raise DeliveryError(
                 f"connection to {self.host}:{self.port} lost",
                 permanent=False, reply=str(exc) or type(exc).__name__, connection=True,
+                stage=stage,
             ) from None  # fmt: skip
         self.sent_on_connection += 1
         return f"{code} {_text(reply)}".strip()
+
+    def _refused(self, step: str, stage: Stage, code: int, reply: bytes | str) -> DeliveryError:
+        """The server's refusal as an error; the session is reset for the next message
+        (or dropped, when the server is closing it)."""
+        self._reset_or_drop(code)
+        return DeliveryError(
+            step, permanent=500 <= code < 600, code=code, reply=_text(reply),
+            connection=self.smtp is None, stage=stage,
+        )  # fmt: skip
 
     def _reset_or_drop(self, code: int) -> None:
         if code == 421 or self.smtp is None:
@@ -210,13 +220,3 @@ def _transparent(message: bytes) -> bytes:
 
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _reply_error(step: str, code: int, reply: bytes | str) -> DeliveryError:
-    return DeliveryError(
-        step,
-        permanent=500 <= code < 600,
-        code=code,
-        reply=_text(reply),
-        connection=code == 421,
-    )

@@ -81,30 +81,32 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
     digest = pub.digest(args.digest)
     backends = backend_pool(pub)  # options checked first: a mistake is a ConfigError
-    backend = backends[0]
     token_signer = signer(pub)
     engine = store.open_database(pub)
     try:
         if args.test or args.dry_run:
-            return _send_preview(pub, engine, digest, now, token_signer, backend, args)
-        plan = delivery.open_issue(engine, pub, digest, now)
-        if plan is None:
-            report = delivery.RunReport(digest.name, status="nothing new to send")
-        else:
-            letters = delivery.compose(engine, pub, digest, plan, now, token_signer)
+            return _send_preview(pub, engine, digest, now, token_signer, backends[0], args)
+
+        def composed(letters: Any) -> None:
             for warning in letters.issue.warnings:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
-            with _progress(engine, plan, args.json) as tick:
-                report = delivery.deliver(
-                    engine, pub, digest.name, plan, letters, backends, progress=tick
-                )
+
+        with _progress(args.json) as tick:
+            sender = delivery.Sender(engine, pub, backends, progress=tick)
+            reports = delivery.send_digest(sender, digest, now, token_signer, composed=composed)
     finally:
         engine.dispose()
+    if not reports:
+        reports = [delivery.RunReport(digest.name, status="nothing new to send")]
     if args.json:
-        print(json.dumps(report.__dict__, indent=2))
+        print(json.dumps({"digest": digest.name, "issues": [r.__dict__ for r in reports]},
+                         indent=2))  # fmt: skip
     else:
-        print(report.line())
-    return 0 if report.status in ("done", "nothing new to send") else 1
+        for report in reports:
+            print(report.line())
+    # Non-zero while anyone waits (deferred, or claimed by another sender) or an issue
+    # paused: a script can tell a finished send from one that needs a look.
+    return 0 if all(r.status in ("done", "nothing new to send") for r in reports) else 1
 
 
 def _send_preview(
@@ -146,21 +148,16 @@ def _send_preview(
 
 
 class _progress:
-    """A progress bar with rate and ETA on a terminal; nothing otherwise (the summary line
-    is printed at the end either way)."""
+    """A progress bar with rate on a terminal; nothing otherwise (the summary lines are
+    printed at the end either way)."""
 
-    def __init__(self, engine: Any, plan: Any, quiet: bool) -> None:
-
-        from publisher.store import ledger
-
+    def __init__(self, quiet: bool) -> None:
         self.bar: Any = None
         if quiet or not sys.stderr.isatty():
             return
         from tqdm import tqdm  # type: ignore[import-untyped]
 
-        with engine.connect() as db:
-            total = ledger.waiting_rows(db, plan.issue_id)
-        self.bar = tqdm(total=total, unit="msg", desc=f"issue {plan.number}", file=sys.stderr)
+        self.bar = tqdm(unit="msg", desc="sent", file=sys.stderr)
 
     def __enter__(self) -> Any:
         return None if self.bar is None else self.bar.update
@@ -197,7 +194,10 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         )
         for issue in entry["issues"]:
             counts = ", ".join(f"{key} {issue[key]}" for key in STATUSES)
-            print(f"  #{issue['number']} {issue['status']}: {counts}")
+            if issue["sending"]:
+                counts += f", being sent {issue['sending']}"
+            why = f" ({issue['reason']})" if issue["status"] == "paused" and issue["reason"] else ""
+            print(f"  #{issue['number']} {issue['status']}{why}: {counts}")
         if not entry["issues"]:
             print("  no issue yet")
     print(confirmation_line(confirmations))

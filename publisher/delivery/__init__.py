@@ -2,23 +2,31 @@
 failed attempt means for its row (``policy``, pure), and the sending rate (``rate``)."""
 
 from publisher.delivery.send import (
+    Outgoing,
     Plan,
     RunReport,
+    Sender,
     compose,
     deliver,
     issue_articles,
     keep_web_page,
     last_period,
     open_issue,
+    send_digest,
+    waiting_issues,
 )
 
 __all__ = [
+    "Outgoing",
     "Plan",
     "RunReport",
+    "Sender",
     "compose",
     "deliver",
     "issue_articles",
     "keep_web_page",
     "last_period",
     "open_issue",
+    "send_digest",
+    "waiting_issues",
 ]

@@ -1,50 +1,61 @@
-"""The sending rate limits of schedule.yaml's ``delivery.rate``."""
+"""The sending rate limits of schedule.yaml's ``delivery.rate``, held across every sender
+on the database.
+
+* **Per hour and per day** are counted from the ledger when a sender claims rows: messages
+  sent in the hour (or day), plus the rows other senders have claimed and may send any
+  moment. A sender claims no more than what is left, so the limits hold across restarts,
+  digests and processes. Two senders claiming at the very same moment on PostgreSQL can
+  each see the same remainder; claims are small under a limit (see ``claim_size``), which
+  bounds that overshoot.
+* **Per second** is shared by the senders that hold claims: each paces itself at its part
+  of the limit, re-counted at every claim.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection
 
-from publisher.config import Publication
+from publisher.config.models import RateLimits
 from publisher.store import ledger
+
+BATCH = 500  # rows claimed at a time without a rate limit
 
 
 class RateLimiter:
-    """Per second (in this process), per hour and per day (counted from the ledger, so
-    they hold across restarts and across digests)."""
-
-    def __init__(self, engine: Engine, pub: Publication, clock: Callable[[], float],
+    def __init__(self, rate: RateLimits, clock: Callable[[], float],
                  sleep: Callable[[float], None]) -> None:  # fmt: skip
-        self.rate = pub.config.delivery.rate
+        self.rate = rate
         self.clock = clock
         self.sleep = sleep
-        self.recent: list[float] = []
-        self.hour = self.day = 0
-        now = clock()
-        if self.rate.per_hour or self.rate.per_day:
-            with engine.connect() as db:
-                self.hour = ledger.sent_since(db, now - 3600)
-                self.day = ledger.sent_since(db, now - 86400)
-        self.started = now
+        self.last: float | None = None  # when this sender last handed a message over
+        self.per_second = float(rate.per_second or 0)
 
-    def wait(self) -> bool:
-        """Wait for the per-second limit; False when the hour's or day's is used up (the
-        rest of the issue stays pending for a later run)."""
+    def claim_size(self, db: Connection, owner: str, now: float, wanted: int) -> int:
+        """How many rows this sender may claim now (0: the hour's or the day's limit is
+        used up; the rest of the issue stays for a later run)."""
         rate = self.rate
-        if rate.per_hour and self.hour >= rate.per_hour:
-            return False
-        if rate.per_day and self.day >= rate.per_day:
-            return False
+        size = min(wanted, BATCH)
         if rate.per_second:
-            now = self.clock()
-            self.recent = [t for t in self.recent if t > now - 1.0]
-            if len(self.recent) >= rate.per_second:
-                self.sleep(max(0.0, self.recent[0] + 1.0 - now))
-        return True
+            senders = ledger.live_senders(db, now) + 1  # this one may hold nothing yet
+            self.per_second = rate.per_second / senders
+            size = min(size, max(1, rate.per_second * 10))  # ~10 s of sending a claim
+        for limit, seconds in ((rate.per_hour, 3600), (rate.per_day, 86400)):
+            if limit:
+                used = ledger.sent_since(db, now - seconds)
+                used += ledger.claimed_by_others(db, owner, now)
+                size = min(size, max(0, limit - used))
+        return size
 
-    def count(self) -> None:
-        self.hour += 1
-        self.day += 1
-        if self.rate.per_second:
-            self.recent.append(self.clock())
+    def wait(self) -> None:
+        """Wait for this sender's part of the per-second limit: messages evenly spaced."""
+        if not self.per_second:
+            return
+        now = self.clock()
+        if self.last is not None:
+            gap = self.last + 1.0 / self.per_second - now
+            if gap > 0:
+                self.sleep(gap)
+                now = self.clock()
+        self.last = now

@@ -1,50 +1,62 @@
-"""Deliver a digest issue to a list, one ledger row per recipient.
+"""Deliver an issue to its recipients, one ledger row each, with any number of senders
+on one database.
 
-The guarantees, and why they hold:
+The guarantees, and why they hold (docs/delivery.md says the same for operators):
 
 * **Nothing is lost.** An issue and one ``pending`` row per recipient are written in one
   transaction before the first message goes out. A row becomes ``sent`` only after the
-  backend accepted the message, in its own commit. A crash at any moment leaves every
-  recipient either ``sent`` or still ``pending``/``deferred``, and the next run (of the
-  same digest) resumes the unfinished issue before it composes a new one.
-* **Duplicates are bounded** to the messages accepted by the server but not yet recorded
-  when the process died: at most one per connection. Such a message is sent again with the
-  same Message-ID (it is derived from issue and recipient), so it is recognisably the same.
-* ``4xx`` replies and lost connections defer the row, retried after ``retry_first`` seconds,
-  doubling up to ``retry_max``, until ``lifetime`` has passed since the first attempt; then
-  it fails. ``5xx`` replies fail the row at once with the reply; after ``hard_bounces``
-  such failures the address is suppressed. Throttling replies (421, 451, 454) also slow the
-  run down; nobody is skipped for them. ``pause_after`` failures in a row pause the issue:
-  a later run resumes it. It is never marked done while a row is pending or deferred.
+  backend accepted the message, in its own commit.
+* **Each recipient once, whatever the number of senders.** A sender *claims* a batch of due
+  rows before it sends them (``store.ledger.claim``: the rows become ``sending``, with the
+  sender's name and a lease), so no two senders hold the same row. A sender gives back
+  what it claimed and did not send when it stops; the rows of a sender that was killed
+  are due again when its lease ends (at once, for a dead process of this machine).
+* **After a crash, duplicates only for messages in flight**: a worker is handed a message
+  only once the ledger has recorded its previous one, so at most one message per
+  connection has been accepted by the server and not yet recorded. Such a message is sent
+  again with the same Message-ID (derived from issue and recipient).
+* **Consent is read at the claim**: an address unsubscribed or suppressed since the issue
+  was composed is ``skipped``.
+* What a failed attempt means is ``policy.decide``'s: a recipient's 4xx defers that row
+  only; the connection's trouble slows that connection; a reply about the sender pauses
+  the issue and fails nobody; a server that cannot be reached pauses it within
+  ``UNREACHABLE_SECONDS``. ``pause_after`` failures in a row pause it too. A paused issue
+  is resumed by a later run. It is never marked done while a row is waiting.
+* **A fault of the database stops the run at once** with a ``StateError`` (one line),
+  after the messages in flight came back; nothing is lost, the claims end with the lease.
 """
 
 from __future__ import annotations
 
-import contextlib
+import os
 import queue
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from publisher.backends import Backend, DeliveryError, Envelope
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
-from publisher.delivery.policy import decide, throttle_pause
-from publisher.delivery.rate import RateLimiter
+from publisher.delivery.policy import UNREACHABLE_SECONDS, backoff, decide
+from publisher.delivery.rate import BATCH, RateLimiter
 from publisher.digest.issue import Issue, Window, compose_issue, select_articles
 from publisher.digest.personalize import Letters, Recipient, prepare
+from publisher.errors import Problem, StateError
 from publisher.headers import InvalidAddress
 from publisher.model import Article
-from publisher.store import epoch, ledger, moment
+from publisher.store import database_reason, epoch, ledger, moment
 from publisher.tokens import Signer
 
-BATCH = 500
+LEASE = 600.0  # seconds a claim holds; renewed while its sender works
+ANSWER_SECONDS = 120.0  # a sending thread silent this long is a bug
 
 
 @dataclass
@@ -61,6 +73,7 @@ class RunReport:
     seconds: float = 0.0
     recipients: int = 0
     limited: bool = False  # stopped by the hourly or daily rate limit
+    reason: str | None = None  # why a paused issue paused
 
     def line(self) -> str:
         if self.number is None:
@@ -70,6 +83,7 @@ class RunReport:
             f"{self.deferred}, failed {self.failed}, pending {self.pending} of "
             f"{self.recipients}; {self.seconds:.1f} s"
             + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
+            + (f"; paused: {self.reason}" if self.reason else "")
         )
 
 
@@ -89,15 +103,13 @@ def open_issue(
     now: datetime,
     period: datetime | None = None,
 ) -> Plan | None:
-    """The unfinished issue of ``digest``, or a new one for the window up to ``now`` (None
-    when the window holds no article and the digest skips empty issues). A scheduled
-    issue names its ``period``: its window ends there, and the database holds one issue
-    per period, however many schedulers ask."""
+    """A new issue of ``digest`` for the window after the last issue's, up to ``now``; None
+    when the window is empty of time, or of articles and the digest skips empty issues.
+    An unfinished older issue does not stand in the way: each keeps its own rows, retries
+    and lifetime. A scheduled issue names its ``period``: its window ends there, and the
+    database holds one issue per period, however many schedulers ask."""
     for _ in range(3):  # bounded: only a concurrent composer makes us look again
         with engine.begin() as db:
-            row = ledger.unfinished_issue(db, digest.name)
-            if row is not None:
-                return Plan(row.id, row.number, Window(moment(row.window_start), _end(row)))
             last = ledger.last_issue(db, digest.name)
         start = moment(last.window_end) if last is not None else None
         end = period or now
@@ -120,6 +132,43 @@ def open_issue(
             continue  # another process composed this number first: take theirs
         return Plan(issue_id, number, window)
     raise RuntimeError(f"could not open an issue of {digest.name}")
+
+
+def waiting_issues(engine: Engine, name: str, now: float) -> list[Plan]:
+    """The unfinished issues of ``name`` (a digest, or the confirmation mails) with a row
+    due at ``now``, oldest first; issues that wait for nothing are closed."""
+    with engine.begin() as db:
+        rows = ledger.due_issues(db, name, now)
+    return [Plan(row.id, row.number, Window(moment(row.window_start), _end(row))) for row in rows]
+
+
+def send_digest(
+    sender: Sender,
+    digest: Digest,
+    now: datetime,
+    signer: Signer,
+    period: datetime | None = None,
+    composed: Callable[[Letters], None] = lambda letters: None,
+) -> list[RunReport]:
+    """What `publisher send` and a digest's schedule do: the due rows of its unfinished
+    issues, then a new issue for the window up to ``period`` (or ``now``) if it has
+    anything. A report for each issue that was sent to; none when there was nothing."""
+    engine, pub = sender.engine, sender.pub
+    reports: list[RunReport] = []
+    for plan in waiting_issues(engine, digest.name, sender.clock()):
+        if sender.should_stop():
+            return reports
+        letters = compose(engine, pub, digest, plan, now, signer)
+        composed(letters)
+        reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
+    if sender.should_stop():
+        return reports
+    new = open_issue(engine, pub, digest, now, period)
+    if new is not None:
+        letters = compose(engine, pub, digest, new, now, signer)
+        composed(letters)
+        reports.append(deliver(sender, Outgoing(digest.name, new, letters, digest.list_name)))
+    return reports
 
 
 def _end(row: object) -> datetime:
@@ -185,16 +234,14 @@ def keep_web_page(engine: Engine, issue_id: int, issue: Issue) -> str:
 
 @dataclass(frozen=True)
 class _Task:
-    subscriber_id: int
-    attempts: int
-    first_attempt_at: float | None
+    row: ledger.Claimed
     recipient: Recipient
 
 
 @dataclass(frozen=True)
 class _Result:
+    worker: int
     task: _Task
-    at: float
     provider: str | None
     error: DeliveryError | None
     crash: Exception | None = None  # a bug, not a delivery failure: re-raised, never recorded
@@ -211,227 +258,308 @@ class Mail(Protocol):
     def render(self, recipient: Recipient) -> bytes: ...
 
 
-def deliver(
-    engine: Engine,
-    pub: Publication,
-    name: str,
-    plan: Plan,
-    letters: Mail,
-    backends: Sequence[Backend],
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-    progress: Callable[[int], None] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    only: int | None = None,
-) -> RunReport:
-    """Send every due row of the issue ``name``, one worker thread per backend
-    (connection); the calling thread alone writes the ledger, one commit per message.
-    When ``should_stop`` turns true (SIGTERM), no new message is handed over; those in
-    flight are recorded. With ``only``, just that subscriber's row, due or not."""
-    policy = pub.config.delivery
-    sender = policy.bounce_address or letters.sender
-    report = RunReport(name, plan.number)
-    started = clock()
-    tasks: queue.Queue[_Task | None] = queue.Queue(maxsize=2 * len(backends))
-    results: queue.Queue[_Result] = queue.Queue()
+def sender_name() -> str:
+    """This process's name in the ledger's claims: host, process id, and a random part
+    (a process id is used again after a restart)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    def work(backend: Backend) -> None:
+
+@dataclass
+class Sender:
+    """Who sends, and with what: the database, the publication, one backend per
+    connection, the clock. One per process and run; ``owner`` names its claims."""
+
+    engine: Engine
+    pub: Publication
+    backends: Sequence[Backend]
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    should_stop: Callable[[], bool] = lambda: False
+    progress: Callable[[int], None] | None = None
+    owner: str = field(default_factory=sender_name)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What is sent: an issue (its ledger name and plan), its messages, and the list whose
+    consent each recipient must still have (None: confirmation mails)."""
+
+    name: str
+    plan: Plan
+    mail: Mail
+    list_name: str | None
+
+
+def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunReport:
+    """Send every due row of the issue, one worker thread per backend (connection); the
+    calling thread alone claims and records, one commit per message. When
+    ``sender.should_stop`` turns true (SIGTERM), no new message is handed over; those in
+    flight are recorded. With ``only``, just that subscriber's row, due or not."""
+    run = _Run(sender, outgoing, only)
+    try:
+        return run.go()
+    except SQLAlchemyError as exc:
+        raise StateError(
+            [Problem("", None, "state.database",
+                     f"cannot record deliveries of {outgoing.name} #{outgoing.plan.number}, "
+                     f"stopped: {database_reason(exc)}")]
+        ) from exc  # fmt: skip
+
+
+class _Run:
+    """One sender's pass over one issue."""
+
+    def __init__(self, sender: Sender, outgoing: Outgoing, only: int | None) -> None:
+        self.sender = sender
+        self.out = outgoing
+        self.only = only
+        self.settings = sender.pub.config.delivery
+        self.envelope_from = self.settings.bounce_address or outgoing.mail.sender
+        self.report = RunReport(outgoing.name, outgoing.plan.number)
+        self.limiter = RateLimiter(self.settings.rate, sender.clock, sender.sleep)
+        count = len(sender.backends)
+        # One task at a time per worker: a worker gets its next message only after its
+        # last one is recorded, which bounds what a crash can duplicate.
+        self.inboxes: list[queue.Queue[_Task | None]] = [queue.Queue(1) for _ in range(count)]
+        self.results: queue.Queue[_Result] = queue.Queue()
+        self.idle = list(range(count))
+        self.ready_at = [0.0] * count  # a slowed connection waits until then
+        self.slowed = [0] * count  # slowing replies in a row, per connection
+        self.failures_in_a_row = 0
+        self.last_session = sender.clock()  # when a connection last worked
+        self.in_flight = 0
+        self.stop = False
+        self.pause: str | None = None
+        self.lease_renewed = 0.0
+
+    def go(self) -> RunReport:
+        sender, plan = self.sender, self.out.plan
+        started = sender.clock()
+        threads = [
+            threading.Thread(target=self._work, args=(n, b), daemon=True)
+            for n, b in enumerate(sender.backends)
+        ]
+        with sender.engine.connect() as db:
+            self.db = db
+            # A paused issue resumes: it is being sent again.
+            ledger.set_issue_status(db, plan.issue_id, "sending")
+            _release_dead(db, plan.issue_id, sender.clock())
+            db.commit()
+            for thread in threads:
+                thread.start()
+            try:
+                while not self.stop:
+                    batch = self._claim()
+                    if not batch:
+                        break
+                    self._send(batch)
+                    if self.only is not None:
+                        break  # one attempt: a deferred row waits for its retry time
+            finally:
+                for inbox in self.inboxes:
+                    inbox.put(None)  # an idle worker's inbox is empty: never blocks
+                try:
+                    while self.in_flight:
+                        self._drain(block=True)
+                finally:
+                    for thread in threads:
+                        thread.join(timeout=60)
+            ledger.release(db, plan.issue_id, sender.owner, sender.clock())
+            if self.pause is not None:
+                reason = self.pause[:1000]
+                ledger.set_issue_status(db, plan.issue_id, "paused", reason, sender.clock())
+            db.commit()
+            _finish(db, plan, self.report)
+        self.report.seconds = sender.clock() - started
+        self.report.reason = self.pause
+        return self.report
+
+    def _claim(self) -> list[ledger.Claimed]:
+        sender, db = self.sender, self.db
+        now = sender.clock()
+        with db.begin():
+            size = self.limiter.claim_size(db, sender.owner, now, BATCH)
+            if size == 0:
+                self.report.limited = True
+                return []
+            rows = ledger.claim(db, self.out.plan.issue_id, sender.owner, now, now + LEASE,
+                                size, self.out.list_name, self.only)  # fmt: skip
+        self.lease_renewed = now
+        return rows
+
+    def _send(self, batch: list[ledger.Claimed]) -> None:
+        sender = self.sender
+        for row in batch:
+            worker = self._free_worker()
+            if worker is None or self.stop:
+                break
+            if sender.should_stop():
+                self.stop = True
+                break
+            self.limiter.wait()
+            recipient = Recipient(row.address, row.name, row.public_id)
+            self.idle.remove(worker)
+            self.inboxes[worker].put(_Task(row, recipient))
+            self.in_flight += 1
+            self._drain(block=False)
+        # Rows of this batch still in flight are recorded before the next claim.
+        while self.in_flight:
+            self._drain(block=True)
+        # Unsent rows of the batch (a stop, a pause) go back to the queue.
+        with self.db.begin():
+            ledger.release(self.db, self.out.plan.issue_id, sender.owner, sender.clock())
+
+    def _free_worker(self) -> int | None:
+        """An idle worker whose connection may send now, waiting (for an answer, or for a
+        slowed connection's pause) as long as needed; None when the run stops."""
+        for _ in range(1_000_000):  # bounded: every turn records a result or sleeps
+            if self.stop:
+                return None
+            now = self.sender.clock()
+            ready = [w for w in self.idle if self.ready_at[w] <= now]
+            if ready:
+                return ready[0]
+            if self.in_flight:
+                self._drain(block=True)
+            else:
+                self.sender.sleep(min(self.ready_at[w] for w in self.idle) - now)
+        raise RuntimeError("no connection became free")
+
+    def _work(self, number: int, backend: Backend) -> None:
+        mail = self.out.mail
         try:
-            while (task := tasks.get()) is not None:
+            while (task := self.inboxes[number].get()) is not None:
                 try:
                     # Here, not before the loop: a refused connection is then this
-                    # message's transient failure, recorded and retried, and a run with
-                    # nothing due opens no connection.
+                    # message's failure to connect, and a run with nothing due opens no
+                    # connection.
                     backend.open()
-                    message = letters.render(task.recipient)
+                    message = mail.render(task.recipient)
                     envelope = Envelope(
-                        sender, task.recipient.address, letters.message_id(task.recipient)
+                        self.envelope_from, task.recipient.address, mail.message_id(task.recipient)
                     )
-                    result = _Result(task, clock(), backend.send(message, envelope), None)
+                    result = _Result(number, task, backend.send(message, envelope), None)
                 except InvalidAddress as exc:
-                    result = _Result(task, clock(), None, DeliveryError(str(exc), permanent=True))
+                    result = _Result(number, task, None, DeliveryError(str(exc), permanent=True))
                 except DeliveryError as exc:
-                    result = _Result(task, clock(), None, exc)
+                    result = _Result(number, task, None, exc)
                 except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-                    result = _Result(task, clock(), None, None, crash=exc)
-                results.put(result)
+                    result = _Result(number, task, None, None, crash=exc)
+                self.results.put(result)
         finally:
             backend.close()
 
-    threads = [threading.Thread(target=work, args=(b,), daemon=True) for b in backends]
-    state = _State(policy.pause_after)
-    limiter = RateLimiter(engine, pub, clock, sleep)
-    with engine.connect() as db:
-        # A paused issue resumes: it is being sent again.
-        ledger.set_issue_status(db, plan.issue_id, "sending")
-        db.commit()
-        for thread in threads:
-            thread.start()
-        in_flight = 0
-        try:
-            while not state.stop:
-                batch = _due(db, plan, clock(), only)
-                if not batch:
-                    break
-                for row in batch:
-                    if row.suppressed_at is not None:
-                        _record(db, plan, _Task(row.subscriber_id, row.attempts,
-                                                row.first_attempt_at, _recipient(row)),
-                                "skipped", clock(), code=None, reply=None)  # fmt: skip
-                        continue
-                    if should_stop():
-                        state.stop = True
-                        break
-                    if not limiter.wait():
-                        report.limited = state.stop = True
-                        break
-                    task = _Task(
-                        row.subscriber_id, row.attempts, row.first_attempt_at, _recipient(row)
-                    )
-                    while True:  # hand the task over; meanwhile record what came back
-                        try:
-                            tasks.put(task, timeout=0.05)
-                            in_flight += 1
-                            limiter.count()  # counted when handed over: limits never overshoot
-                            break
-                        except queue.Full:
-                            in_flight -= _drain(db, plan, results, policy, state, report,
-                                                progress, sleep, block=False)  # fmt: skip
-                    in_flight -= _drain(db, plan, results, policy, state, report,
-                                        progress, sleep, block=False)  # fmt: skip
-                    if state.stop:
-                        break
-                # Rows of this batch still in flight are recorded before the next query,
-                # so the query never hands out a row twice.
-                while in_flight:
-                    in_flight -= _drain(db, plan, results, policy, state, report,
-                                        progress, sleep, block=True)  # fmt: skip
-                if only is not None:
-                    break  # one attempt: a deferred row waits for its retry time
-        finally:
-            for _ in threads:
-                with contextlib.suppress(queue.Full):  # a thread that died takes none
-                    tasks.put(None, timeout=5)
-            for thread in threads:
-                thread.join(timeout=60)
-            while in_flight:
-                in_flight -= _drain(db, plan, results, policy, state, report,
-                                    progress, sleep, block=True)  # fmt: skip
-        if state.paused:
-            ledger.set_issue_status(db, plan.issue_id, "paused")
-            db.commit()
-        _finish(db, plan, report)
-    report.seconds = clock() - started
-    return report
+    def _drain(self, block: bool) -> None:
+        """Record the results that are back (at least one if ``block``)."""
+        done = 0
+        while True:
+            try:
+                wait = block and done == 0
+                result = (
+                    self.results.get(timeout=ANSWER_SECONDS) if wait else self.results.get_nowait()
+                )
+            except queue.Empty:
+                if block and done == 0:
+                    raise RuntimeError(
+                        f"no answer from the sending threads for {ANSWER_SECONDS:.0f} s"
+                    ) from None
+                return
+            done += 1
+            self.in_flight -= 1
+            self.idle.append(result.worker)
+            self._outcome(result)
+            self.db.commit()  # one commit per message: the guarantee rests on it
+            if self.sender.progress is not None:
+                self.sender.progress(1)
+
+    def _outcome(self, result: _Result) -> None:
+        if result.crash is not None:
+            self.stop = True
+            raise result.crash  # the row stays claimed: nothing is lost, the bug is seen
+        sender, db, issue_id = self.sender, self.db, self.out.plan.issue_id
+        row, error, at = result.task.row, result.error, sender.clock()
+        self._renew(at)
+        if error is None:
+            self.report.attempts += 1
+            provider = (result.provider or "")[:200]
+            ledger.record(db, issue_id, row.subscriber_id, sender.owner, "sent",
+                          row.attempts + 1, row.first_attempt_at or at, at, 0.0, 250, None,
+                          provider)  # fmt: skip
+            if row.hard_bounces:
+                ledger.reset_hard_bounces(db, row.subscriber_id)
+            self.failures_in_a_row = self.slowed[result.worker] = 0
+            self.last_session = at
+            return
+        first = row.first_attempt_at if row.first_attempt_at is not None else at
+        decision = decide(error, row.attempts + 1, first, at, self.settings)
+        if decision.status == "requeued":
+            # Not the row's fault, not an attempt: it goes back as it was.
+            ledger.release_row(db, issue_id, row.subscriber_id, sender.owner, at)
+        else:
+            self.report.attempts += 1
+            self.failures_in_a_row += 1
+            ledger.record(db, issue_id, row.subscriber_id, sender.owner, decision.status,
+                          row.attempts + 1, first, at, decision.due, error.code,
+                          decision.reply)  # fmt: skip
+            self.last_session = at
+        if decision.bounce:
+            ledger.count_hard_bounce(db, row.subscriber_id, self.settings.hard_bounces,
+                                     decision.reply, at)  # fmt: skip
+        if decision.slow:
+            self.slowed[result.worker] += 1
+            self.ready_at[result.worker] = at + backoff(self.slowed[result.worker])
+        else:
+            self.slowed[result.worker] = 0
+        if decision.pause is not None:
+            self._pause(decision.pause)
+        elif decision.unreachable and at - self.last_session >= UNREACHABLE_SECONDS:
+            self._pause(f"no connection for {at - self.last_session:.0f} s: {decision.reply}")
+        elif self.failures_in_a_row >= self.settings.pause_after:
+            self._pause(f"{self.failures_in_a_row} failures in a row (delivery.pause_after); "
+                        f"the last: {decision.reply}")  # fmt: skip
+
+    def _pause(self, reason: str) -> None:
+        self.pause = reason
+        self.stop = True
+
+    def _renew(self, now: float) -> None:
+        if now - self.lease_renewed > LEASE / 2:
+            ledger.renew(self.db, self.out.plan.issue_id, self.sender.owner, now + LEASE)
+            self.lease_renewed = now
 
 
-class _State:
-    def __init__(self, pause_after: int) -> None:
-        self.pause_after = pause_after
-        self.failures_in_a_row = 0
-        self.throttled = 0
-        self.paused = False
-        self.stop = False
+def _release_dead(db: Connection, issue_id: int, now: float) -> None:
+    """Give back the rows held by a sender of this machine that no longer runs (killed):
+    they need not wait for the end of its lease."""
+    host = socket.gethostname()[:40]
+    for owner in ledger.owners(db, issue_id):
+        owner_host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            ledger.release(db, issue_id, owner, now)
 
 
-def _recipient(row: Any) -> Recipient:
-    return Recipient(row.address, row.name, row.public_id)
-
-
-def _due(db: Connection, plan: Plan, now: float, only: int | None = None) -> list[Any]:
-    batch = ledger.due_rows(db, plan.issue_id, now, BATCH, only)
-    db.commit()
-    return batch
-
-
-def _record(
-    db: Connection,
-    plan: Plan,
-    task: _Task,
-    status: str,
-    at: float,
-    code: int | None,
-    reply: str | None,
-    provider: str | None = None,
-    due: float = 0.0,
-    attempts: int | None = None,
-) -> None:
-    first = task.first_attempt_at if task.first_attempt_at is not None else at
-    ledger.record(
-        db, plan.issue_id, task.subscriber_id, status,
-        task.attempts if attempts is None else attempts, first, at, due, code, reply, provider,
-    )  # fmt: skip
-
-
-def _drain(
-    db: Connection,
-    plan: Plan,
-    results: queue.Queue[_Result],
-    policy: Any,
-    state: _State,
-    report: RunReport,
-    progress: Callable[[int], None] | None,
-    sleep: Callable[[float], None],
-    block: bool,
-) -> int:
-    """Record the results that are back (at least one if ``block``); how many."""
-    done = 0
-    while True:
-        try:
-            result = results.get(timeout=120) if block and done == 0 else results.get_nowait()
-        except queue.Empty:
-            if block and done == 0:
-                raise RuntimeError("no answer from the sending threads for 120 s") from None
-            return done
-        done += 1
-        _outcome(db, plan, result, policy, state, report, sleep)
-        db.commit()  # one commit per message: the guarantee rests on it
-        if progress is not None:
-            progress(1)
-
-
-def _outcome(
-    db: Connection,
-    plan: Plan,
-    result: _Result,
-    policy: Any,
-    state: _State,
-    report: RunReport,
-    sleep: Callable[[float], None],
-) -> None:
-    if result.crash is not None:
-        raise result.crash  # the row stays pending: nothing is lost, the bug is seen
-    task, error, at = result.task, result.error, result.at
-    attempts = task.attempts + 1
-    report.attempts += 1
-    if error is None:
-        provider = (result.provider or "")[:200]
-        _record(db, plan, task, "sent", at, 250, None, provider, attempts=attempts)
-        state.failures_in_a_row = state.throttled = 0
-        return
-    state.failures_in_a_row += 1
-    first = task.first_attempt_at if task.first_attempt_at is not None else at
-    decision = decide(error, attempts, first, at, policy)
-    _record(db, plan, task, decision.status, at, error.code, decision.reply,
-            due=decision.due, attempts=attempts)  # fmt: skip
-    if decision.bounce:
-        ledger.count_hard_bounce(db, task.subscriber_id, policy.hard_bounces, decision.reply, at)
-    if decision.throttle:
-        # The server asks us to slow down: wait, longer each time (bounded).
-        state.throttled += 1
-        sleep(throttle_pause(state.throttled))
-    if state.failures_in_a_row >= state.pause_after:
-        state.paused = state.stop = True
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _finish(db: Connection, plan: Plan, report: RunReport) -> None:
     counts = ledger.row_counts(db, plan.issue_id)
     report.recipients = sum(counts.values())
-    report.pending = counts.get("pending", 0)
+    report.pending = counts.get("pending", 0) + counts.get("sending", 0)
     report.deferred = counts.get("deferred", 0)
     status = ledger.issue_status(db, plan.issue_id)
     if status != "paused":
-        # Done only when nobody is waiting: a crash or a deferral leaves it "sending".
+        # Done only when nobody is waiting: a crash, a deferral or another sender's claim
+        # leaves it "sending".
         status = "done" if report.pending == 0 and report.deferred == 0 else "sending"
         ledger.set_issue_status(db, plan.issue_id, status)
         db.commit()

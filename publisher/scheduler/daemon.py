@@ -12,18 +12,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from publisher import confirm as confirmation
 from publisher.backends import backend_pool
 from publisher.config import Publication, load_config
+from publisher.delivery import Sender
 from publisher.errors import PublisherError
-from publisher.scheduler.jobs import Tick, run_digest, run_due
+from publisher.scheduler.jobs import Tick, next_retry, retry_due, run_digest, run_due
 from publisher.scheduler.triggers import trigger
 from publisher.tokens import publication_signer
 
 log = logging.getLogger("publisher.run")
 RELOAD_SECONDS = 5
 FEEDS_EVERY_SECONDS = 15 * 60  # without a feeds schedule
-CONFIRMATIONS_SECONDS = 60  # how often deferred confirmation mails are looked at
+# How often the ledger is asked when the next retry is due, besides after every pass:
+# another process (the web side's sign-ups, a second sender) may have added one.
+RETRY_CHECK_SECONDS = 60
 
 
 class Foreground:
@@ -48,8 +50,8 @@ class Foreground:
             signal.signal(number, self._shutdown)
         self._schedule()
         self.scheduler.add_job(self._reload, "interval", seconds=RELOAD_SECONDS, id="reload")
-        self.scheduler.add_job(self._confirmations, "interval", seconds=CONFIRMATIONS_SECONDS,
-                               id="confirmations", coalesce=True, max_instances=1)  # fmt: skip
+        self.scheduler.add_job(self.plan_retries, "interval", seconds=RETRY_CHECK_SECONDS,
+                               id="retry-check", coalesce=True, max_instances=1)  # fmt: skip
         # Catch-up: whatever was due while we were down (the ledger decides).
         self.scheduler.add_job(self._everything, id="catch-up")
         self.scheduler.start()  # returns after shutdown
@@ -97,17 +99,38 @@ class Foreground:
             self.report(tick)
 
         self._guard(go)
+        self.plan_retries()
 
-    def _confirmations(self) -> None:
+    def plan_retries(self) -> None:
+        """Wake for the earliest waiting row of any issue: a retry is sent when its time
+        comes, not when its digest's schedule next fires."""
+
+        def go() -> None:
+            due = next_retry(self.pub, self.engine)
+            job = self.scheduler.get_job("retries")
+            if due is None:
+                if job is not None:
+                    job.remove()
+                return
+            when = max(datetime.fromtimestamp(due, UTC), self._now())
+            self.scheduler.add_job(self._retries, "date", run_date=when, id="retries",
+                                   replace_existing=True, misfire_grace_time=None)  # fmt: skip
+
+        self._guard(go)
+
+    def _retries(self) -> None:
         def go() -> None:
             pub = self.pub
-            reports = confirmation.resume(self.engine, pub, publication_signer(pub), self._now(),
-                                          lambda: backend_pool(pub), self.stop.is_set)  # fmt: skip
-            for report in reports:
+            tick = retry_due(pub, self.engine, self._now(), publication_signer(pub),
+                             lambda: backend_pool(pub), self.stop.is_set)  # fmt: skip
+            for report in tick.digests:
+                log.info(report.line())
+            for report in tick.confirmations:
                 log.info("confirmation mails of hour %s: sent %d, deferred %d, failed %d",
                          report.number, report.sent, report.deferred, report.failed)  # fmt: skip
 
         self._guard(go)
+        self.plan_retries()
 
     def _feeds(self) -> None:
         from publisher.build import build
@@ -116,15 +139,15 @@ class Foreground:
 
     def _digest(self, name: str) -> None:
         def go() -> None:
-            digest = self.pub.digest(name)
-            report = run_digest(
-                self.pub, self.engine, digest, self._now(), publication_signer(self.pub),
-                lambda: backend_pool(self.pub), self.stop.is_set,
-            )  # fmt: skip
-            if report is not None:
+            pub = self.pub
+            sender = Sender(self.engine, pub, backend_pool(pub), should_stop=self.stop.is_set)
+            for report in run_digest(
+                sender, pub.digest(name), self._now(), publication_signer(pub)
+            ):
                 log.info(report.line())
 
         self._guard(go)
+        self.plan_retries()
 
     def _guard(self, work: Any) -> None:
         try:

@@ -1,11 +1,12 @@
-"""What `publisher run` does at a moment: rebuild the feeds, resume unfinished issues,
-send every digest issue that is due and retry the confirmation mails that are due. The
+"""What `publisher run` does at a moment: rebuild the feeds, send every digest issue that
+is due, and retry every row (of any issue, confirmation mails too) whose time has come. The
 ledger decides, not the scheduler's memory, so a restart, downtime or a second scheduler
 changes nothing about what is sent.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,16 @@ from publisher import confirm as confirmation
 from publisher.backends import Backend
 from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
-from publisher.delivery import RunReport, compose, deliver, last_period, open_issue
+from publisher.delivery import (
+    Outgoing,
+    RunReport,
+    Sender,
+    compose,
+    deliver,
+    last_period,
+    send_digest,
+    waiting_issues,
+)
 from publisher.scheduler.triggers import due_period, trigger
 from publisher.store import ledger
 from publisher.tokens import Signer
@@ -37,34 +47,56 @@ def run_due(
     backends: Callable[[], Sequence[Backend]],
     build_feeds: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] | None = None,
 ) -> Tick:
-    """Everything due at ``now``; returns what was done."""
+    """Everything due at ``now``: the feeds, each digest's issue for a period that has come,
+    and every retry whose time has come; returns what was done."""
     tick = Tick()
     if build_feeds:
         tick.build = build(pub, now)
+    sender = _sender(pub, engine, backends, should_stop, clock)
     for digest in pub.config.digests:
         if should_stop():
             break
-        report = run_digest(pub, engine, digest, now, signer, backends, should_stop)
-        if report is not None:
-            tick.digests.append(report)
+        tick.digests += run_digest(sender, digest, now, signer)
     if not should_stop():
-        tick.confirmations = confirmation.resume(engine, pub, signer, now, backends, should_stop)
+        tick.confirmations = confirmation.resume(sender, signer, now)
     return tick
 
 
-def run_digest(
+def retry_due(
     pub: Publication,
     engine: Engine,
-    digest: Digest,
     now: datetime,
     signer: Signer,
     backends: Callable[[], Sequence[Backend]],
     should_stop: Callable[[], bool] = lambda: False,
-) -> RunReport | None:
-    """Resume the digest's unfinished issue, or send the one due now; None if neither."""
-    period = None
-    if digest.schedule is not None:
+    clock: Callable[[], float] | None = None,
+) -> Tick:
+    """The rows whose retry time has come, of every unfinished issue (digests and
+    confirmation mails alike), whatever the digests' schedules say."""
+    tick = Tick()
+    sender = _sender(pub, engine, backends, should_stop, clock)
+    for digest in pub.config.digests:
+        for plan in waiting_issues(engine, digest.name, sender.clock()):
+            if should_stop():
+                return tick
+            letters = compose(engine, pub, digest, plan, now, signer)
+            tick.digests.append(
+                deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name))
+            )
+    if not should_stop():
+        tick.confirmations = confirmation.resume(sender, signer, now)
+    return tick
+
+
+def run_digest(sender: Sender, digest: Digest, now: datetime, signer: Signer) -> list[RunReport]:
+    """The due rows of the digest's unfinished issues, and its issue for the period that
+    has come, if one has; an unfinished older issue never holds back the next."""
+    pub, engine = sender.pub, sender.engine
+    if digest.schedule is None:
+        period = None
+    else:
         schedule = digest.schedule
         period = due_period(
             trigger(pub, schedule),
@@ -73,15 +105,29 @@ def run_digest(
             schedule.catch_up,
             timedelta(seconds=schedule.max_lateness),
         )
-    if period is None and not _unfinished(engine, digest):
-        return None
-    plan = open_issue(engine, pub, digest, now, period)
-    if plan is None:
-        return RunReport(digest.name, status="nothing new to send")
-    letters = compose(engine, pub, digest, plan, now, signer)
-    return deliver(engine, pub, digest.name, plan, letters, backends(), should_stop=should_stop)
+    if period is None:
+        # Nothing new is due: only retries (an unscheduled digest is sent by hand).
+        reports = []
+        for plan in waiting_issues(engine, digest.name, sender.clock()):
+            letters = compose(engine, pub, digest, plan, now, signer)
+            reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
+        return reports
+    reports = send_digest(sender, digest, now, signer, period)
+    return reports or [RunReport(digest.name, status="nothing new to send")]
 
 
-def _unfinished(engine: Engine, digest: Digest) -> bool:
+def next_retry(pub: Publication, engine: Engine) -> float | None:
+    """When the earliest waiting row of any issue being sent is due, or a paused issue is
+    to be tried again (epoch seconds)."""
     with engine.connect() as db:
-        return ledger.has_unfinished_issue(db, digest.name)
+        return ledger.next_due(db, pub.config.delivery.retry_first)
+
+
+def _sender(
+    pub: Publication,
+    engine: Engine,
+    backends: Callable[[], Sequence[Backend]],
+    should_stop: Callable[[], bool],
+    clock: Callable[[], float] | None,
+) -> Sender:
+    return Sender(engine, pub, backends(), clock=clock or time.time, should_stop=should_stop)

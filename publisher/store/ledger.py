@@ -6,12 +6,17 @@ confirmation mails included; the send loop calls these and records what they ans
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, literal, select, update
+from sqlalchemy import bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import archive, deliveries, issues, subscribers, subscriptions
+
+# Rows not finished: to be sent, to be retried, or claimed by a sender right now (a claimed
+# row's next_attempt_at is the end of its lease: when it comes, the row is due again).
+WAITING = ("pending", "deferred", "sending")
 
 
 def sent_issues(db: Connection, digest: str) -> list[tuple[int, float]]:
@@ -72,12 +77,11 @@ def row_counts_since(db: Connection, digest: str, since: float) -> dict[str, int
 
 
 def waiting_rows(db: Connection, issue_id: int) -> int:
-    """Rows of an issue still to be sent (pending or deferred)."""
+    """Rows of an issue still to be sent (pending, deferred, or claimed by a sender)."""
     return int(
         db.execute(
             select(func.count()).where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.status.in_(("pending", "deferred")),
+                deliveries.c.issue_id == issue_id, deliveries.c.status.in_(WAITING)
             )
         ).scalar_one()
     )
@@ -117,12 +121,14 @@ def sent_since(db: Connection, since: float) -> int:
 # --- an issue and its rows, for the send loop ----------------------------------------------
 
 
-def unfinished_issue(db: Connection, digest: str) -> Any | None:
-    """The oldest issue of ``digest`` not done yet, or None."""
-    return db.execute(
-        select(issues).where(issues.c.digest == digest, issues.c.status != "done")
-        .order_by(issues.c.number).limit(1)
-    ).first()  # fmt: skip
+def open_issues(db: Connection, digest: str) -> list[Any]:
+    """Every issue of ``digest`` not done yet (sending or paused), oldest first."""
+    return list(
+        db.execute(
+            select(issues).where(issues.c.digest == digest, issues.c.status != "done")
+            .order_by(issues.c.number)
+        ).all()
+    )  # fmt: skip
 
 
 def last_issue(db: Connection, digest: str) -> Any | None:
@@ -186,40 +192,218 @@ def keep_page(db: Connection, issue_id: int, html: str) -> None:
     db.execute(archive.insert().values(issue_id=issue_id, html=html))
 
 
-def set_issue_status(db: Connection, issue_id: int, status: str) -> None:
-    db.execute(update(issues).where(issues.c.id == issue_id).values(status=status))
+def set_issue_status(
+    db: Connection, issue_id: int, status: str, reason: str | None = None, at: float | None = None
+) -> None:
+    """An issue's status; ``reason`` and ``at`` say why and when a paused one paused."""
+    db.execute(
+        update(issues).where(issues.c.id == issue_id)
+        .values(status=status, paused_reason=reason, paused_at=at)
+    )  # fmt: skip
 
 
 def issue_status(db: Connection, issue_id: int) -> str:
     return str(db.execute(select(issues.c.status).where(issues.c.id == issue_id)).scalar_one())
 
 
-def due_rows(
-    db: Connection, issue_id: int, now: float, limit: int, only: int | None = None
+def claim(
+    db: Connection,
+    issue_id: int,
+    owner: str,
+    now: float,
+    lease_until: float,
+    limit: int,
+    list_name: str | None,
+    only: int | None = None,
 ) -> list[Any]:
-    """Up to ``limit`` rows of the issue waiting to be sent (pending, or deferred and due at
-    ``now``; with ``only``, that subscriber's row whenever it is due), with the address."""
-    which = (
-        deliveries.c.subscriber_id == only if only is not None
-        else deliveries.c.next_attempt_at <= now
-    )  # fmt: skip
-    return list(
-        db.execute(
+    """Claim up to ``limit`` due rows of the issue for ``owner`` until ``lease_until``, in
+    the caller's transaction, and return those still to be sent, with the address.
+
+    Due: pending or deferred and due at ``now``, or claimed by a sender whose lease has
+    ended. The claim is one ``UPDATE ... WHERE ... IN (SELECT ... FOR UPDATE SKIP LOCKED)
+    RETURNING``: on PostgreSQL concurrent senders skip each other's rows; on SQLite the
+    statement holds the database's write lock. Either way no row is claimed twice.
+
+    The subscription is read here, not when the issue was composed: a claimed row whose
+    address has since been unsubscribed from ``list_name`` (for confirmation mails, None:
+    has nothing left to confirm) or suppressed is marked ``skipped`` and not returned.
+    With ``only``, just that subscriber's row, due or not, unless another sender holds it.
+    """
+    if issue_status(db, issue_id) == "paused":
+        return []  # another sender paused it: nobody sends more until a run resumes it
+    c = deliveries.c
+    which: ColumnElement[bool]
+    if only is not None:
+        which = (c.subscriber_id == only) & (
+            c.status.in_(("pending", "deferred")) | (c.next_attempt_at <= now)
+        )
+    else:
+        which = c.next_attempt_at <= now
+    due = (
+        select(c.subscriber_id)
+        .where(c.issue_id == issue_id, c.status.in_(WAITING), which)
+        .order_by(c.subscriber_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = db.execute(
+        update(deliveries)
+        .where(c.issue_id == issue_id, c.subscriber_id.in_(due.scalar_subquery()))
+        .values(status="sending", lease_owner=owner, next_attempt_at=lease_until)
+        .returning(c.subscriber_id, c.attempts, c.first_attempt_at)
+    ).all()
+    if not claimed:
+        return []
+    ids = [row.subscriber_id for row in claimed]
+    if list_name is not None:
+        consent = (
+            select(literal(1)).where(
+                subscriptions.c.subscriber_id == subscribers.c.id,
+                subscriptions.c.list == list_name, subscriptions.c.status == "active",
+            ).exists()
+        )  # fmt: skip
+    else:
+        consent = (
+            select(literal(1)).where(
+                subscriptions.c.subscriber_id == subscribers.c.id,
+                subscriptions.c.status == "pending",
+            ).exists()
+        )  # fmt: skip
+    people = {
+        row.id: row
+        for row in db.execute(
             select(
-                deliveries.c.subscriber_id, deliveries.c.attempts, deliveries.c.first_attempt_at,
-                subscribers.c.address, subscribers.c.name, subscribers.c.public_id,
-                subscribers.c.suppressed_at,
-            )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.status.in_(("pending", "deferred")),
-                which,
-            )
-            .order_by(deliveries.c.subscriber_id)
-            .limit(limit)
-        ).all()
+                subscribers.c.id, subscribers.c.address, subscribers.c.name,
+                subscribers.c.public_id, subscribers.c.hard_bounces,
+                (subscribers.c.suppressed_at.is_(None) & consent).label("allowed"),
+            ).where(subscribers.c.id.in_(ids))
+        )
+    }  # fmt: skip
+    rows, refused = [], []
+    for row in claimed:
+        person = people[row.subscriber_id]
+        if person.allowed:
+            rows.append((row, person))
+        else:
+            refused.append(row.subscriber_id)
+    if refused:
+        db.execute(
+            update(deliveries)
+            .where(c.issue_id == issue_id, c.subscriber_id.in_(refused))
+            .values(status="skipped", lease_owner=None, next_attempt_at=0.0, updated_at=now)
+        )
+    return [
+        Claimed(row.subscriber_id, int(row.attempts), row.first_attempt_at, person.address,
+                person.name, person.public_id, int(person.hard_bounces))
+        for row, person in rows
+    ]  # fmt: skip
+
+
+class Claimed(NamedTuple):
+    """A claimed row and its recipient."""
+
+    subscriber_id: int
+    attempts: int
+    first_attempt_at: float | None
+    address: str
+    name: str
+    public_id: str
+    hard_bounces: int
+
+
+def renew(db: Connection, issue_id: int, owner: str, lease_until: float) -> None:
+    """Lengthen ``owner``'s lease on the rows of the issue it still holds."""
+    db.execute(
+        update(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.lease_owner == owner,
+               deliveries.c.status == "sending")
+        .values(next_attempt_at=lease_until)
     )  # fmt: skip
+
+
+def release(db: Connection, issue_id: int, owner: str, now: float) -> int:
+    """Give back the rows of the issue ``owner`` claimed and did not send: due at ``now``,
+    pending or deferred as they were. How many."""
+    result = db.execute(
+        update(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.lease_owner == owner,
+               deliveries.c.status == "sending")
+        .values(
+            status=case((deliveries.c.attempts == 0, "pending"), else_="deferred"),
+            lease_owner=None, next_attempt_at=now,
+        )
+    )  # fmt: skip
+    return int(result.rowcount)
+
+
+def release_row(db: Connection, issue_id: int, subscriber_id: int, owner: str, now: float) -> None:
+    """Give back one claimed row, as it was, due at ``now``: its attempt was not its own
+    (no connection could be made, or the server refused the sender)."""
+    db.execute(
+        update(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id,
+               deliveries.c.lease_owner == owner, deliveries.c.status == "sending")
+        .values(
+            status=case((deliveries.c.attempts == 0, "pending"), else_="deferred"),
+            lease_owner=None, next_attempt_at=now,
+        )
+    )  # fmt: skip
+
+
+def owners(db: Connection, issue_id: int) -> list[str]:
+    """The senders holding rows of the issue."""
+    return [
+        str(owner)
+        for owner in db.execute(
+            select(deliveries.c.lease_owner)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.status == "sending")
+            .distinct()
+        ).scalars()
+        if owner is not None
+    ]
+
+
+def live_senders(db: Connection, now: float) -> int:
+    """How many senders hold an unexpired claim on any row, over every issue."""
+    return int(
+        db.execute(
+            select(func.count(func.distinct(deliveries.c.lease_owner))).where(
+                deliveries.c.status == "sending", deliveries.c.next_attempt_at > now
+            )
+        ).scalar_one()
+    )
+
+
+def claimed_by_others(db: Connection, owner: str, now: float) -> int:
+    """Rows other senders hold an unexpired claim on: messages that may go out any moment,
+    which the hourly and daily limits count as sent."""
+    return int(
+        db.execute(
+            select(func.count()).where(
+                deliveries.c.status == "sending", deliveries.c.next_attempt_at > now,
+                deliveries.c.lease_owner != owner,
+            )
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def next_due(db: Connection, paused_wait: float) -> float | None:
+    """When the earliest waiting row of any issue being sent (digests and confirmation
+    mails) is due, or a paused issue is to be tried again (``paused_wait`` after its
+    pause): what `publisher run` wakes for, whatever the schedules say."""
+    sending = select(issues.c.id).where(issues.c.status == "sending")
+    row = db.execute(
+        select(func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.issue_id.in_(sending), deliveries.c.status.in_(WAITING)
+        )
+    ).scalar()
+    paused = db.execute(
+        select(func.min(issues.c.paused_at)).where(issues.c.status == "paused")
+    ).scalar()
+    found = [float(row)] if row is not None else []
+    if paused is not None:
+        found.append(float(paused) + paused_wait)
+    return min(found, default=None)
 
 
 # Prepared once: building SQLAlchemy statements per row costs more than sending the mail.
@@ -228,8 +412,12 @@ _RECORD = (
     .where(
         deliveries.c.issue_id == bindparam("issue"),
         deliveries.c.subscriber_id == bindparam("subscriber"),
+        # Only while the claim is ours: a sender that outlived its lease records nothing
+        # over the row's new owner.
+        deliveries.c.lease_owner == bindparam("owner"),
     )
     .values(
+        lease_owner=None,
         status=bindparam("status"),
         attempts=bindparam("attempts"),
         first_attempt_at=bindparam("first"),
@@ -246,30 +434,36 @@ def record(
     db: Connection,
     issue_id: int,
     subscriber_id: int,
+    owner: str,
     status: str,
     attempts: int,
-    first: float,
+    first: float | None,
     at: float,
     due: float = 0.0,
     code: int | None = None,
     reply: str | None = None,
     provider: str | None = None,
 ) -> None:
-    """What one attempt at one row came to."""
+    """What one attempt at one claimed row came to; the claim ends."""
     db.execute(
         _RECORD,
         {
-            "issue": issue_id, "subscriber": subscriber_id, "status": status,
+            "issue": issue_id, "subscriber": subscriber_id, "owner": owner, "status": status,
             "attempts": attempts, "first": first, "due": due, "code": code, "reply": reply,
             "provider": provider, "at": at,
         },
     )  # fmt: skip
 
 
+def reset_hard_bounces(db: Connection, subscriber_id: int) -> None:
+    """A message was accepted: the address's hard bounces in a row start again from 0."""
+    db.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(hard_bounces=0))
+
+
 def count_hard_bounce(
     db: Connection, subscriber_id: int, limit: int, reply: str, now: float
 ) -> None:
-    """One more hard bounce of an address; suppressed from the ``limit``-th on."""
+    """One more hard bounce of an address in a row; suppressed from the ``limit``-th on."""
     db.execute(
         update(subscribers).where(subscribers.c.id == subscriber_id)
         .values(hard_bounces=subscribers.c.hard_bounces + 1)
@@ -318,13 +512,13 @@ def add_row(db: Connection, issue_id: int, subscriber_id: int, due: float) -> bo
     return True
 
 
-def due_hours(db: Connection, digest: str, now: float) -> list[Any]:
+def due_issues(db: Connection, digest: str, now: float) -> list[Any]:
     """Close the open issues of ``digest`` that wait for nothing (a crash can leave them
     open), and return those with a row due at ``now`` (id, number, window), oldest first.
 
     Only the rows of open issues are looked at: the index leads with issue_id, and a
     digest issue being sent may have a million rows waiting."""
-    waiting = deliveries.c.status.in_(("pending", "deferred"))
+    waiting = deliveries.c.status.in_(WAITING)
     open_issues = select(issues.c.id).where(issues.c.digest == digest, issues.c.status != "done")
     mine = deliveries.c.issue_id.in_(open_issues)
     busy = select(deliveries.c.issue_id).where(mine, waiting).distinct()

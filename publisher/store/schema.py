@@ -67,6 +67,7 @@ issues = Table(
     Column("status", String(16), nullable=False),  # sending | paused | done
     # Why a paused issue is paused: the reply about the sender or the server that stopped it.
     Column("paused_reason", String(1000)),
+    Column("paused_at", Float),  # a paused issue is tried again retry_first after this
     # The scheduled moment the issue is for (None when sent by hand).
     Column("period", Float),
     # One issue per number per digest, whoever composes it (two schedulers included).

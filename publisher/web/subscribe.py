@@ -23,7 +23,7 @@ from publisher import confirm as confirmation
 from publisher import store
 from publisher.backends import backend_pool
 from publisher.config import Publication
-from publisher.delivery import Plan
+from publisher.delivery import Plan, Sender
 from publisher.headers import clean_text
 from publisher.subscribers import normalize_address
 from publisher.tokens import Signer
@@ -123,7 +123,8 @@ def _send_now(
     pub: Publication, signer: Signer, engine: Engine, plan: Plan, subscriber_id: int, now: float
 ) -> None:
     when = datetime.fromtimestamp(now, UTC)
-    confirmation.send(engine, pub, signer, plan, subscriber_id, when, backend_pool(pub)[:1])
+    sender = Sender(engine, pub, backend_pool(pub)[:1])
+    confirmation.send(sender, signer, plan, subscriber_id, when)
 
 
 async def confirm(

@@ -1,6 +1,7 @@
 """Claims: a delivery row being sent carries its sender (``lease_owner``) while its status
-is ``sending`` and its ``next_attempt_at`` is the lease's end; an issue paused by a reply
-about the sender or the server keeps that reply (``paused_reason``).
+is ``sending`` and its ``next_attempt_at`` is the lease's end; a paused issue keeps why
+(``paused_reason``: the reply about the sender or the server) and when (``paused_at``: it
+is tried again ``retry_first`` later).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,10 +23,12 @@ def upgrade() -> None:
         table.add_column(sa.Column("lease_owner", sa.String(64)))
     with op.batch_alter_table("issues") as table:
         table.add_column(sa.Column("paused_reason", sa.String(1000)))
+        table.add_column(sa.Column("paused_at", sa.Float))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("issues") as table:
+        table.drop_column("paused_at")
         table.drop_column("paused_reason")
     with op.batch_alter_table("deliveries") as table:
         table.drop_column("lease_owner")
