@@ -1,8 +1,11 @@
 """An SMTP server on 127.0.0.1 (aiosmtpd) whose replies are scripted by recipient name.
 
 reject* 550, full* 552, badaddr* 553, tempfail* 451, busy* 450, notls* 454, closing* 421,
-reset* drops the connection after the final dot, slow* answers the final dot late;
-everyone else is accepted and kept in ``received``.
+reset* drops the connection after the final dot, slow* answers the final dot late, grey*
+is greylisted (451 4.7.1 to its first RCPT, accepted from the second on); everyone else
+is accepted and kept in ``received``. ``mail_reply`` and ``dot_reply`` make the server
+refuse every MAIL FROM or every message; ``gate`` holds the first answers to the final dot
+until that many sessions have begun a transaction (so that several senders overlap).
 """
 
 from __future__ import annotations
@@ -36,18 +39,48 @@ RCPT_REPLIES = {
 class Script:
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
     slow_seconds: float = 2.0
+    mail_reply: str | None = None
+    dot_reply: str | None = None
+    gate: int = 0
+    sessions: set[int] = field(default_factory=set)
+    greylisted: set[str] = field(default_factory=set)
+    rcpt_replies: list[tuple[str, str]] = field(default_factory=list)  # (address, reply)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        self.sessions.add(id(session))
+        if self.mail_reply is not None:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         local = address.split("@")[0]
-        for prefix, reply in RCPT_REPLIES.items():
+        reply = "250 OK"
+        for prefix, refusal in RCPT_REPLIES.items():
             if local.startswith(prefix):
-                return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+                reply = refusal
+        if local.startswith("grey") and address not in self.greylisted:
+            self.greylisted.add(address)
+            reply = "451 4.7.1 greylisted, come back later"
+        self.rcpt_replies.append((address, reply))
+        if reply == "250 OK":
+            envelope.rcpt_tos.append(address)
+        return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(self.sessions) < self.gate:  # bounded: ten seconds at most
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        self.gate = 0  # open from now on
+        if self.dot_reply is not None:
+            return self.dot_reply
         recipient = envelope.rcpt_tos[0]
         if recipient.startswith("reset"):
             server.transport.close()

@@ -20,7 +20,9 @@ from sqlalchemy.engine import Connection
 from publisher.config.models import RateLimits
 from publisher.store import ledger
 
-BATCH = 500  # rows claimed at a time without a rate limit
+# Rows claimed at a time without a rate limit: small enough that several senders share an
+# issue, large enough that a claim (two statements) costs little per message.
+BATCH = 100
 
 
 class RateLimiter:

@@ -136,8 +136,13 @@ def open_issue(
 
 def waiting_issues(engine: Engine, name: str, now: float) -> list[Plan]:
     """The unfinished issues of ``name`` (a digest, or the confirmation mails) with a row
-    due at ``now``, oldest first; issues that wait for nothing are closed."""
+    due at ``now``, oldest first; issues that wait for nothing are closed, and the rows
+    of dead senders of this machine are given back."""
     with engine.begin() as db:
+        # A sender of this machine that was killed holds rows that are due now, not
+        # when its lease ends: give them back first.
+        for issue in ledger.open_issues(db, name):
+            _release_dead(db, issue.id, now)
         rows = ledger.due_issues(db, name, now)
     return [Plan(row.id, row.number, Window(moment(row.window_start), _end(row))) for row in rows]
 
@@ -150,24 +155,22 @@ def send_digest(
     period: datetime | None = None,
     composed: Callable[[Letters], None] = lambda letters: None,
 ) -> list[RunReport]:
-    """What `publisher send` and a digest's schedule do: the due rows of its unfinished
-    issues, then a new issue for the window up to ``period`` (or ``now``) if it has
-    anything. A report for each issue that was sent to; none when there was nothing."""
+    """What `publisher send` and a digest's schedule do: a new issue for the window up to
+    ``period`` (or ``now``) if it has anything, then the due rows of every unfinished issue
+    of the digest, oldest first, the new one among them. A report for each issue that was
+    sent to; none when there was nothing.
+
+    The new issue is opened first so that a second sender that lost the race to make it
+    finds it among the unfinished ones and helps to send it."""
     engine, pub = sender.engine, sender.pub
     reports: list[RunReport] = []
+    open_issue(engine, pub, digest, now, period)
     for plan in waiting_issues(engine, digest.name, sender.clock()):
         if sender.should_stop():
-            return reports
+            break
         letters = compose(engine, pub, digest, plan, now, signer)
         composed(letters)
         reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
-    if sender.should_stop():
-        return reports
-    new = open_issue(engine, pub, digest, now, period)
-    if new is not None:
-        letters = compose(engine, pub, digest, new, now, signer)
-        composed(letters)
-        reports.append(deliver(sender, Outgoing(digest.name, new, letters, digest.list_name)))
     return reports
 
 
@@ -343,7 +346,6 @@ class _Run:
             self.db = db
             # A paused issue resumes: it is being sent again.
             ledger.set_issue_status(db, plan.issue_id, "sending")
-            _release_dead(db, plan.issue_id, sender.clock())
             db.commit()
             for thread in threads:
                 thread.start()

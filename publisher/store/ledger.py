@@ -239,16 +239,21 @@ def claim(
         )
     else:
         which = c.next_attempt_at <= now
+    # A materialized CTE: the locking subquery runs once. (Written as `IN (SELECT ...
+    # LIMIT n FOR UPDATE SKIP LOCKED)`, PostgreSQL may run it again for each row and
+    # claim the whole issue.)
     due = (
         select(c.subscriber_id)
         .where(c.issue_id == issue_id, c.status.in_(WAITING), which)
         .order_by(c.subscriber_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
     )
     claimed = db.execute(
         update(deliveries)
-        .where(c.issue_id == issue_id, c.subscriber_id.in_(due.scalar_subquery()))
+        .where(c.issue_id == issue_id, c.subscriber_id.in_(select(due.c.subscriber_id)))
         .values(status="sending", lease_owner=owner, next_attempt_at=lease_until)
         .returning(c.subscriber_id, c.attempts, c.first_attempt_at)
     ).all()
