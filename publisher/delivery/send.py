@@ -302,11 +302,23 @@ def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunR
     try:
         return run.go()
     except SQLAlchemyError as exc:
-        raise StateError(
-            [Problem("", None, "state.database",
-                     f"cannot record deliveries of {outgoing.name} #{outgoing.plan.number}, "
-                     f"stopped: {database_reason(exc)}")]
-        ) from exc  # fmt: skip
+        what = (f"cannot record deliveries of {outgoing.name} #{outgoing.plan.number}, "
+                f"stopped: {database_reason(exc)}")  # fmt: skip
+        if not _give_back(sender, outgoing.plan):
+            what += f"; its claimed rows are due again in {LEASE / 60:.0f} minutes"
+        raise StateError([Problem("", None, "state.database", what)]) from exc
+
+
+def _give_back(sender: Sender, plan: Plan) -> bool:
+    """After a fault of the database, try to give back this sender's claims at once (a
+    fault may be of one statement only: a lock, a trigger, a full disk that has room for
+    an update in place); whether that worked."""
+    try:
+        with sender.engine.begin() as db:
+            ledger.release(db, plan.issue_id, sender.owner, sender.clock())
+    except SQLAlchemyError:
+        return False  # the lease ends on its own; the first fault is the one reported
+    return True
 
 
 class _Run:
@@ -503,7 +515,8 @@ class _Run:
             ledger.record(db, issue_id, row.subscriber_id, sender.owner, decision.status,
                           row.attempts + 1, first, at, decision.due, error.code,
                           decision.reply)  # fmt: skip
-            self.last_session = at
+        if error.stage != "connect":
+            self.last_session = at  # the server answered: a session worked
         if decision.bounce:
             ledger.count_hard_bounce(db, row.subscriber_id, self.settings.hard_bounces,
                                      decision.reply, at)  # fmt: skip

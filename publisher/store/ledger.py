@@ -112,7 +112,7 @@ def sent_since(db: Connection, since: float) -> int:
     return int(
         db.execute(
             select(func.count()).where(
-                deliveries.c.status == "sent", deliveries.c.updated_at >= since
+                deliveries.c.status == "sent", deliveries.c.updated_at > since
             )
         ).scalar_one()
     )
