@@ -49,20 +49,21 @@ def available() -> bool:
 
 
 @contextmanager
-def postfix(port: int) -> Iterator[Path]:
-    """Run Postfix until the block ends; yields the Maildir it delivers into."""
+def postfix(port: int, discard: bool = False) -> Iterator[Path]:
+    """Run Postfix until the block ends; yields the Maildir it delivers into (with
+    ``discard``, accepted mail is thrown away after queueing: for benchmarks)."""
     # Postfix's own users must reach the folder, so it is not below pytest's private
     # (0700) temporary folder.
     folder = Path(tempfile.mkdtemp(prefix="publisher-postfix-"))
     try:
-        with _running(folder, port) as maildir:
+        with _running(folder, port, discard) as maildir:
             yield maildir
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
-def _running(folder: Path, port: int) -> Iterator[Path]:
+def _running(folder: Path, port: int, discard: bool) -> Iterator[Path]:
     folder.chmod(0o755)
     conf, spool, data, maildir = (folder / n for n in ("etc", "spool", "data", "Maildir"))
     for path in (conf, spool, data, maildir / "new", maildir / "cur", maildir / "tmp"):
@@ -102,6 +103,7 @@ maillog_file = {folder}/maillog
 # Postfix writes its log only below allowed prefixes; allow the test folder.
 maillog_file_prefixes = {folder}
 """
+        + ("virtual_transport = discard\n" if discard else "")
     )
     (conf / "master.cf").write_text(SERVICES.format(port=port))
     subprocess.run([POSTFIX, "-c", str(conf), "start"], check=True, capture_output=True, timeout=60)
@@ -129,3 +131,13 @@ def wait_for_files(folder: Path, count: int, seconds: float = 30) -> list[Path]:
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def answer_everyone(maildir: Path) -> None:
+    """From now on the Postfix of ``maildir`` accepts every recipient, as a greylister
+    accepts the second try: its recipient map is emptied and the smtpd processes that
+    read it are restarted."""
+    conf = maildir.parent / "etc"
+    (conf / "recipients").write_text("")
+    subprocess.run([POSTFIX, "-c", str(conf), "reload"], check=True, capture_output=True,
+                   timeout=60)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+from collections import Counter
 from collections.abc import Callable
 from email import policy
 from pathlib import Path
@@ -11,11 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from publisher import store
+from publisher.backends import load_backend
 from publisher.config import load_config
 
 from .conftest import Ran
-from .postfix import available, postfix, wait_for_files
+from .postfix import answer_everyone, available, postfix, wait_for_files
+from .sending import send
 from .smtpserver import free_port
+from .test_delivery import NOW, Clock
 
 pytestmark = [
     pytest.mark.slow,
@@ -68,3 +72,40 @@ def test_send_through_postfix(example: Path, tmp_path: Path, cli: Callable[..., 
         engine.dispose()
         assert "451 4.3.0" in rows["tempfail-1@example.org"]
         assert "550 5.1.1" in rows["reject-1@example.org"]
+
+
+def test_greylisting_through_postfix_costs_only_its_retry(example: Path) -> None:
+    """2,000 subscribers into a real Postfix, one in a hundred answered 451 at RCPT: the
+    run never waits, everyone else is delivered at once, and the greylisted are delivered
+    by their retry retry_first (5 min) later, when Postfix accepts them."""
+    port = free_port()
+    with postfix(port) as maildir:
+        config = example / "schedule.yaml"
+        config.write_text(config.read_text().replace(
+            "backend:\n  type: maildir\n  path: outbox",
+            f"backend:\n  type: smtp\n  host: 127.0.0.1\n  port: {port}\n  tls: none\n"
+            "  connections: 2",
+        ))  # fmt: skip
+        pub = load_config(config)
+        people = [f"{'tempfail-' if n % 100 == 50 else ''}r{n}@example.org" for n in range(2000)]
+        engine = store.connect(pub.database_url)
+        with engine.begin() as db:
+            for address in people:
+                store.add_subscriber(db, address, "", "weekly", 0.0)
+        engine.dispose()
+        backends = [load_backend("smtp", pub.config.backend.options, str(pub.root))
+                    for _ in range(2)]  # fmt: skip
+        clock = Clock()
+        [report] = send(pub, backends, NOW, clock, clock.sleep)
+        assert clock.slept == []  # nobody waited for the greylisted
+        assert (report.sent, report.deferred) == (1980, 20)
+        answer_everyone(maildir)
+        clock.now += 300
+        [retry] = send(pub, backends, NOW, clock, clock.sleep)
+        assert (retry.status, retry.sent, retry.deferred) == ("done", 2000, 0)
+        files = wait_for_files(maildir / "new", 2000, seconds=120)
+        counts = Counter(
+            str(email.message_from_bytes(f.read_bytes(), policy=policy.default)["Delivered-To"])
+            for f in files
+        )
+        assert counts == Counter({address: 1 for address in people})
