@@ -2,8 +2,9 @@
 on the database.
 
 * **Per hour and per day** are counted from the ledger when a sender claims rows: messages
-  sent in the hour (or day), plus the rows other senders have claimed and may send any
-  moment. A sender claims no more than what is left, so the limits hold across restarts,
+  sent in the hour (or day), plus the rows claimed by any sender (this one too: its next
+  batch is claimed while the last is still going out), which may go out any moment. A
+  sender claims no more than what is left, so the limits hold across restarts,
   digests and processes. Two senders claiming at the very same moment on PostgreSQL can
   each see the same remainder; claims are small under a limit (see ``claim_size``), which
   bounds that overshoot.
@@ -34,7 +35,7 @@ class RateLimiter:
         self.last: float | None = None  # when this sender last handed a message over
         self.per_second = float(rate.per_second or 0)
 
-    def claim_size(self, db: Connection, owner: str, now: float, wanted: int) -> int:
+    def claim_size(self, db: Connection, now: float, wanted: int) -> int:
         """How many rows this sender may claim now (0: the hour's or the day's limit is
         used up; the rest of the issue stays for a later run)."""
         rate = self.rate
@@ -45,8 +46,7 @@ class RateLimiter:
             size = min(size, max(1, rate.per_second * 10))  # ~10 s of sending a claim
         for limit, seconds in ((rate.per_hour, 3600), (rate.per_day, 86400)):
             if limit:
-                used = ledger.sent_since(db, now - seconds)
-                used += ledger.claimed_by_others(db, owner, now)
+                used = ledger.sent_since(db, now - seconds) + ledger.claimed_rows(db, now)
                 size = min(size, max(0, limit - used))
         return size
 

@@ -392,7 +392,7 @@ class _Run:
         sender, db = self.sender, self.db
         now = sender.clock()
         with db.begin():
-            size = self.limiter.claim_size(db, sender.owner, now, BATCH)
+            size = self.limiter.claim_size(db, now, BATCH)
             if size == 0:
                 self.report.limited = True
                 return []
@@ -416,12 +416,9 @@ class _Run:
             self.inboxes[worker].put(_Task(row, recipient))
             self.in_flight += 1
             self._drain(block=False)
-        # Rows of this batch still in flight are recorded before the next claim.
-        while self.in_flight:
-            self._drain(block=True)
-        # Unsent rows of the batch (a stop, a pause) go back to the queue.
-        with self.db.begin():
-            ledger.release(self.db, self.out.plan.issue_id, sender.owner, sender.clock())
+        # The next batch is claimed while the last messages of this one are still out:
+        # they are claimed by us, so no claim hands them out again. Unsent rows (a stop, a
+        # pause) are given back at the end, once nothing is in flight.
 
     def _free_worker(self) -> int | None:
         """An idle worker whose connection may send now, waiting (for an answer, or for a
