@@ -1,17 +1,20 @@
-"""Delivery: an issue's ledger rows, claimed and handed to the backends (``send``), what a
-failed attempt means for its row (``policy``, pure), and the sending rate (``rate``)."""
+"""Delivery: which issue is sent and what is in it (``issues``), its ledger rows claimed
+and handed to the backends (``send``), what a failed attempt means for its row
+(``policy``, pure), and the sending rate (``rate``)."""
 
-from publisher.delivery.send import (
-    Outgoing,
+from publisher.delivery.issues import (
     Plan,
-    RunReport,
-    Sender,
     compose,
-    deliver,
     issue_articles,
     keep_web_page,
     last_period,
     open_issue,
+)
+from publisher.delivery.send import (
+    Outgoing,
+    RunReport,
+    Sender,
+    deliver,
     send_digest,
     waiting_issues,
 )
