@@ -18,6 +18,8 @@ from publisher import store
 from publisher.backends import Backend, load_backend
 from publisher.backends.memory import MemoryBackend
 from publisher.config import Publication, load_config
+from publisher.delivery import open_issue
+from publisher.store import ledger
 
 from .conftest import Ran
 from .sending import KEY, send
@@ -247,3 +249,32 @@ def test_rate_limits_do_not_depend_on_thread_timing(example: Path, attempt: int)
     clock.now += 3600
     [later] = send(pub, [outbox], NOW, clock, clock.sleep)
     assert later.status == "done" and len(outbox.outbox) == 8
+
+
+@pytest.mark.parametrize("other_sender", [True, False])
+def test_the_error_budget_is_shared_by_the_senders_of_an_issue(
+    example: Path, other_sender: bool
+) -> None:
+    """pause_after counts the failures of every sender at work on the issue: with three
+    failures of another sender already counted, two more of this one pause it. A sender
+    that starts alone starts the count afresh."""
+    pub = configure(example, "  pause_after: 5\n")
+    people = [f"r{n}@example.org" for n in range(12)]
+    subscribe(pub, *people)
+    engine = store.connect(pub.database_url)
+    digest = pub.config.digests[0]
+    plan = open_issue(engine, pub, digest, NOW)
+    assert plan is not None
+    with engine.begin() as db:
+        db.execute(store.issues.update().values(failures_in_a_row=3))
+        if other_sender:  # a sender elsewhere holds the last two rows
+            ledger.claim(db, plan.issue_id, "elsewhere:1:x", NOW.timestamp(),
+                         NOW.timestamp() + 600, 2, "weekly")  # fmt: skip
+    engine.dispose()
+    failing = {a: "transient" for a in people[:10]}
+    clock = Clock()
+    [report] = send(pub, [MemoryBackend({"fail": failing}, str(pub.root))], NOW, clock, clock.sleep)
+    assert report.status == "paused" and report.reason is not None
+    assert report.reason.startswith("5 failures in a row")
+    assert report.attempts == (2 if other_sender else 5)
+    assert report.sent == 0

@@ -248,8 +248,11 @@ class _Run:
         ]
         with sender.engine.connect() as db:
             self.db = db
-            # A paused issue resumes: it is being sent again.
+            # A paused issue resumes: it is being sent again. The error budget is shared
+            # by the senders at work on the issue; the first of them starts it afresh.
             ledger.set_issue_status(db, plan.issue_id, "sending")
+            if not ledger.owners(db, plan.issue_id):
+                ledger.reset_failures(db, plan.issue_id)
             db.commit()
             for thread in threads:
                 thread.start()
@@ -290,6 +293,8 @@ class _Run:
                 return []
             rows = ledger.claim(db, self.out.plan.issue_id, sender.owner, now, now + LEASE,
                                 size, self.out.list_name, self.only)  # fmt: skip
+            # Another sender's failures count too: the next success here resets them.
+            self.failures_in_a_row = ledger.failures_in_a_row(db, self.out.plan.issue_id)
         self.lease_renewed = now
         return rows
 
@@ -390,6 +395,8 @@ class _Run:
                           provider)  # fmt: skip
             if row.hard_bounces:
                 ledger.reset_hard_bounces(db, row.subscriber_id)
+            if self.failures_in_a_row:
+                ledger.reset_failures(db, issue_id)
             self.failures_in_a_row = self.slowed[result.worker] = 0
             self.last_session = at
             return
@@ -400,7 +407,8 @@ class _Run:
             ledger.release_row(db, issue_id, row.subscriber_id, sender.owner, at)
         else:
             self.report.attempts += 1
-            self.failures_in_a_row += 1
+            # The error budget is the issue's, counted in the database by every sender.
+            self.failures_in_a_row = ledger.count_failure(db, issue_id)
             ledger.record(db, issue_id, row.subscriber_id, sender.owner, decision.status,
                           row.attempts + 1, first, at, decision.due, error.code,
                           decision.reply)  # fmt: skip

@@ -318,6 +318,33 @@ class Claimed(NamedTuple):
     hard_bounces: int
 
 
+def count_failure(db: Connection, issue_id: int) -> int:
+    """One more failed attempt in a row at the issue, whichever sender made it; how many
+    there are now."""
+    return int(
+        db.execute(
+            update(issues).where(issues.c.id == issue_id)
+            .values(failures_in_a_row=issues.c.failures_in_a_row + 1)
+            .returning(issues.c.failures_in_a_row)
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def failures_in_a_row(db: Connection, issue_id: int) -> int:
+    return int(
+        db.execute(select(issues.c.failures_in_a_row).where(issues.c.id == issue_id)).scalar_one()
+    )
+
+
+def reset_failures(db: Connection, issue_id: int) -> None:
+    """A message was accepted: the issue's failures in a row start again from 0."""
+    db.execute(
+        update(issues)
+        .where(issues.c.id == issue_id, issues.c.failures_in_a_row > 0)
+        .values(failures_in_a_row=0)
+    )
+
+
 def renew(db: Connection, issue_id: int, owner: str, lease_until: float) -> None:
     """Lengthen ``owner``'s lease on the rows of the issue it still holds."""
     db.execute(

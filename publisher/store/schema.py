@@ -68,6 +68,8 @@ issues = Table(
     # Why a paused issue is paused: the reply about the sender or the server that stopped it.
     Column("paused_reason", String(1000)),
     Column("paused_at", Float),  # a paused issue is tried again retry_first after this
+    # Failed attempts in a row over every sender of the issue: pause_after pauses it.
+    Column("failures_in_a_row", Integer, nullable=False, server_default="0"),
     # The scheduled moment the issue is for (None when sent by hand).
     Column("period", Float),
     # One issue per number per digest, whoever composes it (two schedulers included).
