@@ -16,6 +16,9 @@ import pytest
 from publisher.cli import main
 from publisher.config import Publication, load_config
 
+from .postgres import postgres_cluster
+from .smtpserver import Script, smtp_server
+
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -39,6 +42,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[int, Script]]:
+    """An SMTP server on 127.0.0.1 (``smtpserver.Script``): its port and its script."""
+    with smtp_server() as (controller, script):
+        yield controller.port, script
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL cluster's URL (mark the test ``needs_postgres``)."""
+    with postgres_cluster() as url:
+        yield url
 
 
 @pytest.fixture

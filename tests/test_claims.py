@@ -4,7 +4,6 @@ and consent is read at the claim. On SQLite, and on PostgreSQL (slow)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from publisher.config import Publication, load_config
 from publisher.delivery import Plan, open_issue
 from publisher.store import ledger
 
-from .postgres import needs_postgres, postgres_cluster
+from .postgres import needs_postgres
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 T = NOW.timestamp()
@@ -78,12 +77,6 @@ def check_claims(example: Path, database: str | None) -> None:
 
 def test_claims_on_sqlite(example: Path) -> None:
     check_claims(example, None)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    with postgres_cluster() as url:
-        yield url
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ do not depend on thread timing."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from publisher.store import ledger
 
 from .conftest import Ran
 from .sending import KEY, send
-from .smtpserver import Script, free_port, smtp_server
+from .smtpserver import Script, free_port
 from .test_delivery import NOW, Clock, rows, subscribe
 
 
@@ -45,12 +45,6 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def smtp_backend(pub: Publication, port: int) -> Backend:
     options = {"host": "127.0.0.1", "port": port, "tls": "none", "timeout": 2}
     return load_backend("smtp", options, str(pub.root))
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[int, Script]]:
-    with smtp_server() as (controller, script):
-        yield controller.port, script
 
 
 def test_greylisting_costs_its_own_retry_and_nothing_else(

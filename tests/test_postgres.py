@@ -3,7 +3,6 @@ by the test. Needs Debian's postgresql and psycopg; .ci/run installs both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,10 @@ from publisher.config import load_config
 from publisher.delivery import open_issue
 
 from .conftest import NOW
-from .postgres import needs_postgres, postgres_cluster
+from .postgres import needs_postgres
 from .sending import send
 
 pytestmark = [pytest.mark.slow, needs_postgres]
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    with postgres_cluster() as url:
-        yield url
 
 
 def test_subscribers_and_delivery_on_postgres(example: Path, postgres_url: str) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ import pytest
 from publisher import store
 from publisher.config import Publication, load_config
 
-from .postgres import needs_postgres, postgres_cluster
-from .smtpserver import Script, smtp_server
+from .postgres import needs_postgres
+from .smtpserver import Script
 
 RECIPIENTS = 300
 SENDERS = 3
@@ -103,12 +102,6 @@ def killed_sender_loses_nobody(pub: Publication, script: Script, seed: int) -> i
     return duplicates
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[int, Script]]:
-    with smtp_server() as (controller, script):
-        yield controller.port, script
-
-
 def test_three_senders_on_sqlite_send_each_recipient_once(
     example: Path, server: tuple[int, Script]
 ) -> None:
@@ -123,12 +116,6 @@ def test_a_killed_sender_on_sqlite_loses_nobody(
 ) -> None:
     port, script = server
     killed_sender_loses_nobody(publication(example, port), script, seed)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    with postgres_cluster() as url:
-        yield url
 
 
 @pytest.mark.slow
