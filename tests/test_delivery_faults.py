@@ -68,6 +68,8 @@ def test_greylisting_costs_its_own_retry_and_nothing_else(
 
 
 def test_a_server_that_cannot_be_reached_pauses_the_issue_within_a_minute(example: Path) -> None:
+    from publisher.scheduler.jobs import next_retry
+
     pub = configure(example)
     subscribe(pub, *(f"r{n}@example.org" for n in range(100)))
     clock = Clock()
@@ -78,6 +80,13 @@ def test_a_server_that_cannot_be_reached_pauses_the_issue_within_a_minute(exampl
     assert report.failed == 0 and report.sent == 0
     states = Counter(status for status, _, _ in rows(pub).values())
     assert states["failed"] == 0 and states["sending"] == 0
+    # publisher run tries the paused issue again retry_first (5 min) after its pause, and
+    # not before a row of it is due.
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        paused_at = db.execute(select(store.issues.c.paused_at)).scalar_one()
+    assert next_retry(pub, engine) == paused_at + 300
+    engine.dispose()
 
 
 @pytest.mark.parametrize(("where", "reply"), [
@@ -165,11 +174,21 @@ def test_run_wakes_for_the_earliest_retry_not_the_digests_schedule(example: Path
     clock = Clock()
     send(pub, [outbox], NOW, clock, clock.sleep)
     daemon = Foreground(pub, lambda tick: None)
+    daemon._now = lambda: NOW  # type: ignore[method-assign]
     try:
         daemon.plan_retries()
         job = daemon.scheduler.get_job("retries")
         assert job is not None
-        assert job.trigger.run_date.timestamp() >= NOW.timestamp() + 300 - 1
+        assert job.trigger.run_date.timestamp() == NOW.timestamp() + 300  # retry_first
+        # A pass stopped by the hour's rate limit does not wake again at once.
+        daemon.limited = True
+        daemon.plan_retries()
+        job = daemon.scheduler.get_job("retries")
+        assert job.trigger.run_date.timestamp() == NOW.timestamp() + 300
+        daemon._now = lambda: NOW + timedelta(seconds=400)  # type: ignore[method-assign]
+        daemon.plan_retries()
+        job = daemon.scheduler.get_job("retries")
+        assert job.trigger.run_date.timestamp() == NOW.timestamp() + 460
     finally:
         daemon.engine.dispose()
     # And the retry job sends it when its time has come, whatever the weekly cron says.

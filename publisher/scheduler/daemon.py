@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from publisher.backends import backend_pool
@@ -26,6 +26,7 @@ FEEDS_EVERY_SECONDS = 15 * 60  # without a feeds schedule
 # How often the ledger is asked when the next retry is due, besides after every pass:
 # another process (the web side's sign-ups, a second sender) may have added one.
 RETRY_CHECK_SECONDS = 60
+RETRY_GAP_SECONDS = 1  # the least time between two retry passes
 
 
 class Foreground:
@@ -44,6 +45,8 @@ class Foreground:
         self.engine = store.open_database(pub)
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.mtime = pub.path.stat().st_mtime_ns
+        self.limited = False  # the last retry pass stopped at a rate limit
+        self.planning = threading.Lock()
 
     def start(self) -> int:
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -107,22 +110,31 @@ class Foreground:
 
         def go() -> None:
             due = next_retry(self.pub, self.engine)
-            job = self.scheduler.get_job("retries")
-            if due is None:
-                if job is not None:
-                    job.remove()
-                return
-            when = max(datetime.fromtimestamp(due, UTC), self._now())
-            self.scheduler.add_job(self._retries, "date", run_date=when, id="retries",
-                                   replace_existing=True, misfire_grace_time=None)  # fmt: skip
+            with self.planning:  # jobs of several threads plan; one at a time
+                self._plan(due)
 
         self._guard(go)
+
+    def _plan(self, due: float | None) -> None:
+        if self.scheduler.get_job("retries") is not None:
+            self.scheduler.remove_job("retries")
+        if due is None:
+            return
+        # Never at once again: a row can be due and still not be sent (the hour's rate
+        # limit is used up), and a pass that changed nothing must not run in a loop.
+        soonest = self._now() + timedelta(seconds=RETRY_GAP_SECONDS)
+        if self.limited:
+            soonest = self._now() + timedelta(seconds=RETRY_CHECK_SECONDS)
+        when = max(datetime.fromtimestamp(due, UTC), soonest)
+        self.scheduler.add_job(self._retries, "date", run_date=when, id="retries",
+                               misfire_grace_time=None)  # fmt: skip
 
     def _retries(self) -> None:
         def go() -> None:
             pub = self.pub
             tick = retry_due(pub, self.engine, self._now(), publication_signer(pub),
                              lambda: backend_pool(pub), self.stop.is_set)  # fmt: skip
+            self.limited = any(r.limited for r in tick.digests + tick.confirmations)
             for report in tick.digests:
                 log.info(report.line())
             for report in tick.confirmations:

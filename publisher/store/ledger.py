@@ -422,20 +422,24 @@ def claimed_rows(db: Connection, now: float) -> int:
 
 def next_due(db: Connection, paused_wait: float) -> float | None:
     """When the earliest waiting row of any issue being sent (digests and confirmation
-    mails) is due, or a paused issue is to be tried again (``paused_wait`` after its
-    pause): what `publisher run` wakes for, whatever the schedules say."""
+    mails) is due, or a paused issue is to be tried again: ``paused_wait`` after its pause,
+    and not before a row of it is due. What `publisher run` wakes for, whatever the
+    schedules say."""
     sending = select(issues.c.id).where(issues.c.status == "sending")
     row = db.execute(
         select(func.min(deliveries.c.next_attempt_at)).where(
             deliveries.c.issue_id.in_(sending), deliveries.c.status.in_(WAITING)
         )
     ).scalar()
-    paused = db.execute(
-        select(func.min(issues.c.paused_at)).where(issues.c.status == "paused")
-    ).scalar()
     found = [float(row)] if row is not None else []
-    if paused is not None:
-        found.append(float(paused) + paused_wait)
+    paused = db.execute(
+        select(issues.c.paused_at, func.min(deliveries.c.next_attempt_at))
+        .join(deliveries, deliveries.c.issue_id == issues.c.id)
+        .where(issues.c.status == "paused", deliveries.c.status.in_(WAITING))
+        .group_by(issues.c.id, issues.c.paused_at)
+    ).all()  # fmt: skip
+    for paused_at, first_due in paused:
+        found.append(max(float(paused_at or 0.0) + paused_wait, float(first_due)))
     return min(found, default=None)
 
 
