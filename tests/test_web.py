@@ -521,3 +521,15 @@ def test_a_slow_database_does_not_stop_the_other_requests(served: tuple[str, Pub
         lock.close()
         waiting.join(timeout=20)
     assert answers == [200]
+
+
+def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
+    from publisher.web.pages import Pages
+
+    pub = load_config(example / "schedule.yaml")
+    issue = {"number": 3, "status": "paused", "sent": 0, "deferred": 0, "failed": 0,
+             "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required"}  # fmt: skip
+    digest = {"digest": "weekly", "list": "weekly", "subscribers": 20, "next_run": None,
+              "issues": [issue]}  # fmt: skip
+    body = Pages(pub).render("status.html", "Status", digests=[digest], confirmations="").body
+    assert b"<td>paused: MAIL FROM: 530 5.7.0 &lt;auth&gt; required</td>" in body

@@ -51,8 +51,9 @@ class Pages:
         template shows up in `publisher check`, not in front of a visitor."""
         sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/"}
         sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
-                         "issues": [{"number": 1, "status": "done", "sent": 1, "deferred": 0,
-                                     "failed": 0, "pending": 0}]}  # fmt: skip
+                         "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
+                                     "failed": 0, "pending": 0, "sending": 0,
+                                     "reason": "sample"}]}  # fmt: skip
         self.message("Sample", "A paragraph.")
         self.render("subscribe.html", "Sample", csrf="x", lists=["a", "b"])
         self.render("confirm.html", "Sample")
