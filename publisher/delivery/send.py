@@ -404,7 +404,7 @@ class _Run:
         decision = decide(error, row.attempts + 1, first, at, self.settings)
         if decision.status == "requeued":
             # Not the row's fault, not an attempt: it goes back as it was.
-            ledger.release_row(db, issue_id, row.subscriber_id, sender.owner, at)
+            ledger.release(db, issue_id, sender.owner, at, row.subscriber_id)
         else:
             self.report.attempts += 1
             # The error budget is the issue's, counted in the database by every sender.

@@ -76,25 +76,6 @@ def row_counts_since(db: Connection, digest: str, since: float) -> dict[str, int
     return {str(status): int(count) for status, count in counted}
 
 
-def waiting_rows(db: Connection, issue_id: int) -> int:
-    """Rows of an issue still to be sent (pending, deferred, or claimed by a sender)."""
-    return int(
-        db.execute(
-            select(func.count()).where(
-                deliveries.c.issue_id == issue_id, deliveries.c.status.in_(WAITING)
-            )
-        ).scalar_one()
-    )
-
-
-def has_unfinished_issue(db: Connection, digest: str) -> bool:
-    """Whether an issue of ``digest`` is not done yet (sending, or paused)."""
-    row = db.execute(
-        select(issues.c.id).where(issues.c.digest == digest, issues.c.status != "done")
-    ).first()
-    return row is not None
-
-
 def unconfirmed_people(db: Connection) -> int:
     """People with a subscription waiting for its confirmation."""
     return int(
@@ -355,33 +336,25 @@ def renew(db: Connection, issue_id: int, owner: str, lease_until: float) -> None
     )  # fmt: skip
 
 
-def release(db: Connection, issue_id: int, owner: str, now: float) -> int:
-    """Give back the rows of the issue ``owner`` claimed and did not send: due at ``now``,
-    pending or deferred as they were. How many."""
+def release(
+    db: Connection, issue_id: int, owner: str, now: float, subscriber_id: int | None = None
+) -> int:
+    """Give back the rows of the issue ``owner`` claimed and did not send (or just that
+    subscriber's, whose attempt was not its own: the server refused the sender), due at
+    ``now``, pending or deferred as they were. How many."""
+    c = deliveries.c
+    which = [c.issue_id == issue_id, c.lease_owner == owner, c.status == "sending"]
+    if subscriber_id is not None:
+        which.append(c.subscriber_id == subscriber_id)
     result = db.execute(
         update(deliveries)
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.lease_owner == owner,
-               deliveries.c.status == "sending")
+        .where(*which)
         .values(
-            status=case((deliveries.c.attempts == 0, "pending"), else_="deferred"),
+            status=case((c.attempts == 0, "pending"), else_="deferred"),
             lease_owner=None, next_attempt_at=now,
         )
     )  # fmt: skip
     return int(result.rowcount)
-
-
-def release_row(db: Connection, issue_id: int, subscriber_id: int, owner: str, now: float) -> None:
-    """Give back one claimed row, as it was, due at ``now``: its attempt was not its own
-    (no connection could be made, or the server refused the sender)."""
-    db.execute(
-        update(deliveries)
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id,
-               deliveries.c.lease_owner == owner, deliveries.c.status == "sending")
-        .values(
-            status=case((deliveries.c.attempts == 0, "pending"), else_="deferred"),
-            lease_owner=None, next_attempt_at=now,
-        )
-    )  # fmt: skip
 
 
 def owners(db: Connection, issue_id: int) -> list[str]:
