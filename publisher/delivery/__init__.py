@@ -16,6 +16,7 @@ from publisher.delivery.send import (
     Sender,
     deliver,
     send_digest,
+    send_waiting,
     waiting_issues,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "last_period",
     "open_issue",
     "send_digest",
+    "send_waiting",
     "waiting_issues",
 ]

@@ -115,9 +115,21 @@ def send_digest(
 
     The new issue is opened first so that a second sender that lost the race to make it
     finds it among the unfinished ones and helps to send it."""
+    open_issue(sender.engine, sender.pub, digest, now, period)
+    return send_waiting(sender, digest, now, signer, composed)
+
+
+def send_waiting(
+    sender: Sender,
+    digest: Digest,
+    now: datetime,
+    signer: Signer,
+    composed: Callable[[Letters], None] = lambda letters: None,
+) -> list[RunReport]:
+    """The due rows of every unfinished issue of the digest, oldest first (retries, and
+    issues another sender has begun); a report for each issue that had any."""
     engine, pub = sender.engine, sender.pub
     reports: list[RunReport] = []
-    open_issue(engine, pub, digest, now, period)
     for plan in waiting_issues(engine, digest.name, sender.clock()):
         if sender.should_stop():
             break

@@ -17,16 +17,7 @@ from publisher import confirm as confirmation
 from publisher.backends import Backend
 from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
-from publisher.delivery import (
-    Outgoing,
-    RunReport,
-    Sender,
-    compose,
-    deliver,
-    last_period,
-    send_digest,
-    waiting_issues,
-)
+from publisher.delivery import RunReport, Sender, last_period, send_digest, send_waiting
 from publisher.scheduler.triggers import due_period, trigger
 from publisher.store import ledger
 from publisher.tokens import Signer
@@ -78,13 +69,9 @@ def retry_due(
     tick = Tick()
     sender = _sender(pub, engine, backends, should_stop, clock)
     for digest in pub.config.digests:
-        for plan in waiting_issues(engine, digest.name, sender.clock()):
-            if should_stop():
-                return tick
-            letters = compose(engine, pub, digest, plan, now, signer)
-            tick.digests.append(
-                deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name))
-            )
+        if should_stop():
+            return tick
+        tick.digests += send_waiting(sender, digest, now, signer)
     if not should_stop():
         tick.confirmations = confirmation.resume(sender, signer, now)
     return tick
@@ -107,11 +94,7 @@ def run_digest(sender: Sender, digest: Digest, now: datetime, signer: Signer) ->
         )
     if period is None:
         # Nothing new is due: only retries (an unscheduled digest is sent by hand).
-        reports = []
-        for plan in waiting_issues(engine, digest.name, sender.clock()):
-            letters = compose(engine, pub, digest, plan, now, signer)
-            reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
-        return reports
+        return send_waiting(sender, digest, now, signer)
     reports = send_digest(sender, digest, now, signer, period)
     return reports or [RunReport(digest.name, status="nothing new to send")]
 
