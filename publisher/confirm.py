@@ -25,11 +25,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from publisher.backends.base import Message
 from publisher.config import Publication
 from publisher.delivery import Outgoing, Plan, RunReport, Sender, deliver, waiting_issues
+from publisher.digest import dkim
 from publisher.digest.issue import Window
 from publisher.digest.message import build_message
-from publisher.digest.personalize import Recipient, dkim_settings, dkim_sign
+from publisher.digest.personalize import Recipient, dkim_keys
 from publisher.digest.templates import environment, render_template
 from publisher.headers import clean_text, encode_text, format_address, parse_sender
 from publisher.store import epoch, ledger, moment
@@ -88,7 +90,7 @@ class ConfirmationMail:
     date: datetime
     sender_name: str
     sender: str
-    dkim: tuple[bytes, bytes, bytes] | None
+    dkim_keys: list[dkim.Key]
     env: SandboxedEnvironment  # made once: it compiles confirm.txt once, not per message
 
     def message_id(self, recipient: Recipient) -> str:
@@ -97,6 +99,9 @@ class ConfirmationMail:
         return f"<confirm.{self.number}.{digest[:24]}@{self.sender.rsplit('@', 1)[1]}>"
 
     def render(self, recipient: Recipient) -> bytes:
+        return bytes(self.letter(recipient))
+
+    def letter(self, recipient: Recipient) -> Message:
         site = self.pub.config.site
         # Issued at the sign-up's hour, the same at every retry; the web side accepts it
         # for web.confirm_within.
@@ -120,8 +125,9 @@ class ConfirmationMail:
             f"To: {format_address(recipient.name, recipient.address)}\r\n"
             f"Message-ID: {message_id}\r\n"
         ).encode("ascii")
-        data = template.personalize(headers, {})
-        return data if self.dkim is None else dkim_sign(data, self.dkim)
+        message = template.personalize(headers, {})
+        keys = self.dkim_keys
+        return dkim.Signer(template, keys).sign(message, headers) if keys else message
 
 
 def mail(pub: Publication, signer: Signer, plan: Plan, now: datetime) -> ConfirmationMail:
@@ -133,7 +139,7 @@ def mail(pub: Publication, signer: Signer, plan: Plan, now: datetime) -> Confirm
         else (site.title, site.author.email or "")
     )
     env = environment(pub.templates_dir, DEFAULTS)
-    return ConfirmationMail(pub, signer, plan.number, now, name, address, dkim_settings(pub), env)
+    return ConfirmationMail(pub, signer, plan.number, now, name, address, dkim_keys(pub), env)
 
 
 def send(

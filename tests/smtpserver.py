@@ -6,6 +6,9 @@ is greylisted (451 4.7.1 to its first RCPT, accepted from the second on); everyo
 is accepted and kept in ``received``. ``mail_reply`` and ``dot_reply`` make the server
 refuse every MAIL FROM or every message; ``gate`` holds the first answers to the final dot
 until that many sessions have begun a transaction (so that several senders overlap).
+``extensions`` adds PIPELINING and CHUNKING (BDAT, implemented here) to the EHLO reply;
+with PIPELINING, ``pipelined`` says of each MAIL FROM whether the client had sent the rest
+of the envelope with it, and ``chunked`` of each message whether it came by BDAT.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult
 
 RCPT_REPLIES = {
     "reject": "550 5.1.1 no such user",
@@ -45,11 +48,30 @@ class Script:
     sessions: set[int] = field(default_factory=set)
     greylisted: set[str] = field(default_factory=set)
     rcpt_replies: list[tuple[str, str]] = field(default_factory=list)  # (address, reply)
+    extensions: tuple[str, ...] = ()
+    pipelined: list[bool] = field(default_factory=list)
+    chunked: list[bool] = field(default_factory=list)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        extra = [f"250-{name}" for name in self.extensions]
+        return [*responses[:-1], *extra, responses[-1]]
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         self.sessions.add(id(session))
+        if "PIPELINING" in self.extensions:
+            # A pipelining client has written RCPT TO with MAIL FROM, before any reply:
+            # it is in the buffer now, or within two seconds at the latest.
+            deadline = asyncio.get_running_loop().time() + 2
+            while b"RCPT TO" not in bytes(server._reader._buffer):  # bounded: two seconds
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            self.pipelined.append(b"RCPT TO" in bytes(server._reader._buffer))
         if self.mail_reply is not None:
             return self.mail_reply
         envelope.mail_from = address
@@ -88,7 +110,39 @@ class Script:
         if recipient.startswith("slow"):
             await asyncio.sleep(self.slow_seconds)
         self.received.append((envelope.mail_from, recipient, envelope.original_content))
+        self.chunked.append(getattr(envelope, "chunked", False))
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
+
+
+class ChunkingSMTP(SMTP):
+    """aiosmtpd with BDAT (RFC 3030), offered when the script lists CHUNKING."""
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        words = arg.split()
+        if "CHUNKING" not in self.event_handler.extensions or not words or not words[0].isdigit():
+            await self.push("502 5.5.1 BDAT not offered")
+            return
+        data = await self._reader.readexactly(int(words[0]))
+        last = words[1:2] == ["LAST"]
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            self._set_rset_state()  # type: ignore[no-untyped-call]
+            await self.push("554 5.5.1 Error: no valid recipients")
+            return
+        chunks: list[bytes] = self.envelope.__dict__.setdefault("chunks", [])
+        chunks.append(data)
+        if not last:
+            await self.push(f"250 2.0.0 {len(data)} octets received")
+            return
+        self.envelope.original_content = self.envelope.content = b"".join(chunks)
+        self.envelope.__dict__["chunked"] = True
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
+
+class ScriptedController(Controller):
+    def factory(self) -> SMTP:
+        return ChunkingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def free_port() -> int:
@@ -119,7 +173,9 @@ def smtp_server(
             return AuthResult(success=auth.password == password.encode(), handled=False)
 
         kwargs.update(authenticator=check, auth_require_tls=False)
-    controller = Controller(script, hostname="127.0.0.1", port=port or free_port(), **kwargs)
+    controller = ScriptedController(
+        script, hostname="127.0.0.1", port=port or free_port(), **kwargs
+    )
     controller.start()
     try:
         yield controller, script

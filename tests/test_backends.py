@@ -103,9 +103,12 @@ class TestMaildir(Contract):
 
 
 class TestSmtp(Contract):
+    extensions: tuple[str, ...] = ()  # what the server offers beyond plain ESMTP
+
     @pytest.fixture
     def server(self) -> Iterator[Script]:
         with smtp_server() as (controller, script):
+            script.extensions = self.extensions
             self.port = controller.port
             yield script
 
@@ -181,6 +184,57 @@ class TestSmtp(Contract):
     def test_provider_id_is_the_servers_reply(self, backend: Backend) -> None:
         with backend:
             assert backend.send(MESSAGE, envelope()) == "250 2.0.0 Ok: queued as Q1"
+
+
+class TestSmtpPipelining(TestSmtp):
+    """Every test of TestSmtp again, with PIPELINING offered: the envelope and DATA go in
+    one write, their replies are read together, and a refusal leaves the session in
+    step for the next message."""
+
+    extensions: tuple[str, ...] = ("PIPELINING",)
+
+    def test_the_envelope_goes_in_one_write(self, backend: Backend) -> None:
+        with backend:
+            for number in range(3):
+                backend.send(MESSAGE, envelope(number=number))
+        assert self.script.pipelined == [True, True, True]
+        assert self.script.chunked == [False, False, False]
+        assert [content for _, _, content in self.script.received] == [MESSAGE] * 3
+
+    def test_a_refused_sender_leaves_the_session_in_step(self, backend: Backend) -> None:
+        with backend:
+            self.script.mail_reply = "451 4.3.0 try later"
+            with pytest.raises(DeliveryError) as caught:
+                backend.send(MESSAGE, envelope())
+            assert (caught.value.stage, caught.value.code) == ("mail", 451)
+            self.script.mail_reply = None
+            backend.send(MESSAGE, envelope("next@example.org"))
+        assert [r for _, r, _ in self.script.received] == ["next@example.org"]
+
+
+class TestSmtpChunking(TestSmtpPipelining):
+    """And with CHUNKING: each message is one BDAT in the envelope's write, as it is,
+    without dot-stuffing."""
+
+    extensions = ("PIPELINING", "CHUNKING")
+
+    def test_the_envelope_goes_in_one_write(self, backend: Backend) -> None:
+        with backend:
+            for number in range(3):
+                backend.send(MESSAGE, envelope(number=number))
+        assert self.script.pipelined == [True, True, True]
+        assert self.script.chunked == [True, True, True]
+        assert [content for _, _, content in self.script.received] == [MESSAGE] * 3
+
+    def test_a_refused_message_is_the_dot_stage(self, backend: Backend) -> None:
+        with backend:
+            self.script.dot_reply = "554 5.7.1 spam"
+            with pytest.raises(DeliveryError) as caught:
+                backend.send(MESSAGE, envelope())
+            assert (caught.value.stage, caught.value.code) == ("dot", 554)
+            self.script.dot_reply = None
+            backend.send(MESSAGE, envelope("next@example.org"))
+        assert [r for _, r, _ in self.script.received] == ["next@example.org"]
 
 
 def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,13 +5,14 @@ receives bytes and an envelope. Built-ins are registered as entry points in the 
 ``publisher.backends`` exactly as a third-party package registers its own.
 """
 
-from publisher.backends.base import Backend, DeliveryError, Envelope
+from publisher.backends.base import Backend, DeliveryError, Envelope, Message
 from publisher.backends.registry import backend_pool, checked_backend, load_backend
 
 __all__ = [
     "Backend",
     "DeliveryError",
     "Envelope",
+    "Message",
     "backend_pool",
     "checked_backend",
     "load_backend",

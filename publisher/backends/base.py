@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Literal
@@ -19,6 +20,51 @@ class Envelope:
     sender: str
     recipient: str
     message_id: str
+
+
+class Message:
+    """A finished message in pieces (RFC 5322 bytes with CRLF line ends, split where its
+    per-recipient parts begin and end), and, when it was prepared so, the same pieces as
+    SMTP DATA sends them (``stuffed``: leading dots doubled, RFC 5321 §4.5.2, and the
+    terminating dot). An issue's messages are made of pieces it prepared once, so a
+    backend that writes the pieces as they are does no per-message copying or scanning."""
+
+    __slots__ = ("pieces", "stuffed")
+
+    def __init__(self, pieces: Sequence[bytes], stuffed: Sequence[bytes] | None = None) -> None:
+        self.pieces = pieces
+        self.stuffed = stuffed
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def transparent(self) -> Sequence[bytes]:
+        """The DATA payload up to and with the terminating dot."""
+        if self.stuffed is None:
+            self.stuffed = (transparent(bytes(self)),)
+        return self.stuffed
+
+
+def stuff(piece: bytes, line_start: bool) -> bytes:
+    """``piece`` with the dots that begin its lines doubled; ``line_start``: whether the
+    piece itself begins a line."""
+    if b"." not in piece:
+        return piece
+    if line_start and piece.startswith(b"."):
+        piece = b"." + piece
+    return piece.replace(b"\r\n.", b"\r\n..")
+
+
+def transparent(message: bytes) -> bytes:
+    """A whole message as DATA sends it: CRLF line ends, leading dots doubled, the
+    terminating dot. Messages that are clean CRLF already (ours are) take the fast path."""
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
+    message = stuff(message, True)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
 
 
 # Where in a delivery a reply came (RFC 5321's steps), which says whose fault it is:
@@ -79,6 +125,11 @@ class Backend:
     def send(self, message: bytes, envelope: Envelope) -> str:
         """Hand one finished message over; return the provider's id for it."""
         raise NotImplementedError
+
+    def send_message(self, message: Message, envelope: Envelope) -> str:
+        """What the delivery loop calls: ``send`` of the message's bytes, unless a backend
+        can use the pieces as they are (SMTP writes them to the socket)."""
+        return self.send(bytes(message), envelope)
 
     def __enter__(self) -> Backend:
         try:

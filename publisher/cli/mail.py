@@ -142,7 +142,7 @@ def _send_preview(
         letters.message_id(recipient),
     )
     with backend:
-        provider = backend.send(letters.render(recipient), envelope)
+        provider = backend.send_message(letters.letter(recipient), envelope)
     print(f"{digest.name}: test issue sent to {address} ({provider})")
     return 0
 

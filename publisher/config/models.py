@@ -205,17 +205,22 @@ class Digest(StrictModel):
         return self.list_ or self.name
 
 
-class Dkim(StrictModel):
-    domain: DomainName
+class DkimKey(StrictModel):
     selector: DomainName
     key_file: Text | None = None  # PEM file, relative to schedule.yaml
     key_env: Text | None = None  # or an environment variable holding the PEM
 
     @model_validator(mode="after")
-    def _one_key(self) -> Dkim:
+    def _one_key(self) -> DkimKey:
         if (self.key_file is None) == (self.key_env is None):
             raise ValueError("give exactly one of key_file and key_env")
         return self
+
+
+class Dkim(DkimKey):
+    domain: DomainName
+    # A second signature with an Ed25519 key (RFC 8463), under a selector of its own.
+    ed25519: DkimKey | None = None
 
 
 class EmailSettings(StrictModel):

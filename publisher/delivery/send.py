@@ -43,7 +43,7 @@ from typing import Protocol
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher.backends import Backend, DeliveryError, Envelope
+from publisher.backends import Backend, DeliveryError, Envelope, Message
 from publisher.config import Digest, Publication
 from publisher.delivery.issues import Plan, compose, end_of, open_issue
 from publisher.delivery.policy import UNREACHABLE_SECONDS, backoff, decide
@@ -162,7 +162,7 @@ class Mail(Protocol):
 
     def message_id(self, recipient: Recipient) -> str: ...
 
-    def render(self, recipient: Recipient) -> bytes: ...
+    def letter(self, recipient: Recipient) -> Message: ...
 
 
 def sender_name() -> str:
@@ -354,11 +354,11 @@ class _Run:
                     # message's failure to connect, and a run with nothing due opens no
                     # connection.
                     backend.open()
-                    message = mail.render(task.recipient)
+                    message = mail.letter(task.recipient)
                     envelope = Envelope(
                         self.envelope_from, task.recipient.address, mail.message_id(task.recipient)
                     )
-                    result = _Result(number, task, backend.send(message, envelope), None)
+                    result = _Result(number, task, backend.send_message(message, envelope), None)
                 except InvalidAddress as exc:
                     result = _Result(number, task, None, DeliveryError(str(exc), permanent=True))
                 except DeliveryError as exc:

@@ -19,7 +19,9 @@ import html
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from publisher.backends.base import Message, stuff
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -85,21 +87,54 @@ def encode_value(value: str, html_part: bool) -> bytes:
 @dataclass(frozen=True)
 class MessageTemplate:
     """An issue's message with holes: common headers, then per-recipient headers, then
-    the body segments."""
+    the body segments. The SMTP DATA form of every segment (dots doubled) is made here,
+    once per issue; a recipient's values are stuffed on their own."""
 
     head: bytes  # header lines common to every recipient, each ending in CRLF
     body: tuple[Segment, ...]  # starts with the blank line that ends the header
+    stuffed: tuple[bytes | None, ...] = field(init=False)  # None where body has a slot
+    starts_line: tuple[bool, ...] = field(init=False)  # whether each segment begins a line
+    end: bytes = field(init=False)  # what follows the body in DATA: the terminating dot
+    stuffed_head: bytes = field(init=False)
 
-    def personalize(self, headers: bytes, values: Mapping[str, str]) -> bytes:
+    def __post_init__(self) -> None:
+        stuffed: list[bytes | None] = []
+        starts: list[bool] = []
+        line_start = True  # after the header lines
+        for segment in self.body:
+            starts.append(line_start)
+            if isinstance(segment, bytes):
+                stuffed.append(stuff(segment, line_start))
+                line_start = segment.endswith(CRLF)
+            else:
+                stuffed.append(None)
+                line_start = False  # a value is one line, continued by what follows
+        last = self.body[-1]
+        assert isinstance(last, bytes), "a body ends with fixed bytes"
+        object.__setattr__(self, "stuffed", tuple(stuffed))
+        object.__setattr__(self, "starts_line", tuple(starts))
+        object.__setattr__(self, "end", b".\r\n" if last.endswith(CRLF) else b"\r\n.\r\n")
+        object.__setattr__(self, "stuffed_head", stuff(self.head, True))
+
+    def personalize(self, headers: bytes, values: Mapping[str, str]) -> Message:
         """The finished message for one recipient. ``headers``: that recipient's header
         lines (To, Message-ID, List-Unsubscribe), each ending in CRLF."""
-        parts = [self.head, headers]
-        for segment in self.body:
-            if isinstance(segment, bytes):
-                parts.append(segment)
+        pieces = [self.head, headers]
+        wire = [self.stuffed_head, stuff(headers, True)]
+        for segment, ready, line_start in zip(
+            self.body, self.stuffed, self.starts_line, strict=True
+        ):
+            if ready is not None:
+                assert isinstance(segment, bytes)
+                pieces.append(segment)
+                wire.append(ready)
             else:
-                parts.append(encode_value(values[segment.name], segment.html))
-        return b"".join(parts)
+                assert isinstance(segment, Slot)
+                value = encode_value(values[segment.name], segment.html)
+                pieces.append(value)
+                wire.append(stuff(value, line_start))
+        wire.append(self.end)
+        return Message(pieces, wire)
 
 
 def build_message(

@@ -1,8 +1,8 @@
 """One issue, one recipient: the finished message bytes.
 
 Only what differs per recipient happens here — the To, Message-ID and List-Unsubscribe
-headers, the name and unsubscribe URL in the body, and the optional DKIM signature, which
-must come last because it signs the final headers.
+headers, the name and unsubscribe URL in the body, and the optional DKIM signatures, which
+come last because they sign the final headers.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from publisher.backends.base import Message
 from publisher.config import Publication
+from publisher.config.models import DkimKey
+from publisher.digest import dkim
 from publisher.digest.issue import Issue
 from publisher.errors import ConfigError, Problem
 from publisher.headers import clean_text, format_address
 from publisher.tokens import Signer
 
 UNSUBSCRIBE = "unsubscribe"  # the token purpose ("salt") of unsubscribe links
-DKIM_HEADERS = (
-    b"from", b"to", b"subject", b"date", b"message-id",
-    b"list-unsubscribe", b"list-unsubscribe-post",
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,7 @@ class Letters:
     unsubscribe_url: str
     unsubscribe_mailto: str | None
     signer: Signer
-    dkim: tuple[bytes, bytes, bytes] | None  # selector, domain, private key (PEM)
+    signing: dkim.Signer | None  # made for this issue's message when DKIM is configured
 
     @property
     def sender(self) -> str:
@@ -58,6 +57,9 @@ class Letters:
         return self.unsubscribe_url.replace("{token}", token)
 
     def render(self, recipient: Recipient) -> bytes:
+        return bytes(self.letter(recipient))
+
+    def letter(self, recipient: Recipient) -> Message:
         link = self.unsubscribe_link(recipient)
         # RFC 8058 §3.1: one HTTPS URI (a mailto may follow), on one line, never encoded.
         unsubscribe = f"<{link}>"
@@ -71,25 +73,19 @@ class Letters:
         # The body shows the name exactly as the header does: cleaned the same way.
         name = clean_text(recipient.name, 100)
         message = self.issue.message.personalize(headers, {"name": name, "unsubscribe_url": link})
-        return message if self.dkim is None else dkim_sign(message, self.dkim)
+        return message if self.signing is None else self.signing.sign(message, headers)
 
 
-def dkim_sign(message: bytes, settings: tuple[bytes, bytes, bytes]) -> bytes:
-    """The message with a DKIM-Signature over its final headers (those it has of
-    DKIM_HEADERS)."""
-    import dkim  # only when signing is configured
-
-    selector, domain, key = settings
-    signature: bytes = dkim.sign(message, selector, domain, key, include_headers=list(DKIM_HEADERS))
-    return signature + message
-
-
-def dkim_settings(pub: Publication) -> tuple[bytes, bytes, bytes] | None:
-    """Selector, domain and private key when DKIM is configured."""
+def dkim_keys(pub: Publication) -> list[dkim.Key]:
+    """The keys that sign every message (none when DKIM is not configured): RSA, and
+    Ed25519 as a second signature when ``email.dkim.ed25519`` is given."""
     settings = pub.config.email.dkim
     if settings is None:
-        return None
-    return settings.selector.encode(), settings.domain.encode(), _dkim_key(pub)
+        return []
+    keys = [_dkim_key(pub, settings, "email.dkim", "rsa-sha256")]
+    if settings.ed25519 is not None:
+        keys.append(_dkim_key(pub, settings.ed25519, "email.dkim.ed25519", "ed25519-sha256"))
+    return keys
 
 
 def prepare(pub: Publication, issue: Issue, signer: Signer) -> Letters:
@@ -119,27 +115,43 @@ def prepare(pub: Publication, issue: Issue, signer: Signer) -> Letters:
             ]
         )
     domain = issue.sender[1].rsplit("@", 1)[1]
+    keys = dkim_keys(pub)
     return Letters(
-        issue, domain, email.unsubscribe_url, email.unsubscribe_mailto, signer, dkim_settings(pub)
-    )
+        issue, domain, email.unsubscribe_url, email.unsubscribe_mailto, signer,
+        dkim.Signer(issue.message, keys) if keys else None,
+    )  # fmt: skip
 
 
-def _dkim_key(pub: Publication) -> bytes:
-    settings = pub.config.email.dkim
-    assert settings is not None
-    line = pub.line_of("email", "dkim")
+def _dkim_key(
+    pub: Publication, settings: DkimKey, where: str, algorithm: dkim.Algorithm
+) -> dkim.Key:
+    assert pub.config.email.dkim is not None
+    domain = pub.config.email.dkim.domain
+    path = where.split(".")
+
+    def problem(key: str, what: str) -> ConfigError:
+        line = pub.line_of(*path, key) or pub.line_of(*path) or pub.line_of("email", "dkim")
+        return ConfigError([Problem(pub.path.name, line, f"{where}.{key}", what)])
+
     if settings.key_env is not None:
+        key = "key_env"
         value = os.environ.get(settings.key_env)
         if not value:
-            raise ConfigError(
-                [Problem(pub.path.name, line, "email.dkim.key_env",
-                         f"set {settings.key_env} to the DKIM private key (PEM)")]
-            )  # fmt: skip
-        return value.encode()
-    assert settings.key_file is not None
-    path = Path(pub.root, settings.key_file)
+            raise problem(key, f"set {settings.key_env} to the DKIM private key (PEM)")
+        pem = value.encode()
+    else:
+        assert settings.key_file is not None
+        key = "key_file"
+        file = Path(pub.root, settings.key_file)
+        try:
+            pem = file.read_bytes()
+        except OSError as exc:
+            raise problem(key, f"cannot read {file}: {exc.strerror}") from None
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        what = f"cannot read {path}: {exc.strerror}"
-        raise ConfigError([Problem(pub.path.name, line, "email.dkim.key_file", what)]) from None
+        loaded = dkim.load_key(pem, domain, settings.selector)
+    except ValueError as exc:
+        raise problem(key, str(exc)) from None
+    if loaded.algorithm != algorithm:
+        wanted = "an RSA" if algorithm == "rsa-sha256" else "an Ed25519"
+        raise problem(key, f"needs {wanted} key, this is {loaded.algorithm}")
+    return loaded
