@@ -142,6 +142,10 @@ class DeliverySettings(StrictModel):
     # This many failed attempts in a row pause the issue; a later run resumes it.
     pause_after: Int = Field(default=50, ge=1)
     rate: RateLimits = RateLimits()
+    # Messages recorded in the ledger per transaction (or every quarter second). A crash
+    # can resend at most this many per connection, with their Message-IDs; 1 records each
+    # message before the next goes out on its connection.
+    record_every: Int = Field(default=100, ge=1, le=1000)
     # SMTP envelope sender (MAIL FROM), where bounces go; default: the digest's From.
     bounce_address: Address | None = None
 

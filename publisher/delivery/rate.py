@@ -35,13 +35,13 @@ class RateLimiter:
         self.last: float | None = None  # when this sender last handed a message over
         self.per_second = float(rate.per_second or 0)
 
-    def claim_size(self, db: Connection, now: float, wanted: int) -> int:
+    def claim_size(self, db: Connection, now: float, wanted: int, owner: str) -> int:
         """How many rows this sender may claim now (0: the hour's or the day's limit is
         used up; the rest of the issue stays for a later run)."""
         rate = self.rate
         size = min(wanted, BATCH)
         if rate.per_second:
-            senders = ledger.live_senders(db, now) + 1  # this one may hold nothing yet
+            senders = ledger.live_senders(db, now, besides=owner) + 1  # and this one
             self.per_second = rate.per_second / senders
             size = min(size, max(1, rate.per_second * 10))  # ~10 s of sending a claim
         for limit, seconds in ((rate.per_hour, 3600), (rate.per_day, 86400)):

@@ -5,16 +5,18 @@ The guarantees, and why they hold (docs/delivery.md says the same for operators)
 
 * **Nothing is lost.** An issue and one ``pending`` row per recipient are written in one
   transaction before the first message goes out. A row becomes ``sent`` only after the
-  backend accepted the message, in its own commit.
+  backend accepted the message; rows are recorded ``delivery.record_every`` (100) to a
+  transaction, or after at most ``RECORD_SECONDS``.
 * **Each recipient once, whatever the number of senders.** A sender *claims* a batch of due
   rows before it sends them (``store.ledger.claim``: the rows become ``sending``, with the
   sender's name and a lease), so no two senders hold the same row. A sender gives back
   what it claimed and did not send when it stops; the rows of a sender that was killed
   are due again when its lease ends (at once, for a dead process of this machine).
-* **After a crash, duplicates only for messages in flight**: a worker is handed a message
-  only once the ledger has recorded its previous one, so at most one message per
-  connection has been accepted by the server and not yet recorded. Such a message is sent
-  again with the same Message-ID (derived from issue and recipient).
+* **After a crash, duplicates only for what was sent and not recorded**: a connection
+  sends only while fewer than ``record_every`` of its messages wait to be recorded, so a
+  crash leaves at most that many per connection accepted by the server and not in the
+  ledger. Such a message is sent again with the same Message-ID (derived from issue and
+  recipient). ``record_every: 1`` restores one message per connection, at some speed.
 * **Consent is read at the claim**: an address unsubscribed or suppressed since the issue
   was composed is ``skipped``.
 * What a failed attempt means is ``policy.decide``'s: a recipient's 4xx defers that row
@@ -35,6 +37,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,6 +157,40 @@ class _Result:
     crash: Exception | None = None  # a bug, not a delivery failure: re-raised, never recorded
 
 
+class _Tasks:
+    """The claimed rows waiting for a connection. Workers take one at a time, without the
+    main thread: it tops the queue up by whole claims."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Condition()
+        self.items: deque[_Task] = deque()
+        self.closed = False
+
+    def put(self, tasks: list[_Task]) -> None:
+        with self.ready:
+            self.items.extend(tasks)
+            self.ready.notify(len(tasks))
+
+    def get(self) -> _Task | None:
+        """The next task; None once the queue is closed."""
+        with self.ready:
+            self.ready.wait_for(lambda: self.items or self.closed)
+            return None if self.closed else self.items.popleft()
+
+    def close(self) -> int:
+        """No more tasks: those still here are not sent (they stay claimed until the run
+        gives its claims back); how many they were."""
+        with self.ready:
+            self.closed = True
+            dropped = len(self.items)
+            self.items.clear()
+            self.ready.notify_all()
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class Mail(Protocol):
     """What ``deliver`` sends: a digest issue's ``Letters``, or confirmation mails."""
 
@@ -199,9 +236,10 @@ class Outgoing:
 
 def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunReport:
     """Send every due row of the issue, one worker thread per backend (connection); the
-    calling thread alone claims and records, one commit per message. When
-    ``sender.should_stop`` turns true (SIGTERM), no new message is handed over; those in
-    flight are recorded. With ``only``, just that subscriber's row, due or not."""
+    calling thread alone claims and records, one transaction per ``delivery.record_every``
+    messages. When ``sender.should_stop`` turns true (SIGTERM), no new message is handed
+    over; those in flight are recorded. With ``only``, just that subscriber's row, due or
+    not."""
     run = _Run(sender, outgoing, only)
     try:
         return run.go()
@@ -225,8 +263,20 @@ def _give_back(sender: Sender, plan: Plan) -> bool:
     return True
 
 
+RECORD_SECONDS = 0.25  # sent messages wait at most this long to be recorded
+HAND_OVER = 16  # a worker hands its results over this many at a time (or when idle)
+
+
 class _Run:
-    """One sender's pass over one issue."""
+    """One sender's pass over one issue.
+
+    The main thread claims rows and puts them in ``tasks``; each worker thread (one per
+    connection) takes the next task, renders and sends it, and hands its results back in
+    small lists. The main thread records them, many to a transaction. Two bounds hold it
+    together: a worker sends only while fewer than ``record_every`` of its messages are
+    unrecorded (``permits``), so a crash resends at most that many per connection; and a
+    worker whose message failed waits for the main thread's verdict (go on, after a pause
+    for a slowed connection, or stop) before it takes another task."""
 
     def __init__(self, sender: Sender, outgoing: Outgoing, only: int | None) -> None:
         self.sender = sender
@@ -237,16 +287,21 @@ class _Run:
         self.report = RunReport(outgoing.name, outgoing.plan.number)
         self.limiter = RateLimiter(self.settings.rate, sender.clock, sender.sleep)
         count = len(sender.backends)
-        # One task at a time per worker: a worker gets its next message only after its
-        # last one is recorded, which bounds what a crash can duplicate.
-        self.inboxes: list[queue.Queue[_Task | None]] = [queue.Queue(1) for _ in range(count)]
-        self.results: queue.Queue[_Result] = queue.Queue()
-        self.idle = list(range(count))
-        self.ready_at = [0.0] * count  # a slowed connection waits until then
+        self.every = self.settings.record_every
+        self.tasks = _Tasks()
+        self.pending: deque[_Task] = deque()  # claimed, paced out one by one (rate.per_second)
+        self.results: queue.Queue[list[_Result]] = queue.Queue()
+        self.permits = [threading.Semaphore(self.every) for _ in range(count)]
+        self.verdicts: list[queue.Queue[bool]] = [queue.Queue() for _ in range(count)]
+        self.waiting: dict[int, float] = {}  # worker -> when it may go on, after a failure
         self.slowed = [0] * count  # slowing replies in a row, per connection
+        self.unrecorded: list[tuple[_Result, float]] = []  # sent, not yet in the ledger
+        self.unrecorded_since = 0.0
+        self.handed = 0  # tasks put in the queue
+        self.returned = 0  # results back
+        self.exhausted = False  # nothing more to claim
         self.failures_in_a_row = 0
         self.last_session = sender.clock()  # when a connection last worked
-        self.in_flight = 0
         self.stop = False
         self.pause: str | None = None
         self.lease_renewed = 0.0
@@ -269,22 +324,9 @@ class _Run:
             for thread in threads:
                 thread.start()
             try:
-                while not self.stop:
-                    batch = self._claim()
-                    if not batch:
-                        break
-                    self._send(batch)
-                    if self.only is not None:
-                        break  # one attempt: a deferred row waits for its retry time
+                self._loop()
             finally:
-                for inbox in self.inboxes:
-                    inbox.put(None)  # an idle worker's inbox is empty: never blocks
-                try:
-                    while self.in_flight:
-                        self._drain(block=True)
-                finally:
-                    for thread in threads:
-                        thread.join(timeout=60)
+                self._wind_down(threads)
             ledger.release(db, plan.issue_id, sender.owner, sender.clock())
             if self.pause is not None:
                 reason = self.pause[:1000]
@@ -295,11 +337,47 @@ class _Run:
         self.report.reason = self.pause
         return self.report
 
+    def _loop(self) -> None:
+        for _ in range(100_000_000):  # bounded: every turn hands over, records or sleeps
+            if self.sender.should_stop():
+                self.stop = True
+            if self.stop:
+                return
+            self._release_waiting()
+            self._feed()
+            in_flight = self.handed - len(self.tasks) - self.returned
+            if self.exhausted and not self.pending and not len(self.tasks) and not in_flight:
+                return
+            if not in_flight and (not len(self.tasks) or len(self.waiting) == len(self.permits)):
+                if self.waiting:  # every connection is slowed: wait for the first
+                    self.sender.sleep(max(0.0, min(self.waiting.values()) - self.sender.clock()))
+                continue  # nothing out: claim (or pace) the next
+            self._collect(block=True)
+        raise RuntimeError("the send loop did not end")
+
+    def _feed(self) -> None:
+        """Claim when the queue runs low; with a per-second rate, hand the claimed rows
+        over one at a time, each when its moment has come."""
+        if not self.exhausted and len(self.tasks) + len(self.pending) < BATCH // 2:
+            rows = self._claim()
+            tasks = [_Task(row, Recipient(row.address, row.name, row.public_id)) for row in rows]
+            if not rows or self.only is not None:
+                self.exhausted = True  # ``only``: one attempt, a deferral waits for its time
+            if self.limiter.per_second:
+                self.pending.extend(tasks)
+            else:
+                self.handed += len(tasks)
+                self.tasks.put(tasks)
+        if self.pending and not len(self.tasks):
+            self.limiter.wait()
+            self.handed += 1
+            self.tasks.put([self.pending.popleft()])
+
     def _claim(self) -> list[ledger.Claimed]:
         sender, db = self.sender, self.db
         now = sender.clock()
         with db.begin():
-            size = self.limiter.claim_size(db, now, BATCH)
+            size = self.limiter.claim_size(db, now, BATCH, sender.owner)
             if size == 0:
                 self.report.limited = True
                 return []
@@ -310,108 +388,130 @@ class _Run:
         self.lease_renewed = now
         return rows
 
-    def _send(self, batch: list[ledger.Claimed]) -> None:
-        sender = self.sender
-        for row in batch:
-            worker = self._free_worker()
-            if worker is None or self.stop:
-                break
-            if sender.should_stop():
-                self.stop = True
-                break
-            self.limiter.wait()
-            recipient = Recipient(row.address, row.name, row.public_id)
-            self.idle.remove(worker)
-            self.inboxes[worker].put(_Task(row, recipient))
-            self.in_flight += 1
-            self._drain(block=False)
-        # The next batch is claimed while the last messages of this one are still out:
-        # they are claimed by us, so no claim hands them out again. Unsent rows (a stop, a
-        # pause) are given back at the end, once nothing is in flight.
-
-    def _free_worker(self) -> int | None:
-        """An idle worker whose connection may send now, waiting (for an answer, or for a
-        slowed connection's pause) as long as needed; None when the run stops."""
-        for _ in range(1_000_000):  # bounded: every turn records a result or sleeps
-            if self.stop:
-                return None
-            now = self.sender.clock()
-            ready = [w for w in self.idle if self.ready_at[w] <= now]
-            if ready:
-                return ready[0]
-            if self.in_flight:
-                self._drain(block=True)
-            else:
-                self.sender.sleep(min(self.ready_at[w] for w in self.idle) - now)
-        raise RuntimeError("no connection became free")
-
     def _work(self, number: int, backend: Backend) -> None:
-        mail = self.out.mail
+        permits = self.permits[number]
+        done: list[_Result] = []
         try:
-            while (task := self.inboxes[number].get()) is not None:
-                try:
-                    # Here, not before the loop: a refused connection is then this
-                    # message's failure to connect, and a run with nothing due opens no
-                    # connection.
-                    backend.open()
-                    message = mail.letter(task.recipient)
-                    envelope = Envelope(
-                        self.envelope_from, task.recipient.address, mail.message_id(task.recipient)
-                    )
-                    result = _Result(number, task, backend.send_message(message, envelope), None)
-                except InvalidAddress as exc:
-                    result = _Result(number, task, None, DeliveryError(str(exc), permanent=True))
-                except DeliveryError as exc:
-                    result = _Result(number, task, None, exc)
-                except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-                    result = _Result(number, task, None, None, crash=exc)
-                self.results.put(result)
+            while True:
+                if not permits.acquire(blocking=False):
+                    # record_every of this connection's messages are unrecorded: hand
+                    # them over and wait until they are in the ledger.
+                    if done:
+                        self.results.put(done)
+                        done = []
+                    permits.acquire()
+                task = self.tasks.get()
+                if task is None:
+                    break
+                result = self._attempt(number, backend, task)
+                done.append(result)
+                failed = result.provider is None
+                if failed or len(done) >= HAND_OVER or not len(self.tasks):
+                    self.results.put(done)
+                    done = []
+                if failed and not self.verdicts[number].get():
+                    break  # the run stops
         finally:
+            if done:
+                self.results.put(done)
             backend.close()
 
-    def _drain(self, block: bool) -> None:
-        """Record the results that are back (at least one if ``block``)."""
-        done = 0
-        while True:
-            try:
-                wait = block and done == 0
-                result = (
-                    self.results.get(timeout=ANSWER_SECONDS) if wait else self.results.get_nowait()
-                )
-            except queue.Empty:
-                if block and done == 0:
-                    raise RuntimeError(
-                        f"no answer from the sending threads for {ANSWER_SECONDS:.0f} s"
-                    ) from None
-                return
-            done += 1
-            self.in_flight -= 1
-            self.idle.append(result.worker)
-            self._outcome(result)
-            self.db.commit()  # one commit per message: the guarantee rests on it
-            if self.sender.progress is not None:
-                self.sender.progress(1)
+    def _attempt(self, number: int, backend: Backend, task: _Task) -> _Result:
+        mail = self.out.mail
+        try:
+            # Here, not before the loop: a refused connection is then this message's
+            # failure to connect, and a run with nothing due opens no connection.
+            backend.open()
+            message = mail.letter(task.recipient)
+            envelope = Envelope(
+                self.envelope_from, task.recipient.address, mail.message_id(task.recipient)
+            )
+            return _Result(number, task, backend.send_message(message, envelope), None)
+        except InvalidAddress as exc:
+            return _Result(number, task, None, DeliveryError(str(exc), permanent=True))
+        except DeliveryError as exc:
+            return _Result(number, task, None, exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            return _Result(number, task, None, None, crash=exc)
 
-    def _outcome(self, result: _Result) -> None:
-        if result.crash is not None:
+    def _collect(self, block: bool) -> None:
+        """Take the results that are back (waiting for some if ``block``) and record them:
+        the sent ones when ``record_every`` are waiting or the oldest has waited
+        ``RECORD_SECONDS``, a failure at once. A crash of a worker (a bug) is raised once
+        the rest of its batch is recorded."""
+        timeout = ANSWER_SECONDS
+        if self.unrecorded:
+            timeout = max(0.0, self.unrecorded_since + RECORD_SECONDS - time.monotonic())
+        try:
+            batch = self.results.get(timeout=timeout) if block else self.results.get_nowait()
+        except queue.Empty:
+            if not self.unrecorded and block:
+                raise RuntimeError(
+                    f"no answer from the sending threads for {ANSWER_SECONDS:.0f} s"
+                ) from None
+            batch = []
+        crash = self._take(batch)
+        if crash is not None:
             self.stop = True
-            raise result.crash  # the row stays claimed: nothing is lost, the bug is seen
+            self._record()
+            raise crash  # the row stays claimed: nothing is lost, the bug is seen
+        if len(self.unrecorded) >= self.every or (
+            self.unrecorded and time.monotonic() - self.unrecorded_since >= RECORD_SECONDS
+        ):
+            self._record()
+
+    def _take(self, batch: list[_Result]) -> Exception | None:
+        """Results into the ledger's queue (a failure recorded at once); the first crash."""
+        at = self.sender.clock()
+        crash = None
+        for result in batch:
+            self.returned += 1
+            if result.crash is not None:
+                crash = crash or result.crash
+            elif result.error is None:
+                if not self.unrecorded:
+                    self.unrecorded_since = time.monotonic()
+                self.unrecorded.append((result, at))
+            else:
+                self._record()  # in order: what was sent before the failure first
+                self._failed(result, at)
+                self.db.commit()
+                self.permits[result.worker].release()
+        return crash
+
+    def _record(self) -> None:
+        """The sent messages waiting to be recorded, in one transaction."""
+        if not self.unrecorded:
+            return
         sender, db, issue_id = self.sender, self.db, self.out.plan.issue_id
-        row, error, at = result.task.row, result.error, sender.clock()
-        self._renew(at)
-        if error is None:
-            self.report.attempts += 1
+        done, self.unrecorded = self.unrecorded, []
+        self._renew(done[-1][1])
+        rows = []
+        for result, at in done:
+            row = result.task.row
             provider = (result.provider or "")[:200]
-            ledger.record(db, issue_id, row.subscriber_id, sender.owner, "sent",
-                          row.attempts + 1, row.first_attempt_at or at, at, 0.0, 250, None,
-                          provider)  # fmt: skip
+            rows.append((row.subscriber_id, row.attempts + 1, row.first_attempt_at or at, at,
+                         provider))  # fmt: skip
             if row.hard_bounces:
                 ledger.reset_hard_bounces(db, row.subscriber_id)
-            if self.failures_in_a_row:
-                ledger.reset_failures(db, issue_id)
-            self.failures_in_a_row = self.slowed[result.worker] = 0
-            self.last_session = at
-            return
+            self.slowed[result.worker] = 0
+        ledger.record_sent(db, issue_id, sender.owner, rows)
+        if self.failures_in_a_row:
+            ledger.reset_failures(db, issue_id)
+            self.failures_in_a_row = 0
+        db.commit()  # the guarantee rests on it: only now may these connections go on
+        self.report.attempts += len(done)
+        self.last_session = done[-1][1]
+        for result, _ in done:
+            self.permits[result.worker].release()
+        if sender.progress is not None:
+            sender.progress(len(done))
+
+    def _failed(self, result: _Result, at: float) -> None:
+        assert result.error is not None
+        sender, db, issue_id = self.sender, self.db, self.out.plan.issue_id
+        row, error = result.task.row, result.error
+        self._renew(at)
         first = row.first_attempt_at if row.first_attempt_at is not None else at
         decision = decide(error, row.attempts + 1, first, at, self.settings)
         if decision.status == "requeued":
@@ -429,11 +529,6 @@ class _Run:
         if decision.bounce:
             ledger.count_hard_bounce(db, row.subscriber_id, self.settings.hard_bounces,
                                      decision.reply, at)  # fmt: skip
-        if decision.slow:
-            self.slowed[result.worker] += 1
-            self.ready_at[result.worker] = at + backoff(self.slowed[result.worker])
-        else:
-            self.slowed[result.worker] = 0
         if decision.pause is not None:
             self._pause(decision.pause)
         elif decision.unreachable and at - self.last_session >= UNREACHABLE_SECONDS:
@@ -441,6 +536,42 @@ class _Run:
         elif self.failures_in_a_row >= self.settings.pause_after:
             self._pause(f"{self.failures_in_a_row} failures in a row (delivery.pause_after); "
                         f"the last: {decision.reply}")  # fmt: skip
+        # The worker waits for this verdict: stop (the run pauses), wait (its connection
+        # is slowed down), or go on.
+        worker = result.worker
+        self.slowed[worker] = self.slowed[worker] + 1 if decision.slow else 0
+        if self.stop:
+            self.verdicts[worker].put(False)
+        elif decision.slow:
+            self.waiting[worker] = at + backoff(self.slowed[worker])
+        else:
+            self.verdicts[worker].put(True)
+
+    def _release_waiting(self) -> None:
+        """Slowed connections whose pause is over go on."""
+        now = self.sender.clock()
+        for worker, until in list(self.waiting.items()):
+            if until <= now:
+                del self.waiting[worker]
+                self.verdicts[worker].put(True)
+
+    def _wind_down(self, threads: list[threading.Thread]) -> None:
+        """Stop the workers, then record what they sent (also after an error: a message
+        the server took must be in the ledger, or it would go out again)."""
+        self.handed -= self.tasks.close()
+        for number in range(len(self.permits)):
+            self.permits[number].release(self.every)  # none blocks on its permits
+            self.verdicts[number].put(False)  # a worker waiting for its verdict stops
+        try:
+            deadline = time.monotonic() + ANSWER_SECONDS
+            while self.handed - len(self.tasks) - self.returned > 0:  # bounded: the deadline
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sending threads did not stop")
+                self._take(self.results.get(timeout=ANSWER_SECONDS))  # a second crash: seen once
+            self._record()
+        finally:
+            for thread in threads:
+                thread.join(timeout=60)
 
     def _pause(self, reason: str) -> None:
         self.pause = reason

@@ -6,6 +6,7 @@ confirmation mails included; the send loop calls these and records what they ans
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, func, literal, select, update
@@ -370,12 +371,15 @@ def owners(db: Connection, issue_id: int) -> list[str]:
     ]
 
 
-def live_senders(db: Connection, now: float) -> int:
-    """How many senders hold an unexpired claim on any row, over every issue."""
+def live_senders(db: Connection, now: float, besides: str = "") -> int:
+    """How many senders other than ``besides`` hold an unexpired claim on any row, over
+    every issue."""
     return int(
         db.execute(
             select(func.count(func.distinct(deliveries.c.lease_owner))).where(
-                deliveries.c.status == "sending", deliveries.c.next_attempt_at > now
+                deliveries.c.status == "sending",
+                deliveries.c.next_attempt_at > now,
+                deliveries.c.lease_owner != besides,
             )
         ).scalar_one()
     )
@@ -463,6 +467,26 @@ def record(
             "provider": provider, "at": at,
         },
     )  # fmt: skip
+
+
+def record_sent(
+    db: Connection,
+    issue_id: int,
+    owner: str,
+    rows: Sequence[tuple[int, int, float, float, str]],
+) -> None:
+    """Several claimed rows sent, in one statement run for each: (subscriber, attempts,
+    first attempt, when, the provider's id)."""
+    if rows:
+        db.execute(
+            _RECORD,
+            [
+                {"issue": issue_id, "subscriber": subscriber, "owner": owner, "status": "sent",
+                 "attempts": attempts, "first": first, "due": 0.0, "code": 250, "reply": None,
+                 "provider": provider, "at": at}
+                for subscriber, attempts, first, at, provider in rows
+            ],
+        )  # fmt: skip
 
 
 def reset_hard_bounces(db: Connection, subscriber_id: int) -> None:
