@@ -21,9 +21,11 @@ from sqlalchemy.engine import Connection
 from publisher.config.models import RateLimits
 from publisher.store import ledger
 
-# Rows claimed at a time without a rate limit: small enough that several senders share an
-# issue, large enough that a claim (two statements) costs little per message.
-BATCH = 100
+# Rows claimed at a time without a rate limit, per connection of the sender and in all:
+# small enough that several senders share an issue, large enough that a claim (a few
+# statements) costs little per message.
+PER_CONNECTION = 100
+BATCH = 500
 
 
 class RateLimiter:

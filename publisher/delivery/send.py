@@ -50,7 +50,7 @@ from publisher.backends import Backend, DeliveryError, Envelope, Message
 from publisher.config import Digest, Publication
 from publisher.delivery.issues import Plan, compose, end_of, open_issue
 from publisher.delivery.policy import UNREACHABLE_SECONDS, backoff, decide
-from publisher.delivery.rate import BATCH, RateLimiter
+from publisher.delivery.rate import BATCH, PER_CONNECTION, RateLimiter
 from publisher.digest.issue import Window
 from publisher.digest.personalize import Letters, Recipient
 from publisher.errors import Problem, StateError
@@ -288,6 +288,7 @@ class _Run:
         self.limiter = RateLimiter(self.settings.rate, sender.clock, sender.sleep)
         count = len(sender.backends)
         self.every = self.settings.record_every
+        self.claim_size = min(BATCH, PER_CONNECTION * count)
         self.tasks = _Tasks()
         self.pending: deque[_Task] = deque()  # claimed, paced out one by one (rate.per_second)
         self.results: queue.Queue[list[_Result]] = queue.Queue()
@@ -358,7 +359,7 @@ class _Run:
     def _feed(self) -> None:
         """Claim when the queue runs low; with a per-second rate, hand the claimed rows
         over one at a time, each when its moment has come."""
-        if not self.exhausted and len(self.tasks) + len(self.pending) < BATCH // 2:
+        if not self.exhausted and len(self.tasks) + len(self.pending) < self.claim_size // 2:
             rows = self._claim()
             tasks = [_Task(row, Recipient(row.address, row.name, row.public_id)) for row in rows]
             if not rows or self.only is not None:
@@ -377,7 +378,7 @@ class _Run:
         sender, db = self.sender, self.db
         now = sender.clock()
         with db.begin():
-            size = self.limiter.claim_size(db, now, BATCH, sender.owner)
+            size = self.limiter.claim_size(db, now, self.claim_size, sender.owner)
             if size == 0:
                 self.report.limited = True
                 return []

@@ -243,7 +243,9 @@ def claim(
     ).all()
     if not claimed:
         return []
-    ids = [row.subscriber_id for row in claimed]
+    # Rows are read by position below: by name, a claim of 500 spent more time on
+    # attribute lookups than in the database.
+    ids = [row[0] for row in claimed]
     if list_name is not None:
         consent = (
             select(literal(1)).where(
@@ -259,7 +261,7 @@ def claim(
             ).exists()
         )  # fmt: skip
     people = {
-        row.id: row
+        row[0]: tuple(row)
         for row in db.execute(
             select(
                 subscribers.c.id, subscribers.c.address, subscribers.c.name,
@@ -268,24 +270,21 @@ def claim(
             ).where(subscribers.c.id.in_(ids))
         )
     }  # fmt: skip
-    rows, refused = [], []
-    for row in claimed:
-        person = people[row.subscriber_id]
-        if person.allowed:
-            rows.append((row, person))
+    out, refused = [], []
+    for subscriber_id, attempts, first in claimed:
+        _, address, name, public_id, hard_bounces, allowed = people[subscriber_id]
+        if allowed:
+            out.append(Claimed(subscriber_id, int(attempts), first, address, name, public_id,
+                               int(hard_bounces)))  # fmt: skip
         else:
-            refused.append(row.subscriber_id)
+            refused.append(subscriber_id)
     if refused:
         db.execute(
             update(deliveries)
             .where(c.issue_id == issue_id, c.subscriber_id.in_(refused))
             .values(status="skipped", lease_owner=None, next_attempt_at=0.0, updated_at=now)
         )
-    return [
-        Claimed(row.subscriber_id, int(row.attempts), row.first_attempt_at, person.address,
-                person.name, person.public_id, int(person.hard_bounces))
-        for row, person in rows
-    ]  # fmt: skip
+    return out
 
 
 class Claimed(NamedTuple):
@@ -476,17 +475,22 @@ def record_sent(
     rows: Sequence[tuple[int, int, float, float, str]],
 ) -> None:
     """Several claimed rows sent, in one statement run for each: (subscriber, attempts,
-    first attempt, when, the provider's id)."""
-    if rows:
-        db.execute(
-            _RECORD,
-            [
-                {"issue": issue_id, "subscriber": subscriber, "owner": owner, "status": "sent",
-                 "attempts": attempts, "first": first, "due": 0.0, "code": 250, "reply": None,
-                 "provider": provider, "at": at}
-                for subscriber, attempts, first, at, provider in rows
-            ],
-        )  # fmt: skip
+    first attempt, when, the provider's id). Written for the driver directly: through
+    the expression language, binding the parameters cost four times the statement."""
+    if not rows:
+        return
+    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    statement = (
+        f"UPDATE {deliveries.name} SET lease_owner = NULL, status = 'sent', "
+        f"attempts = {mark}, first_attempt_at = {mark}, next_attempt_at = 0, code = 250, "
+        f"reply = NULL, provider_id = {mark}, updated_at = {mark} "
+        f"WHERE issue_id = {mark} AND subscriber_id = {mark} AND lease_owner = {mark}"
+    )
+    db.exec_driver_sql(
+        statement,
+        [(attempts, first, provider, at, issue_id, subscriber, owner)
+         for subscriber, attempts, first, at, provider in rows],
+    )  # fmt: skip
 
 
 def reset_hard_bounces(db: Connection, subscriber_id: int) -> None:
