@@ -117,6 +117,29 @@ def test_three_senders_on_sqlite_send_each_recipient_once(
     everyone_once(publication(example, port), script)
 
 
+def test_one_send_with_two_processes_sends_each_recipient_once(
+    example: Path, server: tuple[int, Script]
+) -> None:
+    """``delivery.processes: 2``: `publisher send` starts a second sending process; both
+    send the issue at once (two sessions at the server), each recipient once."""
+    port, script = server
+    pub = publication(example, port)
+    config = pub.path
+    config.write_text(
+        config.read_text()
+        .replace("  hard_bounces: 3\n", "  hard_bounces: 3\n  processes: 2\n")
+        .replace("  connections: 1", "  connections: 1\n  max_per_connection: 1000")
+    )
+    script.gate = 2  # the first answers wait until both processes are sending
+    process = start(pub)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    [issue] = json.loads(out)["issues"]
+    assert (issue["status"], issue["sent"], issue["pending"]) == ("done", RECIPIENTS, 0)
+    assert len(script.sessions) == 2  # one session each: both processes sent
+    assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("seed", "every"), [(1, 1), (2, 1), (3, 20), (4, 20)])
 def test_a_killed_sender_on_sqlite_loses_nobody(

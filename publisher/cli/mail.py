@@ -92,7 +92,8 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
 
         with _progress(args.json) as tick:
-            sender = delivery.Sender(engine, pub, backends, progress=tick)
+            sender = delivery.Sender(engine, pub, backends, progress=tick,
+                                     processes=True)  # fmt: skip
             reports = delivery.send_digest(sender, digest, now, token_signer, composed=composed)
     finally:
         engine.dispose()

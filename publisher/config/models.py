@@ -146,6 +146,10 @@ class DeliverySettings(StrictModel):
     # can resend at most this many per connection, with their Message-IDs; 1 records each
     # message before the next goes out on its connection.
     record_every: Int = Field(default=100, ge=1, le=1000)
+    # Sending processes on this machine, each with backend.connections connections;
+    # auto: a second one for DKIM-signed issues of 2,000 rows or more on 2 or more cores
+    # (signing is what one process is short of; see docs/performance.md).
+    processes: Literal["auto"] | Annotated[int, Field(ge=1, le=16)] = "auto"
     # SMTP envelope sender (MAIL FROM), where bounces go; default: the digest's From.
     bounce_address: Address | None = None
 

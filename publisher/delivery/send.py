@@ -133,12 +133,32 @@ def send_waiting(
     issues another sender has begun); a report for each issue that had any."""
     engine, pub = sender.engine, sender.pub
     reports: list[RunReport] = []
-    for plan in waiting_issues(engine, digest.name, sender.clock()):
-        if sender.should_stop():
-            break
-        letters = compose(engine, pub, digest, plan, now, signer)
-        composed(letters)
-        reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
+    sent: list[Plan] = []
+    plans = waiting_issues(engine, digest.name, sender.clock())
+    helpers = []
+    if plans and sender.processes:
+        from publisher.delivery import helpers as helping
+
+        with engine.connect() as db:
+            due = sum(ledger.due_rows(db, plan.issue_id, sender.clock()) for plan in plans)
+        helpers = helping.start(pub, digest, now, helping.wanted(pub, due))
+    try:
+        for plan in plans:
+            if sender.should_stop():
+                break
+            letters = compose(engine, pub, digest, plan, now, signer)
+            composed(letters)
+            reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
+            sent.append(plan)
+    finally:
+        if helpers:
+            helping.stop(helpers, early=sender.should_stop())
+    if helpers:
+        # The helpers may have sent after this process was done: count again.
+        with engine.connect() as db:
+            for plan, report in zip(sent, reports, strict=True):
+                _finish(db, plan, report)
+            db.commit()
     return reports
 
 
@@ -221,6 +241,9 @@ class Sender:
     should_stop: Callable[[], bool] = lambda: False
     progress: Callable[[int], None] | None = None
     owner: str = field(default_factory=sender_name)
+    # Whether delivery.processes may start helpers beside this process (a helper itself
+    # starts none).
+    processes: bool = False
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ class Foreground:
     def _digest(self, name: str) -> None:
         def go() -> None:
             pub = self.pub
-            sender = Sender(self.engine, pub, backend_pool(pub), should_stop=self.stop.is_set)
+            sender = Sender(self.engine, pub, backend_pool(pub), should_stop=self.stop.is_set,
+                            processes=True)  # fmt: skip
             for report in run_digest(
                 sender, pub.digest(name), self._now(), publication_signer(pub)
             ):

@@ -113,4 +113,5 @@ def _sender(
     should_stop: Callable[[], bool],
     clock: Callable[[], float] | None,
 ) -> Sender:
-    return Sender(engine, pub, backends(), clock=clock or time.time, should_stop=should_stop)
+    return Sender(engine, pub, backends(), clock=clock or time.time, should_stop=should_stop,
+                  processes=True)  # fmt: skip

@@ -55,6 +55,18 @@ def latest_issues(db: Connection, digest: str, count: int) -> list[Any]:
     )  # fmt: skip
 
 
+def due_rows(db: Connection, issue_id: int, now: float) -> int:
+    """How many rows of the issue are due at ``now`` (waiting, and their time has come)."""
+    c = deliveries.c
+    return int(
+        db.execute(
+            select(func.count()).where(
+                c.issue_id == issue_id, c.status.in_(WAITING), c.next_attempt_at <= now
+            )
+        ).scalar_one()
+    )
+
+
 def row_counts(db: Connection, issue_id: int) -> dict[str, int]:
     """How many delivery rows of an issue are in each status."""
     counted = db.execute(
