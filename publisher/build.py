@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from publisher.config import Publication
 from publisher.content.cache import BuildCache
 from publisher.content.catalog import Catalog, catalog, load_articles, scan_articles
-from publisher.feeds.files import FeedFile, feed_author, write_feeds
-from publisher.feeds.render import render_entry
 from publisher.model import Article
+
+if TYPE_CHECKING:
+    from publisher.feeds.files import FeedFile
 
 CACHE_FILE = "build-cache.sqlite3"
 __all__ = ["CACHE_FILE", "BuildReport", "build", "feed_fragments", "load_articles", "scan_articles"]
@@ -39,11 +41,17 @@ def build(
             found.published, found.skipped, found.warnings, found.rendered, found.reused
         )
         if write:
+            from publisher.feeds.files import write_feeds  # a send writes no feeds
+
             report.feeds = write_feeds(pub, cache, report.published)
     return report
 
 
 def feed_fragments(pub: Publication, article: Article) -> tuple[bytes, bytes, bytes]:
-    """An article's RSS item, Atom entry and JSON Feed item, as the build cache keeps them."""
+    """An article's RSS item, Atom entry and JSON Feed item, as the build cache keeps them
+    (made only for an article the cache does not have yet)."""
+    from publisher.feeds.files import feed_author
+    from publisher.feeds.render import render_entry
+
     fragments = render_entry(article, pub.config.feeds.content == "full", feed_author(pub))
     return fragments.rss, fragments.atom, fragments.json

@@ -8,6 +8,7 @@ else there. This is the only layer that reads the clock.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -16,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from publisher import __version__
-from publisher.cli import content, mail, running
 from publisher.config import config_path, list_name_rule, load_config
 from publisher.errors import PublisherError
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         pub = load_config(config_path(args.config))
-        status: int = args.handler(pub, args, now)
+        status: int = _handler(args.handler)(pub, args, now)
         return status
     except PublisherError as exc:
         if args.debug:
@@ -90,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _handler(name: str) -> Any:
+    """A command's function, its module imported only now: a `send` does not import the
+    scheduler, the web side or the feed writer."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(f"publisher.cli.{module}"), function)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="publisher",
@@ -108,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="validate schedule.yaml and every article; write nothing"
     )
     check.add_argument("--now", metavar="ISO", help="judge drafts and future dates at this time")
-    check.set_defaults(handler=content.check)
+    check.set_defaults(handler="content:check")
 
     build_cmd = commands.add_parser("build", parents=[common], help="write every feed")
     build_cmd.add_argument("--json", action="store_true", help="print a JSON report on stdout")
@@ -118,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     build_cmd.add_argument(
         "--jobs", type=int, metavar="N", help="processes for reading articles (default: cores)"
     )
-    build_cmd.set_defaults(handler=content.build_feeds)
+    build_cmd.set_defaults(handler="content:build_feeds")
 
     preview = commands.add_parser(
         "preview", parents=[common], help="write a digest issue for a sample recipient"
@@ -126,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("digest", metavar="DIGEST", help="the digest's name in schedule.yaml")
     preview.add_argument("--out", required=True, metavar="DIR", help="folder for .eml/.html/.txt")
     preview.add_argument("--now", metavar="ISO", help="compose the issue due at this time")
-    preview.set_defaults(handler=content.preview)
+    preview.set_defaults(handler="content:preview")
 
     subs = commands.add_parser("subscribers", parents=[common], help="manage subscriber lists")
     actions = subs.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -145,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     for action in (importing, adding, removing, listing, *[actions.choices["export"]]):
         action.add_argument("--list", required=True, dest="list_name", metavar="NAME",
                             type=_list_name)  # fmt: skip
-    subs.set_defaults(handler=mail.subscribers_command)
+    subs.set_defaults(handler="mail:subscribers_command")
 
     send = commands.add_parser(
         "send", parents=[common], help="deliver the issue of a digest due now"
@@ -159,31 +166,31 @@ def _parser() -> argparse.ArgumentParser:
         "--test", metavar="ADDRESS", help="send the issue to this address only; record nothing"
     )
     send.add_argument("--json", action="store_true", help="print a JSON report on stdout")
-    send.set_defaults(handler=mail.send)
+    send.set_defaults(handler="mail:send")
 
     status = commands.add_parser(
         "status", parents=[common], help="issues and their delivery counts"
     )
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
-    status.set_defaults(handler=mail.status)
+    status.set_defaults(handler="mail:status")
     run = commands.add_parser("run", parents=[common], help="the scheduler, in the foreground")
     run.add_argument("--once", action="store_true", help="do what is due now, then exit")
     run.add_argument("--now", metavar="ISO", help="with --once: the moment to act at")
-    run.set_defaults(handler=running.run)
+    run.set_defaults(handler="running:run")
 
     serve = commands.add_parser(
         "serve", parents=[common], help="the web side: sign-up, unsubscribe, archive, feeds"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000)")
-    serve.set_defaults(handler=running.serve)
+    serve.set_defaults(handler="running:serve")
 
     planned = commands.add_parser("plan", parents=[common], help="the next runs of every job")
     planned.add_argument("--days", type=_days, default=7, metavar="N",
                          help="how far ahead, 1-3660 (7)")  # fmt: skip
     planned.add_argument("--json", action="store_true", help="print JSON on stdout")
     planned.add_argument("--now", metavar="ISO", help="plan from this moment")
-    planned.set_defaults(handler=running.plan_command)
+    planned.set_defaults(handler="running:plan_command")
     return parser
 
 

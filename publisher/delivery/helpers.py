@@ -11,15 +11,17 @@ them at a time. A helper that dies leaves its claims to the next run, like any s
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 from datetime import datetime
-from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from publisher.config import Digest, Publication
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 JOIN_SECONDS = 3600.0  # a helper still sending after the main process has stopped
 AUTO_ROWS = 2000  # below this, a helper's start (~0.5 s) costs more than it brings
@@ -38,6 +40,8 @@ def wanted(pub: Publication, due_rows: int) -> int:
 
 def start(pub: Publication, digest: Digest, now: datetime, count: int) -> list[BaseProcess]:
     """``count`` helpers sending the due rows of ``digest``'s unfinished issues."""
+    import multiprocessing  # only when a helper is wanted
+
     context = multiprocessing.get_context("spawn")
     helpers: list[BaseProcess] = []
     for _ in range(count):
