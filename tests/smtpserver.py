@@ -8,7 +8,8 @@ refuse every MAIL FROM or every message; ``gate`` holds the first answers to the
 until that many sessions have begun a transaction (so that several senders overlap).
 ``extensions`` adds PIPELINING and CHUNKING (BDAT, implemented here) to the EHLO reply;
 with PIPELINING, ``pipelined`` says of each MAIL FROM whether the client had sent the rest
-of the envelope with it, and ``chunked`` of each message whether it came by BDAT.
+of the envelope with it, ``followed`` (with ``watch_following``) of each message whether
+the next MAIL FROM came with its data, and ``chunked`` of each message whether it came by BDAT.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Script:
     extensions: tuple[str, ...] = ()
     pipelined: list[bool] = field(default_factory=list)
     chunked: list[bool] = field(default_factory=list)
+    followed: list[bool] = field(default_factory=list)
+    watch_following: bool = False
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -111,6 +114,14 @@ class Script:
             await asyncio.sleep(self.slow_seconds)
         self.received.append((envelope.mail_from, recipient, envelope.original_content))
         self.chunked.append(getattr(envelope, "chunked", False))
+        if self.watch_following:
+            # Whether the client wrote the next envelope with this message's data.
+            deadline = asyncio.get_running_loop().time() + 0.5
+            while b"MAIL FROM" not in bytes(server._reader._buffer):  # bounded: 0.5 s
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            self.followed.append(b"MAIL FROM" in bytes(server._reader._buffer))
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from publisher.backends import Backend, DeliveryError, Envelope, load_backend
+from publisher.backends import Backend, DeliveryError, Envelope, Message, load_backend
 from publisher.backends.memory import MemoryBackend
 
 from .smtpserver import Script, self_signed, smtp_server
@@ -210,6 +210,59 @@ class TestSmtpPipelining(TestSmtp):
             self.script.mail_reply = None
             backend.send(MESSAGE, envelope("next@example.org"))
         assert [r for _, r, _ in self.script.received] == ["next@example.org"]
+
+    def stream(self, backend: Backend, recipients: list[str], stop_after: int = 0) -> list[str]:
+        """``send_many`` of one message to each of ``recipients``: each result, as the
+        provider's id or ``stage code``."""
+        items = [(Message([MESSAGE]), envelope(r, n)) for n, r in enumerate(recipients)]
+
+        def take(wait: bool) -> tuple[Message, Envelope] | None:
+            return items.pop(0) if items else None
+
+        outcomes = []
+        stream = backend.send_many(take)
+        for outcome in stream:
+            if isinstance(outcome, DeliveryError):
+                outcomes.append(f"{outcome.stage} {outcome.code}")
+            else:
+                outcomes.append("sent")
+            if len(outcomes) == stop_after:
+                stream.close()
+                break
+        return outcomes
+
+    def test_each_message_goes_with_the_next_envelope(self, backend: Backend) -> None:
+        self.script.watch_following = True
+        with backend:
+            outcomes = self.stream(backend, [f"r{n}@example.org" for n in range(5)])
+        assert outcomes == ["sent"] * 5
+        assert [r for _, r, _ in self.script.received] == [f"r{n}@example.org" for n in range(5)]
+        assert [content for _, _, content in self.script.received] == [MESSAGE] * 5
+        if "CHUNKING" not in self.extensions:
+            assert self.script.followed == [True] * 4 + [False]  # one round trip a message
+
+    def test_refusals_between_pipelined_messages_keep_the_rest_in_step(
+        self, backend: Backend
+    ) -> None:
+        people = ["a", "reject1", "b", "closing2", "c", "tempfail3", "d", "reset4", "e", "f"]
+        with backend:
+            outcomes = self.stream(backend, [f"{p}@example.org" for p in people])
+        lost = "dot None"  # the server dropped the connection after the final dot
+        assert outcomes == ["sent", "rcpt 550", "sent", "rcpt 421", "sent", "rcpt 451", "sent",
+                            lost, "sent", "sent"]  # fmt: skip
+        delivered = [r.split("@")[0] for _, r, _ in self.script.received]
+        assert delivered == ["a", "b", "c", "d", "e", "f"]  # each once, in order
+        assert all(content == MESSAGE for _, _, content in self.script.received)
+
+    def test_a_stream_closed_early_sends_nothing_more(self, backend: Backend) -> None:
+        """The next message's envelope went out with the first's data; the loop stops
+        after the first result: the second must not arrive, not even empty."""
+        with backend:
+            assert self.stream(backend, ["a@example.org", "b@example.org"], stop_after=1) == [
+                "sent"
+            ]
+            assert self.stream(backend, ["c@example.org"]) == ["sent"]
+        assert [r for _, r, _ in self.script.received] == ["a@example.org", "c@example.org"]
 
 
 class TestSmtpChunking(TestSmtpPipelining):

@@ -47,10 +47,15 @@ def smtp_backend(pub: Publication, port: int) -> Backend:
     return load_backend("smtp", options, str(pub.root))
 
 
+@pytest.mark.parametrize("extensions", [(), ("PIPELINING",), ("PIPELINING", "CHUNKING")])
 def test_greylisting_costs_its_own_retry_and_nothing_else(
-    example: Path, server: tuple[int, Script]
+    example: Path, server: tuple[int, Script], extensions: tuple[str, ...]
 ) -> None:
+    """Also with the next envelope written behind each message's data (PIPELINING), and
+    with BDAT (CHUNKING): a greylisted recipient in the middle of the stream defers only
+    that row."""
     port, script = server
+    script.extensions = extensions
     pub = configure(example)
     people = [f"{'grey' if n % 50 == 7 else 'r'}{n}@example.org" for n in range(200)]
     subscribe(pub, *people)
@@ -93,11 +98,16 @@ def test_a_server_that_cannot_be_reached_pauses_the_issue_within_a_minute(exampl
     ("mail_reply", "530 5.7.0 Authentication required"),
     ("dot_reply", "554 5.6.0 Message content refused"),
 ])  # fmt: skip
+@pytest.mark.parametrize("extensions", [(), ("PIPELINING",)])
 @pytest.mark.usefixtures("secret")
 def test_a_reply_about_the_sender_pauses_and_fails_nobody(
-    example: Path, server: tuple[int, Script], cli: Callable[..., Ran], where: str, reply: str
-) -> None:
+    example: Path, server: tuple[int, Script], cli: Callable[..., Ran], where: str, reply: str,
+    extensions: tuple[str, ...],
+) -> None:  # fmt: skip
+    """With PIPELINING the next message's envelope is already accepted when the refusal
+    of a message comes: the pause ends that transaction unsent."""
     port, script = server
+    script.extensions = extensions
     pub = configure(example, backend=f"backend:\n  type: smtp\n  host: 127.0.0.1\n"
                                      f"  port: {port}\n  tls: none")  # fmt: skip
     subscribe(pub, *(f"r{n}@example.org" for n in range(20)))

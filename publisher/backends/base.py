@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Literal
@@ -67,6 +67,10 @@ def transparent(message: bytes) -> bytes:
     return message + b".\r\n"
 
 
+# What a backend's send_many asks for the next message: (message, envelope), or None.
+Take = Callable[[bool], "tuple[Message, Envelope] | None"]
+
+
 # Where in a delivery a reply came (RFC 5321's steps), which says whose fault it is:
 # "connect" (no session: refused, TLS, AUTH, the greeting), "mail" (MAIL FROM: the sender),
 # "rcpt" (RCPT TO: this recipient), "data" (the DATA command), "dot" (the reply to the
@@ -127,9 +131,29 @@ class Backend:
         raise NotImplementedError
 
     def send_message(self, message: Message, envelope: Envelope) -> str:
-        """What the delivery loop calls: ``send`` of the message's bytes, unless a backend
-        can use the pieces as they are (SMTP writes them to the socket)."""
+        """One message: ``send`` of its bytes, unless a backend can use the pieces as they
+        are (SMTP writes them to the socket)."""
         return self.send(bytes(message), envelope)
+
+    def send_many(self, take: Take) -> Generator[str | DeliveryError, None, None]:
+        """What the delivery loop calls: the messages ``take`` hands out, sent in order,
+        one result each (the provider's id, or the DeliveryError), in the same order.
+
+        ``take(True)`` waits for the next message and returns None when there is none
+        left; ``take(False)`` returns one only if it is ready now (a pipelining backend
+        asks it for the message to announce while the last is still going out). The
+        delivery loop may stop reading results at any point (the generator is closed):
+        what was taken and has no result yet was not sent. This default sends one
+        message at a time."""
+        for _ in range(1 << 62):  # bounded by what ``take`` hands out
+            item = take(True)
+            if item is None:
+                return
+            try:
+                self.open()
+                yield self.send_message(*item)
+            except DeliveryError as exc:
+                yield exc
 
     def __enter__(self) -> Backend:
         try:

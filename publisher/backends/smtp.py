@@ -19,12 +19,13 @@ import os
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import Field
 
-from publisher.backends.base import Backend, DeliveryError, Envelope, Message, Stage
+from publisher.backends.base import Backend, DeliveryError, Envelope, Message, Stage, Take
 from publisher.config.fields import Int, StrictModel, Text
 
 
@@ -59,6 +60,7 @@ class SmtpBackend(Backend):
         self.connections = settings.connections
         self.smtp: smtplib.SMTP | None = None
         self.sent_on_connection = 0
+        self.last_reply = ""  # the server's last 250, the provider's id of a BDAT
 
     def _context(self) -> ssl.SSLContext:
         # Certificates are always verified; a private CA is added, never a bypass.
@@ -141,63 +143,156 @@ class SmtpBackend(Backend):
         return self.send_message(Message((message,)), envelope)
 
     def send_message(self, message: Message, envelope: Envelope) -> str:
-        if self.smtp is not None and self.sent_on_connection >= self.max_per_connection:
-            self.close()
-        self.open()
-        smtp = self.smtp
-        assert smtp is not None and smtp.sock is not None
+        smtp = self._session_for_next()
         # The commands are written directly: smtplib's mail()/rcpt() re-parse the
         # addresses (already validated) and data() runs two regular expressions over
         # every message. With PIPELINING (RFC 2920) the envelope goes in one write and
         # its replies are read together; with CHUNKING (RFC 3030) the message goes in the
         # same write as one BDAT, so a message costs one round trip and no dot-stuffing.
-        pipelining = smtp.has_extn("pipelining")
         chunking = smtp.has_extn("chunking")
-        steps: list[tuple[str, Stage, bytes, tuple[int, ...]]] = [
-            ("MAIL FROM", "mail", f"MAIL FROM:<{envelope.sender}>\r\n".encode(), (250,)),
-            (f"RCPT TO {envelope.recipient}", "rcpt",
-             f"RCPT TO:<{envelope.recipient}>\r\n".encode(), (250, 251)),
-        ]  # fmt: skip
-        if chunking:
-            size = sum(len(piece) for piece in message.pieces)
-            steps.append(("end of data", "dot", b"BDAT %d LAST\r\n" % size, (250,)))
-        else:
-            steps.append(("DATA", "data", b"DATA\r\n", (354,)))
-        stage: Stage = "mail"
-        try:
-            if pipelining:
+        steps = _steps(envelope, message if chunking else None)
+        with self._lost_as_error() as where:
+            if smtp.has_extn("pipelining"):
                 body = list(message.pieces) if chunking else []
-                _write(smtp.sock, [b"".join(step[2] for step in steps), *body])
-                replies = []
-                for _, step_stage, _, _ in steps:
-                    stage = step_stage  # what a lost connection is reported at
-                    replies.append(smtp.getreply())
+                _write(_socket(smtp), [b"".join(step[2] for step in steps), *body])
+                self._replies(smtp, steps, where)
             else:
-                replies = []
-                for index, (_, step_stage, line, wanted) in enumerate(steps):
-                    stage = step_stage
+                for index, step in enumerate(steps):
                     last = index == len(steps) - 1
-                    _write(smtp.sock, [line, *(message.pieces if chunking and last else ())])
-                    replies.append(smtp.getreply())
-                    if replies[-1][0] not in wanted:
-                        break
-            for (what, step_stage, _, wanted), (code, reply) in zip(steps, replies, strict=False):
-                if code not in wanted:
-                    if replies[-1][0] == 354:
-                        # A server that took DATA after refusing the envelope waits for
-                        # a message; ending it with a dot could deliver an empty one.
-                        self._drop()
-                    raise self._refused(what, step_stage, code, reply)
-            if not chunking:
-                stage = "dot"
-                _write(smtp.sock, list(message.transparent()))
-                code, reply = smtp.getreply()
-                if code != 250:
-                    raise self._refused("end of DATA", stage, code, reply)
+                    _write(_socket(smtp), [step[2], *(message.pieces if chunking and last else ())])
+                    self._replies(smtp, [step], where)
+            if chunking:
+                self.sent_on_connection += 1
+                return self.last_reply
+            where[0] = "dot"
+            _write(_socket(smtp), list(message.transparent()))
+            return self._final_reply(smtp)
+        raise AssertionError("unreachable")  # _lost_as_error raises on every fault
+
+    def send_many(self, take: Take) -> Generator[str | DeliveryError, None, None]:
+        """With PIPELINING and without CHUNKING, each message's data goes in one write with
+        the next message's envelope (RFC 2920 §3.1 allows the message content first in a
+        group): one round trip a message instead of two. Results come in order; a message
+        whose envelope the server accepted is always finished on this connection or the
+        generator is closed and the connection dropped (never an empty message)."""
+        fresh: list[tuple[Message, Envelope]] = []  # taken, to start from its envelope
+        carried: tuple[Message, Envelope] | None = None  # accepted; the server waits for data
+        for _ in range(1 << 62):  # bounded by what ``take`` hands out
+            if carried is None:
+                item = fresh.pop() if fresh else take(True)
+                if item is None:
+                    return
+                try:
+                    smtp = self._session_for_next()
+                    if not smtp.has_extn("pipelining") or smtp.has_extn("chunking"):
+                        yield self.send_message(*item)  # one round trip already, or none
+                        continue
+                    steps = _steps(item[1], None)
+                    with self._lost_as_error() as where:
+                        _write(_socket(smtp), [b"".join(step[2] for step in steps)])
+                        self._replies(smtp, steps, where)
+                except DeliveryError as exc:
+                    yield exc
+                    continue
+                current = item
+            else:
+                current, carried = carried, None
+            room = self.sent_on_connection + 1 < self.max_per_connection
+            following = take(False) if room else None
+            outcome: str | DeliveryError
+            try:
+                outcome = self._data(current, following)
+            except DeliveryError as exc:
+                outcome = exc
+            refused: DeliveryError | None = None
+            if following is not None:
+                if self.smtp is None:
+                    fresh.append(following)  # lost with the connection: not yet begun
+                else:
+                    try:
+                        with self._lost_as_error() as where:
+                            self._replies(self.smtp, _steps(following[1], None), where)
+                        carried = following
+                    except DeliveryError as exc:
+                        if exc.connection and self.smtp is None and exc.code is None:
+                            fresh.append(following)  # the connection broke: start again
+                        else:
+                            refused = exc
+            try:
+                yield outcome
+                if refused is not None:
+                    yield refused
+            except GeneratorExit:
+                if carried is not None:
+                    self._drop()  # it waits for data that will not come: end it unsent
+                raise
+
+    def _data(self, current: tuple[Message, Envelope], following: tuple[Message, Envelope] | None
+              ) -> str:  # fmt: skip
+        """``current``'s data and terminating dot, with ``following``'s envelope in the same
+        write; the reply to the dot."""
+        smtp = self.smtp
+        assert smtp is not None
+        pieces = list(current[0].transparent())
+        if following is not None:
+            pieces.append(b"".join(step[2] for step in _steps(following[1], None)))
+        with self._lost_as_error() as where:
+            where[0] = "dot"
+            _write(_socket(smtp), pieces)
+            return self._final_reply(smtp, reset=following is None)
+        raise AssertionError("unreachable")
+
+    def _session_for_next(self) -> smtplib.SMTP:
+        if self.smtp is not None and self.sent_on_connection >= self.max_per_connection:
+            self.close()
+        self.open()
+        assert self.smtp is not None and self.smtp.sock is not None
+        return self.smtp
+
+    def _replies(self, smtp: smtplib.SMTP, steps: list[_Step], where: list[Stage]) -> None:
+        """The replies to ``steps`` (written already), in order; the first refusal raised
+        once all are read, so the session stays in step."""
+        replies = []
+        for step in steps:
+            where[0] = step[1]  # what a lost connection is reported at
+            replies.append(smtp.getreply())
+            if replies[-1][0] == 250:
+                self.last_reply = f"250 {_text(replies[-1][1])}".strip()
+        for (what, stage, _, wanted), (code, reply) in zip(steps, replies, strict=True):
+            if code not in wanted:
+                if replies[-1][0] == 354:
+                    # A server that took DATA after refusing the envelope waits for a
+                    # message; ending it with a dot could deliver an empty one.
+                    self._drop()
+                raise self._refused(what, stage, code, reply)
+
+    def _final_reply(self, smtp: smtplib.SMTP, reset: bool = True) -> str:
+        code, reply = smtp.getreply()
+        if code != 250:
+            if reset:
+                raise self._refused("end of DATA", "dot", code, reply)
+            # Another envelope is on its way behind the dot: no RSET (the transaction
+            # ended with the reply), and the connection goes only when the server says so.
+            if code == 421:
+                self._drop()
+            raise DeliveryError(
+                "end of DATA", permanent=500 <= code < 600, code=code, reply=_text(reply),
+                connection=self.smtp is None, stage="dot",
+            )  # fmt: skip
+        self.sent_on_connection += 1
+        return f"{code} {_text(reply)}".strip()
+
+    @contextmanager
+    def _lost_as_error(self) -> Iterator[list[Stage]]:
+        """A fault of the connection as a DeliveryError at the stage the caller reached
+        (a one-item list it updates)."""
+        where: list[Stage] = ["mail"]
+        try:
+            yield where
         except DeliveryError:
             raise  # already says what happened (it is an OSError too: keep it from below)
         except smtplib.SMTPResponseException as exc:
-            raise self._refused("SMTP", stage, exc.smtp_code, exc.smtp_error) from None
+            raise self._refused("SMTP", where[0], exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             # Reset, timeout (also after the final dot: the message may have arrived; it
             # is retried, and a duplicate carries the same Message-ID), or a closed socket.
@@ -205,10 +300,8 @@ class SmtpBackend(Backend):
             raise DeliveryError(
                 f"connection to {self.host}:{self.port} lost",
                 permanent=False, reply=str(exc) or type(exc).__name__, connection=True,
-                stage=stage,
+                stage=where[0],
             ) from None  # fmt: skip
-        self.sent_on_connection += 1
-        return f"{code} {_text(reply)}".strip()
 
     def _refused(self, step: str, stage: Stage, code: int, reply: bytes | str) -> DeliveryError:
         """The server's refusal as an error; the session is reset for the next message
@@ -227,6 +320,30 @@ class SmtpBackend(Backend):
             self.smtp.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+_Step = tuple[str, Stage, bytes, tuple[int, ...]]  # what, stage, the line, good replies
+
+
+def _steps(envelope: Envelope, chunk: Message | None) -> list[_Step]:
+    """MAIL FROM, RCPT TO, and DATA, or with ``chunk`` a BDAT of its size (the message
+    follows the line)."""
+    steps: list[_Step] = [
+        ("MAIL FROM", "mail", f"MAIL FROM:<{envelope.sender}>\r\n".encode(), (250,)),
+        (f"RCPT TO {envelope.recipient}", "rcpt",
+         f"RCPT TO:<{envelope.recipient}>\r\n".encode(), (250, 251)),
+    ]  # fmt: skip
+    if chunk is not None:
+        size = sum(len(piece) for piece in chunk.pieces)
+        steps.append(("end of data", "dot", b"BDAT %d LAST\r\n" % size, (250,)))
+    else:
+        steps.append(("DATA", "data", b"DATA\r\n", (354,)))
+    return steps
+
+
+def _socket(smtp: smtplib.SMTP) -> socket.socket:
+    assert smtp.sock is not None
+    return smtp.sock
 
 
 def _write(sock: socket.socket, pieces: list[bytes]) -> None:

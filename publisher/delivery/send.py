@@ -175,6 +175,94 @@ class _Result:
     provider: str | None
     error: DeliveryError | None
     crash: Exception | None = None  # a bug, not a delivery failure: re-raised, never recorded
+    unsent: bool = False  # taken by the worker, never sent: nothing to record
+
+
+class _Worker:
+    """One connection's thread: hands the backend the next claimed rows as messages
+    (``take``), and the main thread the results in small lists."""
+
+    def __init__(self, run: _Run, number: int) -> None:
+        self.run_ = run
+        self.number = number
+        self.permits = run.permits[number]
+        self.taken: deque[_Task] = deque()  # handed to the backend, no result yet
+        self.done: list[_Result] = []
+        self.stopped = False
+
+    def run(self, backend: Backend) -> None:
+        stream = backend.send_many(self.take)
+        try:
+            for outcome in stream:
+                task = self.taken.popleft()
+                if isinstance(outcome, DeliveryError):
+                    if not self.failed(_Result(self.number, task, None, outcome)):
+                        break
+                else:
+                    self.done.append(_Result(self.number, task, outcome, None))
+                    if len(self.done) >= HAND_OVER or not len(self.run_.tasks):
+                        self.hand_over()
+        except Exception as exc:  # noqa: BLE001 - a backend's bug: the main thread raises it
+            if self.taken:
+                self.done.append(_Result(self.number, self.taken.popleft(), None, None, exc))
+        finally:
+            stream.close()  # a message announced and not sent is ended unsent
+            for task in self.taken:  # taken, never sent: still claimed, given back at the end
+                self.done.append(_Result(self.number, task, None, None, unsent=True))
+            self.hand_over()
+            backend.close()
+
+    def take(self, wait: bool) -> tuple[Message, Envelope] | None:
+        """The next message (waiting for one if ``wait``); None at the end, or, without
+        ``wait``, when none is ready now. A connection sends only while fewer than
+        ``record_every`` of its messages are unrecorded."""
+        run, mail = self.run_, self.run_.out.mail
+        for _ in range(1 << 62):  # bounded: each turn takes a task or ends
+            if self.stopped:
+                return None
+            if not self.permits.acquire(blocking=False):
+                if not wait:
+                    return None
+                self.hand_over()  # record_every unrecorded: wait until they are recorded
+                self.permits.acquire()
+            if wait and not len(run.tasks):
+                self.hand_over()  # idle: what was sent is recorded meanwhile
+            task = run.tasks.get() if wait else run.tasks.get_nowait()
+            if task is None:
+                self.permits.release()
+                self.stopped = wait
+                return None
+            try:
+                message = mail.letter(task.recipient)
+                envelope = Envelope(
+                    run.envelope_from, task.recipient.address, mail.message_id(task.recipient)
+                )
+            except InvalidAddress as exc:
+                error = DeliveryError(str(exc), permanent=True)
+                if not self.failed(_Result(self.number, task, None, error)):
+                    return None
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug: the main thread raises it
+                self.done.append(_Result(self.number, task, None, None, exc))
+                self.stopped = True
+                return None
+            self.taken.append(task)
+            return message, envelope
+        return None
+
+    def failed(self, result: _Result) -> bool:
+        """Hand a failure over and wait for the main thread's verdict: go on (True), or
+        stop."""
+        self.done.append(result)
+        self.hand_over()
+        if not self.run_.verdicts[self.number].get():
+            self.stopped = True
+        return not self.stopped
+
+    def hand_over(self) -> None:
+        if self.done:
+            self.run_.results.put(self.done)
+            self.done = []
 
 
 class _Tasks:
@@ -196,6 +284,11 @@ class _Tasks:
         with self.ready:
             self.ready.wait_for(lambda: self.items or self.closed)
             return None if self.closed else self.items.popleft()
+
+    def get_nowait(self) -> _Task | None:
+        """The next task if one is here; None if not, or once the queue is closed."""
+        with self.ready:
+            return None if self.closed or not self.items else self.items.popleft()
 
     def close(self) -> int:
         """No more tasks: those still here are not sent (they stay claimed until the run
@@ -413,50 +506,7 @@ class _Run:
         return rows
 
     def _work(self, number: int, backend: Backend) -> None:
-        permits = self.permits[number]
-        done: list[_Result] = []
-        try:
-            while True:
-                if not permits.acquire(blocking=False):
-                    # record_every of this connection's messages are unrecorded: hand
-                    # them over and wait until they are in the ledger.
-                    if done:
-                        self.results.put(done)
-                        done = []
-                    permits.acquire()
-                task = self.tasks.get()
-                if task is None:
-                    break
-                result = self._attempt(number, backend, task)
-                done.append(result)
-                failed = result.provider is None
-                if failed or len(done) >= HAND_OVER or not len(self.tasks):
-                    self.results.put(done)
-                    done = []
-                if failed and not self.verdicts[number].get():
-                    break  # the run stops
-        finally:
-            if done:
-                self.results.put(done)
-            backend.close()
-
-    def _attempt(self, number: int, backend: Backend, task: _Task) -> _Result:
-        mail = self.out.mail
-        try:
-            # Here, not before the loop: a refused connection is then this message's
-            # failure to connect, and a run with nothing due opens no connection.
-            backend.open()
-            message = mail.letter(task.recipient)
-            envelope = Envelope(
-                self.envelope_from, task.recipient.address, mail.message_id(task.recipient)
-            )
-            return _Result(number, task, backend.send_message(message, envelope), None)
-        except InvalidAddress as exc:
-            return _Result(number, task, None, DeliveryError(str(exc), permanent=True))
-        except DeliveryError as exc:
-            return _Result(number, task, None, exc)
-        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            return _Result(number, task, None, None, crash=exc)
+        _Worker(self, number).run(backend)
 
     def _collect(self, block: bool) -> None:
         """Take the results that are back (waiting for some if ``block``) and record them:
@@ -490,7 +540,9 @@ class _Run:
         crash = None
         for result in batch:
             self.returned += 1
-            if result.crash is not None:
+            if result.unsent:
+                self.permits[result.worker].release()
+            elif result.crash is not None:
                 crash = crash or result.crash
             elif result.error is None:
                 if not self.unrecorded:
