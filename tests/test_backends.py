@@ -238,8 +238,7 @@ class TestSmtpPipelining(TestSmtp):
         assert outcomes == ["sent"] * 5
         assert [r for _, r, _ in self.script.received] == [f"r{n}@example.org" for n in range(5)]
         assert [content for _, _, content in self.script.received] == [MESSAGE] * 5
-        if "CHUNKING" not in self.extensions:
-            assert self.script.followed == [True] * 4 + [False]  # one round trip a message
+        assert self.script.followed == [True] * 4 + [False]  # one round trip a message
 
     def test_refusals_between_pipelined_messages_keep_the_rest_in_step(
         self, backend: Backend
@@ -265,17 +264,24 @@ class TestSmtpPipelining(TestSmtp):
         assert [r for _, r, _ in self.script.received] == ["a@example.org", "c@example.org"]
 
 
-class TestSmtpChunking(TestSmtpPipelining):
-    """And with CHUNKING: each message is one BDAT in the envelope's write, as it is,
-    without dot-stuffing."""
+class TestSmtpPipeliningAndChunking(TestSmtpPipelining):
+    """Every test of TestSmtpPipelining again with CHUNKING offered too: DATA, with the
+    next envelope behind each message, is still what goes (BDAT behind a pipelined
+    envelope stalled 44 ms a message on Postfix)."""
 
     extensions = ("PIPELINING", "CHUNKING")
 
-    def test_the_envelope_goes_in_one_write(self, backend: Backend) -> None:
+
+class TestSmtpChunking(TestSmtp):
+    """Every test of TestSmtp again with CHUNKING and without PIPELINING: each message is
+    one BDAT, as it is, without dot-stuffing."""
+
+    extensions = ("CHUNKING",)
+
+    def test_messages_go_by_bdat_unchanged(self, backend: Backend) -> None:
         with backend:
             for number in range(3):
                 backend.send(MESSAGE, envelope(number=number))
-        assert self.script.pipelined == [True, True, True]
         assert self.script.chunked == [True, True, True]
         assert [content for _, _, content in self.script.received] == [MESSAGE] * 3
 

@@ -147,9 +147,12 @@ class SmtpBackend(Backend):
         # The commands are written directly: smtplib's mail()/rcpt() re-parse the
         # addresses (already validated) and data() runs two regular expressions over
         # every message. With PIPELINING (RFC 2920) the envelope goes in one write and
-        # its replies are read together; with CHUNKING (RFC 3030) the message goes in the
-        # same write as one BDAT, so a message costs one round trip and no dot-stuffing.
-        chunking = smtp.has_extn("chunking")
+        # its replies are read together. CHUNKING (RFC 3030) is used only without
+        # PIPELINING, where BDAT saves the round trip of DATA: behind a pipelined
+        # envelope it stalls on servers that send the envelope's replies while the chunk
+        # is still arriving (Postfix: 44 ms a message, its last reply held back until our
+        # delayed ACK), and DATA with the next envelope behind it is one round trip too.
+        chunking = smtp.has_extn("chunking") and not smtp.has_extn("pipelining")
         steps = _steps(envelope, message if chunking else None)
         with self._lost_as_error() as where:
             if smtp.has_extn("pipelining"):
@@ -170,7 +173,7 @@ class SmtpBackend(Backend):
         raise AssertionError("unreachable")  # _lost_as_error raises on every fault
 
     def send_many(self, take: Take) -> Generator[str | DeliveryError, None, None]:
-        """With PIPELINING and without CHUNKING, each message's data goes in one write with
+        """With PIPELINING, each message's data goes in one write with
         the next message's envelope (RFC 2920 §3.1 allows the message content first in a
         group): one round trip a message instead of two. Results come in order; a message
         whose envelope the server accepted is always finished on this connection or the
@@ -184,8 +187,8 @@ class SmtpBackend(Backend):
                     return
                 try:
                     smtp = self._session_for_next()
-                    if not smtp.has_extn("pipelining") or smtp.has_extn("chunking"):
-                        yield self.send_message(*item)  # one round trip already, or none
+                    if not smtp.has_extn("pipelining"):
+                        yield self.send_message(*item)  # one command at a time
                         continue
                     steps = _steps(item[1], None)
                     with self._lost_as_error() as where:
