@@ -45,6 +45,20 @@ def stream(backend: Backend, recipients: list[str], stop_after: int = 0) -> list
     return outcomes
 
 
+def refused_then_next(backend: Backend, script: Script, where: str, reply: str, stage: str) -> None:
+    """The server refuses a message with ``reply`` (``where``: the script's mail_reply or
+    dot_reply); the error says so at ``stage``, and the next message on the same session
+    goes through."""
+    with backend:
+        setattr(script, where, reply)
+        with pytest.raises(DeliveryError) as caught:
+            backend.send(MESSAGE, envelope())
+        assert (caught.value.stage, caught.value.code) == (stage, int(reply[:3]))
+        setattr(script, where, None)
+        backend.send(MESSAGE, envelope("next@example.org"))
+    assert [r for _, r, _ in script.received] == ["next@example.org"]
+
+
 class Contract:
     """What every backend must do; subclasses say how to make one and what it delivered."""
 
@@ -223,14 +237,7 @@ class TestSmtpPipelining(TestSmtp):
         assert [content for _, _, content in self.script.received] == [MESSAGE] * 3
 
     def test_a_refused_sender_leaves_the_session_in_step(self, backend: Backend) -> None:
-        with backend:
-            self.script.mail_reply = "451 4.3.0 try later"
-            with pytest.raises(DeliveryError) as caught:
-                backend.send(MESSAGE, envelope())
-            assert (caught.value.stage, caught.value.code) == ("mail", 451)
-            self.script.mail_reply = None
-            backend.send(MESSAGE, envelope("next@example.org"))
-        assert [r for _, r, _ in self.script.received] == ["next@example.org"]
+        refused_then_next(backend, self.script, "mail_reply", "451 4.3.0 try later", "mail")
 
     def test_each_message_goes_with_the_next_envelope(self, backend: Backend) -> None:
         self.script.watch_following = True
@@ -294,14 +301,7 @@ class TestSmtpChunking(TestSmtp):
         assert [content for _, _, content in self.script.received] == [MESSAGE] * 3
 
     def test_a_refused_message_is_the_dot_stage(self, backend: Backend) -> None:
-        with backend:
-            self.script.dot_reply = "554 5.7.1 spam"
-            with pytest.raises(DeliveryError) as caught:
-                backend.send(MESSAGE, envelope())
-            assert (caught.value.stage, caught.value.code) == ("dot", 554)
-            self.script.dot_reply = None
-            backend.send(MESSAGE, envelope("next@example.org"))
-        assert [r for _, r, _ in self.script.received] == ["next@example.org"]
+        refused_then_next(backend, self.script, "dot_reply", "554 5.7.1 spam", "dot")
 
 
 def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
