@@ -19,7 +19,8 @@ from publisher.errors import Problem
 from publisher.headers import InvalidAddress, check_address, clean_text
 from publisher.store import Member, add_subscriber, members
 
-ADDRESS_COLUMNS = ("email", "address", "e-mail", "mail")
+# Column names of the address, lower-cased; "email address" is Mailchimp's export.
+ADDRESS_COLUMNS = ("email", "email address", "address", "e-mail", "mail")
 
 
 def normalize_address(text: str) -> str:
@@ -45,7 +46,10 @@ def normalize_address(text: str) -> str:
 class ImportReport:
     added: int = 0
     unchanged: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    unsubscribed: int = 0  # they unsubscribed from the list: left so
+    suppressed: int = 0  # their address bounced for good: not subscribed
+    problems: list[Problem] = field(default_factory=list)  # rows refused
+    notes: list[Problem] = field(default_factory=list)  # rows left as they were, and why
 
 
 def import_csv(db: Connection, path: Path, list_name: str, now: float) -> ImportReport:
@@ -70,12 +74,17 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
         )
         return report
     name_column = fields.get("name")
+    # Mailchimp's export has the name in two columns.
+    first, last = fields.get("first name"), fields.get("last name")
     line = reader.line_num
     for row in reader:
         where = line + 1  # the line this row starts on (a quoted field may span lines)
         line = reader.line_num
         raw = (row.get(column) or "").strip()
-        name = (row.get(name_column) or "") if name_column else ""
+        if name_column:
+            name = row.get(name_column) or ""
+        else:
+            name = " ".join(v for v in (row.get(first or ""), row.get(last or "")) if v)
         if not (raw + name).isascii() and _undecodable(raw + name):
             what = "not UTF-8: save the file as UTF-8 and import it again"
             report.problems.append(Problem(shown, where, column, what))
@@ -86,10 +95,19 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
             report.problems.append(Problem(shown, where, column, f"{raw!r}: {exc}"))
             continue
         name = clean_text(name, 200)
-        if add_subscriber(db, address, name, list_name, now):
+        outcome = add_subscriber(db, address, name, list_name, now)
+        if outcome == "added":
             report.added += 1
-        else:
+        elif outcome == "unchanged":
             report.unchanged += 1
+        elif outcome == "unsubscribed":
+            report.unsubscribed += 1
+            what = f"{address} unsubscribed from {list_name}: left unsubscribed"
+            report.notes.append(Problem(shown, where, column, what))
+        else:
+            report.suppressed += 1
+            what = f"{address} is suppressed (it bounced): not subscribed"
+            report.notes.append(Problem(shown, where, column, what))
     return report
 
 

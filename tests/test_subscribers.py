@@ -40,7 +40,10 @@ def test_import_reports_bad_rows_and_keeps_good_ones(
     )
     done = run_cli(example, "subscribers", "import", "people.csv", "--list", "weekly")
     assert done.returncode == 1
-    assert done.stdout == "weekly: 2 added, 1 already subscribed, 2 row(s) refused\n"
+    assert done.stdout == (
+        "weekly: 2 added, 1 already subscribed, 0 left unsubscribed, 0 suppressed, "
+        "2 row(s) refused\n"
+    )
     lines = done.stderr.splitlines()
     assert lines[0].startswith("people.csv:3: Email: 'not an address': ")
     assert lines[1].startswith("people.csv:6: Email: 'x@@example.org': ")
@@ -63,12 +66,85 @@ def test_a_row_that_is_not_utf8_is_refused_alone(
     )
     done = run_cli(example, "subscribers", "import", "old.csv", "--list", "weekly")
     assert done.returncode == 1
-    assert done.stdout == "weekly: 2 added, 0 already subscribed, 1 row(s) refused\n"
+    assert done.stdout == (
+        "weekly: 2 added, 0 already subscribed, 0 left unsubscribed, 0 suppressed, "
+        "1 row(s) refused\n"
+    )
     assert done.stderr.splitlines() == [
         "old.csv:3: email: not UTF-8: save the file as UTF-8 and import it again (row skipped)"
     ]
     listed = run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
     assert [m["email"] for m in json.loads(listed)] == ["zoe@example.org", "max@example.org"]
+
+
+def test_an_import_never_subscribes_again_who_unsubscribed_or_bounced(
+    example: Path, run_cli: Callable[..., Ran]
+) -> None:
+    """Consent comes back only from the person: a re-import of an old list (Mailchimp's
+    export, here) leaves the unsubscribed unsubscribed and the suppressed unsubscribed,
+    says so with each row's line, and the next issue reaches neither."""
+    from publisher import store
+    from publisher.config import load_config
+
+    for address in ("ann@example.org", "bob@example.org", "cy@example.org"):
+        assert run_cli(example, "subscribers", "add", address, "--list", "weekly").returncode == 0
+    assert run_cli(example, "subscribers", "remove", "ann@example.org", "--list",
+                   "weekly").returncode == 0  # fmt: skip
+    pub = load_config(example / "schedule.yaml")
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        db.execute(store.subscribers.update().where(store.subscribers.c.key == "bob@example.org")
+                   .values(suppressed_at=1.0))  # fmt: skip
+    engine.dispose()
+    (example / "mailchimp.csv").write_text(
+        "Email Address,First Name,Last Name\n"
+        "ann@example.org,Ann,Example\n"
+        "bob@example.org,Bob,\n"
+        "cy@example.org,Cy,\n"
+        "dee@example.org,Dee,Dot\n",
+        "utf-8",
+    )
+    done = run_cli(example, "subscribers", "import", "mailchimp.csv", "--list", "weekly")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "weekly: 1 added, 1 already subscribed, 1 left unsubscribed, 1 suppressed, "
+        "0 row(s) refused\n"
+    )
+    assert done.stderr.splitlines() == [
+        "mailchimp.csv:2: Email Address: ann@example.org unsubscribed from weekly: left "
+        "unsubscribed",
+        "mailchimp.csv:3: Email Address: bob@example.org is suppressed (it bounced): not "
+        "subscribed",
+    ]
+    listed = json.loads(
+        run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
+    )
+    assert {m["email"]: m["status"] for m in listed} == {
+        "ann@example.org": "unsubscribed", "bob@example.org": "suppressed",
+        "cy@example.org": "active", "dee@example.org": "active",
+    }  # fmt: skip
+    assert {m["email"]: m["name"] for m in listed}["dee@example.org"] == "Dee Dot"
+    sent = run_cli(example, "send", "weekly")
+    assert sent.returncode == 0, sent.stderr
+    mailed = [p.read_text() for p in (example / "outbox" / "new").iterdir()]
+    assert len(mailed) == 2
+    assert not any("ann@example.org" in m or "bob@example.org" in m for m in mailed)
+
+
+def test_adding_back_who_unsubscribed_needs_their_word(
+    example: Path, run_cli: Callable[..., Ran]
+) -> None:
+    run_cli(example, "subscribers", "add", "ann@example.org", "--list", "weekly")
+    run_cli(example, "subscribers", "remove", "ann@example.org", "--list", "weekly")
+    refused = run_cli(example, "subscribers", "add", "ann@example.org", "--list", "weekly")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "ann@example.org unsubscribed from weekly: left unsubscribed (give --resubscribe if "
+        "they asked you to subscribe them again)\n"
+    )
+    again = run_cli(example, "subscribers", "add", "ann@example.org", "--list", "weekly",
+                    "--resubscribe")  # fmt: skip
+    assert (again.returncode, again.stdout) == (0, "ann@example.org subscribed to weekly\n")
 
 
 def test_list_names_follow_the_config_rule(example: Path, run_cli: Callable[..., Ran]) -> None:

@@ -144,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     adding = actions.add_parser("add", parents=[common], help="subscribe one address")
     adding.add_argument("address", metavar="EMAIL")
     adding.add_argument("--name", default="", help="the subscriber's name")
+    adding.add_argument(
+        "--resubscribe", action="store_true",
+        help="subscribe again an address that unsubscribed (only if they asked you to)",
+    )  # fmt: skip
     removing = actions.add_parser("remove", parents=[common], help="unsubscribe one address")
     removing.add_argument("address", metavar="EMAIL")
     listing = actions.add_parser("list", parents=[common], help="show a list's subscribers")

@@ -35,8 +35,11 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
                 report = subscribers.import_csv(db, Path(args.file), list_name, stamp)
             for problem in report.problems:
                 print(f"{problem} (row skipped)", file=sys.stderr)
+            for note in report.notes:
+                print(f"{note}", file=sys.stderr)
             print(
                 f"{list_name}: {report.added} added, {report.unchanged} already subscribed, "
+                f"{report.unsubscribed} left unsubscribed, {report.suppressed} suppressed, "
                 f"{len(report.problems)} row(s) refused"
             )
             return 1 if report.problems else 0
@@ -48,11 +51,20 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
                 return 1
             with engine.begin() as db:
                 if args.action == "add":
-                    changed = store.add_subscriber(
-                        db, address, clean_text(args.name), list_name, stamp
-                    )
+                    outcome = store.add_subscriber(db, address, clean_text(args.name),
+                                                   list_name, stamp, args.resubscribe)  # fmt: skip
+                    changed = outcome == "added"
                 else:
                     changed = store.remove_subscriber(db, address, list_name, stamp)
+                    outcome = "added" if changed else "unchanged"
+            if outcome == "unsubscribed":
+                print(f"{address} unsubscribed from {list_name}: left unsubscribed (give "
+                      "--resubscribe if they asked you to subscribe them again)",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            if outcome == "suppressed":
+                print(f"{address} is suppressed (it bounced): not subscribed", file=sys.stderr)
+                return 1
             verb = "subscribed to" if args.action == "add" else "unsubscribed from"
             print(f"{address} {verb} {list_name}" + ("" if changed else " (no change)"))
             return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Connection
@@ -22,12 +23,32 @@ class Member:
     suppressed: bool
 
 
-def add_subscriber(db: Connection, address: str, name: str, list_name: str, now: float) -> bool:
-    """Subscribe ``address`` (already validated) to a list; True if that changed anything.
-    A known address keeps its id and public id; an unsubscribed one is active again."""
+Added = Literal["added", "unchanged", "unsubscribed", "suppressed"]
+
+
+def add_subscriber(
+    db: Connection,
+    address: str,
+    name: str,
+    list_name: str,
+    now: float,
+    resubscribe: bool = False,
+) -> Added:
+    """Subscribe ``address`` (already validated) to a list. A known address keeps its id
+    and public id. What came of it:
+
+    * ``added``: subscribed now (new, or pending until now);
+    * ``unchanged``: it was active already;
+    * ``unsubscribed``: it unsubscribed from this list, and stays so: consent is given
+      back only by the person (``resubscribe``: the web form, or an operator who says the
+      person asked again), never by an import;
+    * ``suppressed``: the address is suppressed (it bounced for good); not subscribed.
+    """
     key = address.lower()
     row = db.execute(
-        select(subscribers.c.id, subscribers.c.name).where(subscribers.c.key == key)
+        select(subscribers.c.id, subscribers.c.name, subscribers.c.suppressed_at).where(
+            subscribers.c.key == key
+        )
     ).first()
     if row is None:
         inserted = db.execute(
@@ -44,15 +65,19 @@ def add_subscriber(db: Connection, address: str, name: str, list_name: str, now:
         subscriber_id = inserted[0]
     else:
         subscriber_id = row.id
-        if name and name != row.name:
-            db.execute(subscribers.update().where(subscribers.c.id == row.id).values(name=name))
+        if row.suppressed_at is not None:
+            return "suppressed"
     current = db.execute(
         select(subscriptions.c.status).where(
             subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list == list_name
         )
     ).scalar()
+    if current == "unsubscribed" and not resubscribe:
+        return "unsubscribed"
+    if row is not None and name and name != row.name:
+        db.execute(subscribers.update().where(subscribers.c.id == row.id).values(name=name))
     if current == "active":
-        return False
+        return "unchanged"
     if current is None:
         db.execute(
             subscriptions.insert().values(
@@ -67,7 +92,7 @@ def add_subscriber(db: Connection, address: str, name: str, list_name: str, now:
             )
             .values(status="active", updated_at=now)
         )
-    return True
+    return "added"
 
 
 def remove_subscriber(db: Connection, address: str, list_name: str, now: float) -> bool:

@@ -105,7 +105,8 @@ async def subscribe(
 def _subscribe_now(engine: Engine, address: str, name: str, wanted: list[str], now: float) -> None:
     with engine.begin() as db:
         for list_name in wanted:
-            store.add_subscriber(db, address, name, list_name, now)
+            # The person's own request: it may take back an earlier unsubscribe.
+            store.add_subscriber(db, address, name, list_name, now, resubscribe=True)
 
 
 def _request(
