@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from publisher.config import load_config
 from publisher.digest.issue import Window
 from publisher.scheduler.triggers import cron_trigger, due_period, runs
 
@@ -128,3 +130,19 @@ def test_interval_schedules_count_from_a_fixed_anchor() -> None:
     assert (
         due_period(every, datetime(2026, 11, 28, 12, 3, tzinfo=UTC), None, "skip", DAY) is not None
     )
+
+
+def test_the_scheduler_does_not_log_each_job_it_runs(
+    example: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from publisher.scheduler.daemon import Foreground
+
+    caplog.set_level(logging.INFO)
+    daemon = Foreground(load_config(example / "schedule.yaml"), lambda tick: None)
+    try:
+        daemon.scheduler.add_job(lambda: None, "interval", seconds=5, id="probe")
+    finally:
+        daemon.engine.dispose()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")] == []

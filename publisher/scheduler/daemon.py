@@ -39,6 +39,10 @@ class Foreground:
         from publisher import store
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        # APScheduler says at INFO level every job it adds, starts and finishes: two lines
+        # every 5 s for the reload check alone, 35,000 a day. Its warnings and errors (a
+        # missed run, a failed job) still show; what our jobs did is logged by us.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self.pub = pub
         self.report = report  # what the catch-up pass found, for the operator
         self.stop = threading.Event()
