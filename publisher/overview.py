@@ -41,6 +41,11 @@ def digest_overview(
                 # Rows a sender holds right now (claimed, being sent).
                 "sending": counts.get("sending", 0),
                 "reason": row.paused_reason,  # why a paused issue is paused
+                # Why rows wait or failed: the most frequent last replies.
+                "why": [
+                    {"status": status, "reply": reply, "rows": rows}
+                    for status, reply, rows in ledger.reasons(db, row.id)
+                ],
             }
         )
     return {

@@ -305,3 +305,28 @@ def test_the_error_budget_is_shared_by_the_senders_of_an_issue(
     assert report.reason.startswith("5 failures in a row")
     assert report.attempts == (2 if other_sender else 5)
     assert report.sent == 0
+
+
+@pytest.mark.usefixtures("secret")
+def test_send_and_status_say_why_mail_was_deferred_or_refused(
+    example: Path, server: tuple[int, Script], cli: Callable[..., Ran]
+) -> None:
+    port, _ = server
+    pub = configure(example, backend=f"backend:\n  type: smtp\n  host: 127.0.0.1\n"
+                                     f"  port: {port}\n  tls: none")  # fmt: skip
+    subscribe(pub, "tempfail1@example.org", "tempfail2@example.org", "reject1@example.org",
+              "ok@example.org")  # fmt: skip
+    done = cli("send", "weekly", "--now", "2026-11-28T12:00:00Z", cwd=example)
+    assert done.returncode == 1  # two rows wait for their retry
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("weekly #1: sending; sent 1, deferred 2, failed 1, pending 0")
+    assert lines[1:] == [
+        "  2 deferred: delivery (transient): RCPT TO: 451 4.3.0 try again later",
+        "  1 failed: delivery (permanent): RCPT TO: 550 5.1.1 no such user",
+    ]
+    status = cli("status", cwd=example).stdout.splitlines()
+    at = status.index(next(line for line in status if line.startswith("  #1 sending:")))
+    assert status[at + 1 : at + 3] == [
+        "    2 deferred: delivery (transient): RCPT TO: 451 4.3.0 try again later",
+        "    1 failed: delivery (permanent): RCPT TO: 550 5.1.1 no such user",
+    ]

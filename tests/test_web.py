@@ -528,8 +528,10 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
 
     pub = load_config(example / "schedule.yaml")
     issue = {"number": 3, "status": "paused", "sent": 0, "deferred": 0, "failed": 0,
-             "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required"}  # fmt: skip
+             "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required",
+             "why": [{"status": "deferred", "reply": "RCPT TO: 451 <grey>", "rows": 2}]}  # fmt: skip
     digest = {"digest": "weekly", "list": "weekly", "subscribers": 20, "next_run": None,
               "issues": [issue]}  # fmt: skip
     body = Pages(pub).render("status.html", "Status", digests=[digest], confirmations="").body
     assert b"<td>paused: MAIL FROM: 530 5.7.0 &lt;auth&gt; required</td>" in body
+    assert b'<td colspan="5">2 deferred: RCPT TO: 451 &lt;grey&gt;</td>' in body

@@ -333,8 +333,9 @@ def _steps(envelope: Envelope, chunk: Message | None) -> list[_Step]:
     follows the line)."""
     steps: list[_Step] = [
         ("MAIL FROM", "mail", f"MAIL FROM:<{envelope.sender}>\r\n".encode(), (250,)),
-        (f"RCPT TO {envelope.recipient}", "rcpt",
-         f"RCPT TO:<{envelope.recipient}>\r\n".encode(), (250, 251)),
+        # "RCPT TO", not the address: the ledger row has it, and the same refusal of
+        # many recipients reads as one reason in `send` and `status`.
+        ("RCPT TO", "rcpt", f"RCPT TO:<{envelope.recipient}>\r\n".encode(), (250, 251)),
     ]  # fmt: skip
     if chunk is not None:
         size = sum(len(piece) for piece in chunk.pieces)

@@ -211,6 +211,8 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                 counts += f", being sent {issue['sending']}"
             why = f" ({issue['reason']})" if issue["status"] == "paused" and issue["reason"] else ""
             print(f"  #{issue['number']} {issue['status']}{why}: {counts}")
+            for reason in issue["why"]:
+                print(f"    {reason['rows']} {reason['status']}: {reason['reply']}")
         if not entry["issues"]:
             print("  no issue yet")
     print(confirmation_line(confirmations))

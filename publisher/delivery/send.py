@@ -77,6 +77,8 @@ class RunReport:
     recipients: int = 0
     limited: bool = False  # stopped by the hourly or daily rate limit
     reason: str | None = None  # why a paused issue paused
+    # Why rows are deferred or failed, the most frequent first: "3 deferred: <reply>".
+    why: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         if self.number is None:
@@ -87,6 +89,7 @@ class RunReport:
             f"{self.recipients}; {self.seconds:.1f} s"
             + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
             + (f"; paused: {self.reason}" if self.reason else "")
+            + "".join(f"\n  {line}" for line in self.why)
         )
 
 
@@ -698,3 +701,5 @@ def _finish(db: Connection, plan: Plan, report: RunReport) -> None:
     report.sent = counts.get("sent", 0)
     report.failed = counts.get("failed", 0)
     report.skipped = counts.get("skipped", 0)
+    report.why = [f"{rows} {status}: {reply}" for status, reply, rows in
+                  ledger.reasons(db, plan.issue_id)]  # fmt: skip

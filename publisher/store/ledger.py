@@ -67,6 +67,21 @@ def due_rows(db: Connection, issue_id: int, now: float) -> int:
     )
 
 
+def reasons(db: Connection, issue_id: int, limit: int = 3) -> list[tuple[str, str, int]]:
+    """Why the issue's rows are deferred or failed: (status, the last reply, how many rows
+    have it), the most frequent first."""
+    c = deliveries.c
+    count = func.count().label("rows")
+    query = (
+        select(c.status, c.reply, count)
+        .where(c.issue_id == issue_id, c.status.in_(("deferred", "failed")), c.reply.is_not(None))
+        .group_by(c.status, c.reply)
+        .order_by(count.desc(), c.status, c.reply)
+        .limit(limit)
+    )
+    return [(str(status), str(reply), int(rows)) for status, reply, rows in db.execute(query)]
+
+
 def row_counts(db: Connection, issue_id: int) -> dict[str, int]:
     """How many delivery rows of an issue are in each status."""
     counted = db.execute(

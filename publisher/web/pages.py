@@ -53,7 +53,8 @@ class Pages:
         sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
                          "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
                                      "failed": 0, "pending": 0, "sending": 0,
-                                     "reason": "sample"}]}  # fmt: skip
+                                     "reason": "sample", "why": [{"status": "deferred",
+                                     "reply": "sample", "rows": 1}]}]}  # fmt: skip
         self.message("Sample", "A paragraph.")
         self.render("subscribe.html", "Sample", csrf="x", lists=["a", "b"])
         self.render("confirm.html", "Sample")
