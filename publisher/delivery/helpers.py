@@ -91,3 +91,9 @@ def _helper(config: str, digest_name: str, now: str) -> None:
     except PublisherError as exc:
         print(f"publisher: sending process: {exc}", file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, as the CLI does
+        # multiprocessing would print the traceback; its claims come back as any
+        # dead sender's do.
+        print(f"publisher: sending process: internal error: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
