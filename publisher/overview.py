@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from publisher import store
 from publisher.config import Digest, Publication
+from publisher.delivery.issues import waiting_articles
 from publisher.store import ledger
 
 STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
@@ -53,6 +54,9 @@ def digest_overview(
         "list": digest.list_name,
         "subscribers": store.count_active(db, digest.list_name),
         "next_run": next_run(pub, digest, now),
+        # Published articles no issue has sent yet; an issue takes up to max_articles.
+        "articles_waiting": waiting_articles(db, pub, digest, now),
+        "max_articles": digest.max_articles,
         "issues": recent,
     }
 

@@ -227,19 +227,21 @@ def test_rate_limits(pub: Publication) -> None:
     assert len(backend.outbox) == 8
 
 
-@pytest.mark.parametrize(("tags", "count"), [([], 3), (["harbour", "FOOD"], 2)])
-def test_issue_articles_reads_only_candidates_and_agrees(
+@pytest.mark.parametrize(("tags", "count"), [([], 5), (["harbour", "FOOD"], 3)])
+def test_next_issue_reads_only_candidates_and_agrees(
     pub: Publication, tags: list[str], count: int
 ) -> None:
     from publisher.build import build, load_articles
-    from publisher.delivery import issue_articles
-    from publisher.digest.issue import Window, select_articles
+    from publisher.delivery import next_issue
+    from publisher.digest.issue import select_articles
 
-    digest = pub.config.digests[0].model_copy(update={"tags": tags, "max_articles": 3})
-    window = Window(NOW - timedelta(days=40), NOW)
+    digest = pub.config.digests[0].model_copy(update={"tags": tags, "max_articles": 5})
     everything = load_articles(pub, build(pub, NOW, write=False).published)
-    expected = [a.slug for a in select_articles(everything, digest, window)]
-    assert [a.slug for a in issue_articles(pub, digest, window, NOW)] == expected
+    expected = [a.slug for a in select_articles(everything, digest, NOW).chosen]
+    engine = store.open_database(pub)
+    upcoming = next_issue(engine, pub, digest, NOW)
+    engine.dispose()
+    assert upcoming is not None and [a.slug for a in upcoming.articles] == expected
     assert len(expected) == count
 
 

@@ -1,9 +1,11 @@
-"""Digest issues: golden message, headers, injection, sandbox, no network, lint, windows."""
+"""Digest issues: golden message, headers, injection, sandbox, no network, lint, what an
+issue takes."""
 
 from __future__ import annotations
 
 import email
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -38,7 +40,7 @@ INJECTIONS = [
 def letters_for(pub: Publication, number: int = 1, now: datetime = NOW) -> Letters:
     digest = pub.config.digests[0]
     report = build(pub, now, write=False)
-    articles = select_articles(load_articles(pub, report.published), digest, Window(None, now))
+    articles = select_articles(load_articles(pub, report.published), digest, now).chosen
     issue = compose_issue(pub, digest, articles, number, Window(None, now), now)
     return prepare(pub, issue, Signer([KEY]))
 
@@ -242,7 +244,9 @@ def test_example_digest_lints_clean(example_pub: Publication) -> None:
     assert letters_for(example_pub).issue.warnings == []
 
 
-def test_windows_partition_and_filter(site: Callable[..., Publication]) -> None:
+def test_an_issue_takes_what_its_digest_has_not_sent_by_tag_newest_first(
+    site: Callable[..., Publication],
+) -> None:
     config = (
         "site:\n  title: S\n  url: https://s.example/\n  author: A\n"
         "email:\n  unsubscribe_url: https://s.example/u/{token}\n"
@@ -256,12 +260,47 @@ def test_windows_partition_and_filter(site: Callable[..., Publication]) -> None:
     articles = load_articles(pub, build(pub, NOW, write=False).published)
     digest = pub.config.digests[0]
     cut = datetime(2026, 11, 14, tzinfo=UTC)
-    first = select_articles(articles, digest, Window(None, cut))
-    second = select_articles(articles, digest, Window(cut, NOW))
-    assert [a.title for a in first] == ["A3", "A1"]
-    assert [a.title for a in second] == ["A7", "A5"]
-    assert Window(cut, NOW).__contains__(cut) is False and cut in Window(None, cut)
-    assert select_articles(articles, digest, Window(NOW, NOW + timedelta(days=7))) == []
+    first = select_articles(articles, digest, cut)
+    assert [a.title for a in first.chosen] == ["A3", "A1"] and first.rest == []
+    now = select_articles(articles, digest, NOW, frozenset(a.slug for a in first.chosen))
+    assert [a.title for a in now.chosen] == ["A7", "A5"]
+    # What the issues from before articles were recorded took: everything up to a moment.
+    assert select_articles(articles, digest, NOW, sent_until=NOW).chosen == []
+    everything = select_articles(articles, digest, NOW)
+    assert [a.title for a in everything.rest] == ["A3", "A1"]  # max_articles: they wait
+
+
+@dataclass(frozen=True)
+class Filed:
+    slug: str
+    date: datetime
+    tags: tuple[str, ...] = ()
+    draft: bool = False
+
+
+@given(
+    steps=st.lists(
+        st.lists(st.integers(min_value=-30, max_value=30), max_size=6), min_size=1, max_size=8
+    ),
+    most=st.integers(min_value=1, max_value=4),
+)
+def test_every_published_article_reaches_exactly_one_issue(
+    steps: list[list[int]], most: int
+) -> None:
+    """Articles filed at any time with any date (backdated, or ahead of time): each issue
+    takes what is published and not sent; once the filing stops, every article has been in
+    exactly one issue, whatever max_articles."""
+    from publisher.config.models import Digest
+
+    digest = Digest.model_validate({"name": "d", "from": "s@s.example", "max_articles": most})
+    filed: list[Filed] = []
+    sent: list[str] = []
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    for step, offsets in enumerate([*steps, *[[]] * 100]):
+        now = day + timedelta(days=step)
+        filed += [Filed(f"s{step}-{n}", now + timedelta(days=o)) for n, o in enumerate(offsets)]
+        sent += [a.slug for a in select_articles(filed, digest, now, frozenset(sent)).chosen]
+    assert sorted(sent) == sorted(a.slug for a in filed)
 
 
 def test_dkim_signature_verifies(

@@ -187,3 +187,75 @@ def test_a_database_at_the_newest_revision_is_left_alone(tmp_path: Path) -> None
     migrate(engine)
     engine.dispose()
     assert len(statements) <= 3  # the revision table's presence and its one row
+
+
+def _sent_under_windows(engine: Engine, window_end: float) -> None:
+    """A database at 0002 whose digest sent issue 1 under the date-window rule."""
+    migrate(engine, "0002")
+    with engine.begin() as db:
+        db.execute(text(
+            "INSERT INTO issues (id, digest, number, window_start, window_end, created_at,"
+            f" status, period) VALUES (1, 'weekly', 1, NULL, {window_end}, {window_end},"
+            " 'done', NULL)"
+        ))  # fmt: skip
+    migrate(engine)
+
+
+def test_0003_counts_an_issue_sent_by_date_window_as_having_sent_its_window(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        _sent_under_windows(engine, 100.0)
+        with engine.connect() as db:
+            assert ledger.sent_articles(db, "weekly") == ledger.Sent(frozenset(), 100.0)
+            assert ledger.issue_slugs(db, 1) is None  # its articles: those of its window
+            assert ledger.sent_articles(db, "other") == ledger.Sent(frozenset(), None)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_0003_upgrade_on_postgres() -> None:
+    with postgres_cluster() as url:
+        engine = create_engine(url)
+        try:
+            _sent_under_windows(engine, 100.0)
+            with engine.connect() as db:
+                assert ledger.sent_articles(db, "weekly") == ledger.Sent(frozenset(), 100.0)
+        finally:
+            engine.dispose()
+
+
+def test_after_the_upgrade_nothing_is_sent_twice_and_new_articles_go_out(
+    example: Path,
+) -> None:
+    from datetime import timedelta
+
+    from publisher.backends.memory import MemoryBackend
+    from publisher.config import load_config
+
+    from .conftest import NOW
+    from .sending import send
+
+    pub = load_config(example / "schedule.yaml")
+    (example / "var").mkdir()
+    engine = create_engine(pub.database_url)
+    try:
+        _sent_under_windows(engine, NOW.timestamp())
+        with engine.begin() as db:
+            store.add_subscriber(db, "a@example.org", "Ann", "weekly", NOW.timestamp())
+    finally:
+        engine.dispose()
+    outbox = MemoryBackend({}, str(pub.root))
+    assert send(pub, [outbox], NOW + timedelta(hours=1)) == []  # issue 1 had them all
+    (example / "articles" / "new.md").write_text(
+        "---\ntitle: New\ndate: 2026-11-28 12:30\n---\nNew text.\n"
+    )
+    reports = send(pub, [outbox], NOW + timedelta(hours=1))
+    assert [(r.number, r.sent) for r in reports] == [(2, 1)]
+    engine = create_engine(pub.database_url)
+    with engine.connect() as db:
+        assert ledger.issue_slugs(db, 2) == ["new"]
+    engine.dispose()

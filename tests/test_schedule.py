@@ -8,11 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from publisher.config import load_config
-from publisher.digest.issue import Window
 from publisher.scheduler.triggers import cron_trigger, due_period, runs
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -101,23 +98,6 @@ def test_downtime_across_several_send_times_gives_exactly_one_issue() -> None:
     due = due_period(WEEKLY, now, last, "once", 30 * DAY)
     assert due == MONDAY  # the latest missed period only
     assert due_period(WEEKLY, now + timedelta(minutes=1), due, "once", 30 * DAY) is None
-
-
-@given(
-    dates=st.lists(
-        st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)), max_size=30
-    ),
-    cuts=st.lists(
-        st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)), max_size=8
-    ),
-)
-def test_consecutive_windows_partition_every_date(
-    dates: list[datetime], cuts: list[datetime]
-) -> None:
-    ends = [*sorted({c.replace(tzinfo=UTC) for c in cuts}), datetime(2030, 1, 2, tzinfo=UTC)]
-    windows = [Window(None if i == 0 else ends[i - 1], end) for i, end in enumerate(ends)]
-    for date in (d.replace(tzinfo=UTC) for d in dates):
-        assert sum(date in window for window in windows) == 1
 
 
 def test_interval_schedules_count_from_a_fixed_anchor() -> None:

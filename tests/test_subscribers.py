@@ -184,7 +184,11 @@ def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Ran]
     for address in ("a@example.org", "b@example.org"):
         run_cli(example, "subscribers", "add", address, "--list", "weekly")
     dry = run_cli(example, "send", "weekly", "--dry-run", "--json")
-    assert json.loads(dry.stdout) == {"digest": "weekly", "articles": 10, "recipients": 2}
+    assert json.loads(dry.stdout) == {
+        "digest": "weekly", "issue": 1, "articles": 10, "waiting": 0, "passed_over": 0,
+        "recipients": 2,
+        "unfinished": [],
+    }  # fmt: skip
     assert not (example / "outbox").exists()
     test = run_cli(example, "send", "weekly", "--test", "me@example.org")
     assert test.returncode == 0, test.stderr

@@ -531,6 +531,7 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
              "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required",
              "why": [{"status": "deferred", "reply": "RCPT TO: 451 <grey>", "rows": 2}]}  # fmt: skip
     digest = {"digest": "weekly", "list": "weekly", "subscribers": 20, "next_run": None,
+              "articles_waiting": 0, "max_articles": 10,
               "issues": [issue]}  # fmt: skip
     body = Pages(pub).render("status.html", "Status", digests=[digest], confirmations="").body
     assert b"<td>paused: MAIL FROM: 530 5.7.0 &lt;auth&gt; required</td>" in body

@@ -15,7 +15,7 @@ from publisher.backends import checked_backend
 from publisher.build import BuildReport, build, load_articles
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
-from publisher.delivery import Plan, issue_articles
+from publisher.delivery import Plan
 from publisher.digest.issue import Window, compose_issue
 from publisher.digest.personalize import prepare
 from publisher.errors import Problem
@@ -56,9 +56,21 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
 
 def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    """The issue `send` would send at ``now``, for the sample recipient."""
+    from publisher import store
+    from publisher.delivery import compose_next
+
     digest = pub.digest(args.digest)
-    articles = issue_articles(pub, digest, Window(None, now), now)
-    issue = compose_issue(pub, digest, articles, 1, Window(None, now), now)
+    engine = store.open_database(pub)
+    try:
+        found = compose_next(engine, pub, digest, now)
+    finally:
+        engine.dispose()
+    if found is None:
+        print(f"{digest.name}: nothing new to send at {now.isoformat()}: every published "
+              "article is in an issue already; no preview written")  # fmt: skip
+        return 0
+    upcoming, issue = found
     letters = prepare(pub, issue, signer(pub, preview=True))
     message = letters.render(SAMPLE_RECIPIENT)
     out = Path(args.out)
@@ -77,9 +89,11 @@ def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     (out / f"{digest.name}.txt").write_text(text, "utf-8")
     for warning in issue.warnings:
         print(f"{digest.name}: warning: {warning}", file=sys.stderr)
+    waiting = (f"; {len(upcoming.waiting)} more article(s) wait for the next issue"
+               if upcoming.waiting else "")  # fmt: skip
     print(
-        f"{out}/{digest.name}.eml: issue {issue.number} with {len(articles)} article(s), "
-        f"{len(message):,} bytes; {len(issue.warnings)} warning(s)"
+        f"{out}/{digest.name}.eml: issue {issue.number} with {len(issue.articles)} "
+        f"article(s), {len(message):,} bytes; {len(issue.warnings)} warning(s){waiting}"
     )
     return 0
 

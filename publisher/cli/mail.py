@@ -11,8 +11,6 @@ from typing import Any
 
 from publisher.cli.common import signer
 from publisher.config import Publication
-from publisher.delivery import issue_articles
-from publisher.digest.issue import Window, compose_issue
 from publisher.digest.personalize import Recipient, prepare
 from publisher.headers import clean_text
 from publisher.tokens import Signer
@@ -131,24 +129,56 @@ def _send_preview(
     backend: Any,
     args: argparse.Namespace,
 ) -> int:
-    """--dry-run: what an issue now would hold and reach. --test: send it to one address.
-    Neither touches the ledger."""
+    """--dry-run: the issue `send` would compose now, and whom it would reach. --test:
+    that issue, sent to one address. Neither records anything."""
     from publisher import store
     from publisher.backends import Envelope
+    from publisher.delivery import compose_next
+    from publisher.store import ledger
     from publisher.subscribers import normalize_address
 
-    with engine.connect() as db:
-        audience = store.count_active(db, digest.list_name)
-    articles = issue_articles(pub, digest, Window(None, now), now)
+    found = compose_next(engine, pub, digest, now)
     if args.dry_run:
-        result = {"digest": digest.name, "articles": len(articles), "recipients": audience}
-        text = f"{digest.name}: would send {len(articles)} article(s) to {audience} subscriber(s)"
+        with engine.connect() as db:
+            audience = store.count_active(db, digest.list_name)
+            unfinished = [
+                {"number": int(row.number), "due": ledger.due_rows(db, row.id, now.timestamp())}
+                for row in ledger.open_issues(db, digest.name)
+            ]
+        due = [entry for entry in unfinished if entry["due"]]
+        result: dict[str, Any] = {
+            "digest": digest.name,
+            "issue": None if found is None else found[1].number,
+            "articles": 0 if found is None else len(found[1].articles),
+            "waiting": 0 if found is None else len(found[0].waiting),
+            "passed_over": 0 if found is None else len(found[0].passed_over),
+            "recipients": audience if found is not None else 0,
+            "unfinished": due,
+        }
+        if found is None:
+            text = f"{digest.name}: nothing new to send"
+        else:
+            text = (f"{digest.name}: would send issue {result['issue']} with "
+                    f"{result['articles']} article(s) to {audience} subscriber(s)")  # fmt: skip
+            if result["waiting"]:
+                text += f"; {result['waiting']} more article(s) wait for the next issue"
+            if result["passed_over"]:
+                text += f"; {result['passed_over']} older article(s) passed over (overflow: drop)"
+        for entry in due:
+            text += f"\n  and the {entry['due']} due row(s) of unfinished issue #{entry['number']}"
         print(json.dumps(result) if args.json else text)
         return 0
     address = normalize_address(args.test)
-    issue = compose_issue(pub, digest, articles, 0, Window(None, now), now)
+    if found is None:
+        print(f"{digest.name}: nothing new to send: no test issue sent")
+        return 0
+    issue = found[1]
     letters = prepare(pub, issue, token_signer)
-    recipient = Recipient(address, "", "test")
+    with engine.connect() as db:
+        known = store.find_subscriber(db, address)
+    # A subscriber gets the very message `send` would send them (their name, their
+    # unsubscribe link); any other address the unnamed one, with a link that does nothing.
+    recipient = Recipient(address, *(known or ("", "test")))
     envelope = Envelope(
         pub.config.delivery.bounce_address or issue.sender[1],
         address,
@@ -156,7 +186,7 @@ def _send_preview(
     )
     with backend:
         provider = backend.send_message(letters.letter(recipient), envelope)
-    print(f"{digest.name}: test issue sent to {address} ({provider})")
+    print(f"{digest.name}: test of issue {issue.number} sent to {address} ({provider})")
     return 0
 
 
@@ -201,9 +231,15 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         return 0
     for entry in result:
         upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
+        waiting, most = entry["articles_waiting"], entry["max_articles"]
         print(
             f"{entry['digest']} (list {entry['list']}, {entry['subscribers']} subscriber(s)"
             f"{upcoming})"
+            + (
+                f"; {waiting} article(s) not sent yet (an issue takes up to {most})"
+                if waiting
+                else ""
+            )
         )
         for issue in entry["issues"]:
             counts = ", ".join(f"{key} {issue[key]}" for key in STATUSES)

@@ -203,6 +203,9 @@ class Digest(StrictModel):
     list_: Name | None = Field(default=None, alias="list")  # default: the digest's name
     tags: list[Text] = Field(default_factory=list)  # only articles with one of these tags
     max_articles: Int = Field(default=20, ge=1, le=200)
+    # More articles waiting than max_articles: "wait" keeps the rest for the next issue
+    # (oldest last); "drop" passes them over for good. send and status say how many.
+    overflow: Literal["wait", "drop"] = "wait"
     content: Literal["full", "summary"] = "summary"
     skip_empty: Bool = True
     preheader: Text | None = None  # default: the first article's summary

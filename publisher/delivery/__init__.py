@@ -3,12 +3,16 @@ and handed to the backends (``send``), what a failed attempt means for its row
 (``policy``, pure), and the sending rate (``rate``)."""
 
 from publisher.delivery.issues import (
+    NextIssue,
     Plan,
     compose,
-    issue_articles,
+    compose_next,
+    compose_plan,
     keep_web_page,
     last_period,
+    next_issue,
     open_issue,
+    waiting_articles,
 )
 from publisher.delivery.send import (
     Outgoing,
@@ -21,17 +25,21 @@ from publisher.delivery.send import (
 )
 
 __all__ = [
+    "NextIssue",
     "Outgoing",
     "Plan",
     "RunReport",
     "Sender",
     "compose",
+    "compose_next",
+    "compose_plan",
     "deliver",
-    "issue_articles",
     "keep_web_page",
     "last_period",
+    "next_issue",
     "open_issue",
     "send_digest",
     "send_waiting",
+    "waiting_articles",
     "waiting_issues",
 ]

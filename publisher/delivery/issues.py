@@ -1,17 +1,23 @@
-"""Which issue is sent, and what is in it: a new issue for the window after the last one,
-its articles, its messages, and the web page the archive keeps of it."""
+"""Which issue is sent, and what is in it: the next issue of a digest holds the published
+articles none of its issues has sent yet, recorded in the ledger with the issue; its
+messages; and the web page the archive keeps of it.
+
+``next_issue`` is the one answer to "what would be sent now": `send` composes it, and
+`preview`, `send --dry-run` and `send --test` show it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
-from publisher.digest.issue import Issue, Window, compose_issue, select_articles
+from publisher.content.cache import Entry
+from publisher.digest.issue import Issue, Window, compose_issue, in_window, select_articles
 from publisher.digest.personalize import Letters, prepare
 from publisher.model import Article
 from publisher.store import epoch, ledger, moment
@@ -20,11 +26,63 @@ from publisher.tokens import Signer
 
 @dataclass(frozen=True)
 class Plan:
-    """What an issue is: its row, its window. Composing it again gives the same bytes."""
+    """What an issue is: its row, its window, when it was composed (the Date of its
+    messages). Composing it again gives the same bytes."""
 
     issue_id: int
     number: int
     window: Window
+    composed_at: datetime | None = None  # None: a confirmation issue, dated per message
+    waiting: int = 0  # published articles it left for the next issue (max_articles)
+    dropped: int = 0  # and those it passed over for good (overflow: drop)
+
+
+@dataclass(frozen=True)
+class NextIssue:
+    """The issue `send` would compose at a moment: its number, window and articles, and
+    the articles past ``max_articles`` (waiting for the next, or passed over for good)."""
+
+    number: int
+    window: Window
+    articles: list[Article]
+    waiting: list[str] = field(default_factory=list)
+    passed_over: list[str] = field(default_factory=list)
+
+
+def next_issue(
+    engine: Engine,
+    pub: Publication,
+    digest: Digest,
+    now: datetime,
+    period: datetime | None = None,
+) -> NextIssue | None:
+    """The next issue of ``digest`` at ``now`` (for the scheduled ``period``: the
+    articles published by then), or None when there is none to send: no time has passed
+    since the last issue, or nothing new was published and the digest skips empty
+    issues."""
+    with engine.connect() as db:
+        last = ledger.last_issue(db, digest.name)
+        sent = ledger.sent_articles(db, digest.name)
+    start = moment(last.window_end) if last is not None else None
+    end = period or now
+    if start is not None and start >= end:
+        return None
+    entries = build(pub, now, write=False).published
+    chosen = select_articles(entries, digest, end, sent.slugs, moment(sent.until))
+    # Chosen again once read: a file changed since the build may have changed its tags.
+    read = select_articles(
+        load_articles(pub, chosen.chosen), digest, end, sent.slugs, moment(sent.until)
+    )
+    if not read.chosen and digest.skip_empty:
+        return None
+    rest = [entry.slug for entry in chosen.rest]
+    return NextIssue(
+        number=1 if last is None else last.number + 1,
+        window=Window(start, end),
+        articles=read.chosen,
+        waiting=rest if digest.overflow == "wait" else [],
+        passed_over=rest if digest.overflow == "drop" else [],
+    )
 
 
 def open_issue(
@@ -34,41 +92,30 @@ def open_issue(
     now: datetime,
     period: datetime | None = None,
 ) -> Plan | None:
-    """A new issue of ``digest`` for the window after the last issue's, up to ``now``; None
-    when the window is empty of time, or of articles and the digest skips empty issues.
-    An unfinished older issue does not stand in the way: each keeps its own rows, retries
-    and lifetime. A scheduled issue names its ``period``: its window ends there, and the
-    database holds one issue per period, however many schedulers ask."""
+    """The next issue of ``digest``, in the ledger with its articles and one row per
+    recipient; None when there is none to send. An unfinished older issue does not stand
+    in the way: each keeps its own rows, retries and lifetime. A scheduled issue names its
+    ``period``: the database holds one issue per period, however many schedulers ask."""
     for _ in range(3):  # bounded: only a concurrent composer makes us look again
-        with engine.begin() as db:
-            last = ledger.last_issue(db, digest.name)
-        start = moment(last.window_end) if last is not None else None
-        end = period or now
-        window = Window(start, end)
-        if start is not None and start >= end:
+        upcoming = next_issue(engine, pub, digest, now, period)
+        if upcoming is None:
             return None
-        if not issue_articles(pub, digest, window, now) and digest.skip_empty:
-            return None
-        number = 1 if last is None else last.number + 1
+        window = upcoming.window
         try:
             with engine.begin() as db:
                 issue_id = ledger.create_issue(
-                    db, digest.name, digest.list_name, number,
+                    db, digest.name, digest.list_name, upcoming.number,
                     (None if window.start is None else epoch(window.start), epoch(window.end)),
                     epoch(now), None if period is None else epoch(period),
+                    [article.slug for article in upcoming.articles], upcoming.passed_over,
                 )  # fmt: skip
         except IntegrityError:
             if period is not None and _has_period(engine, digest, period):
                 return None  # another scheduler composed (and maybe sent) this period
             continue  # another process composed this number first: take theirs
-        return Plan(issue_id, number, window)
+        return Plan(issue_id, upcoming.number, window, now, len(upcoming.waiting),
+                    len(upcoming.passed_over))  # fmt: skip
     raise RuntimeError(f"could not open an issue of {digest.name}")
-
-
-def end_of(row: object) -> datetime:
-    end = moment(getattr(row, "window_end"))  # noqa: B009 - a Row attribute
-    assert end is not None
-    return end
 
 
 def _has_period(engine: Engine, digest: Digest, period: datetime) -> bool:
@@ -82,26 +129,58 @@ def last_period(engine: Engine, digest: Digest) -> datetime | None:
         return moment(ledger.last_period(db, digest.name))
 
 
-def issue_articles(
-    pub: Publication, digest: Digest, window: Window, now: datetime
-) -> list[Article]:
-    """The articles of the issue for ``window``: chosen from the build's small records
-    first, so only the few articles that can be in the issue are read again from their
-    files (reading all 10,000 of a large publication cost 5 s per issue). Chosen again
-    once read: a file changed since the build may have moved out of the window."""
-    entries = select_articles(build(pub, now, write=False).published, digest, window)
-    return select_articles(load_articles(pub, entries), digest, window)
+def waiting_articles(db: Connection, pub: Publication, digest: Digest, now: datetime) -> int:
+    """How many published articles the digest has not sent yet (what `status` shows): the
+    next issue takes up to ``max_articles`` of them."""
+    sent = ledger.sent_articles(db, digest.name)
+    entries = build(pub, now, write=False).published
+    selection = select_articles(entries, digest, now, sent.slugs, moment(sent.until))
+    return len(selection.chosen) + len(selection.rest)
+
+
+def articles_of(engine: Engine, pub: Publication, digest: Digest, plan: Plan) -> list[Article]:
+    """The articles an issue holds, as they read now, in the issue's order; an article
+    removed since is left out. An issue from before articles were recorded holds those
+    dated in its window."""
+    with engine.connect() as db:
+        slugs = ledger.issue_slugs(db, plan.issue_id)
+    at = plan.composed_at or plan.window.end
+    entries = build(pub, max(at, plan.window.end), write=False).published
+    if slugs is None:
+        return in_window(load_articles(pub, in_window(entries, digest, plan.window)), digest,
+                         plan.window)  # fmt: skip
+    by_slug: dict[str, Entry] = {entry.slug: entry for entry in entries}
+    return load_articles(pub, [by_slug[slug] for slug in slugs if slug in by_slug])
 
 
 def compose(
     engine: Engine, pub: Publication, digest: Digest, plan: Plan, now: datetime, signer: Signer
 ) -> Letters:
     """The issue's messages; its web page is kept for the archive the first time."""
-    articles = issue_articles(pub, digest, plan.window, now)
-    issue = compose_issue(pub, digest, articles, plan.number, plan.window, plan.window.end)
+    issue = compose_plan(engine, pub, digest, plan)
     letters = prepare(pub, issue, signer)
     keep_web_page(engine, plan.issue_id, issue)
     return letters
+
+
+def compose_plan(engine: Engine, pub: Publication, digest: Digest, plan: Plan) -> Issue:
+    """The issue of ``plan``: its recorded articles, dated when it was composed."""
+    articles = articles_of(engine, pub, digest, plan)
+    when = plan.composed_at or plan.window.end
+    return compose_issue(pub, digest, articles, plan.number, plan.window, when)
+
+
+def compose_next(
+    engine: Engine, pub: Publication, digest: Digest, now: datetime
+) -> tuple[NextIssue, Issue] | None:
+    """The issue `send` would compose at ``now``, composed as it would be (same number,
+    articles, date and bytes), and recorded nowhere; None when it would send none."""
+    upcoming = next_issue(engine, pub, digest, now)
+    if upcoming is None:
+        return None
+    articles = upcoming.articles
+    issue = compose_issue(pub, digest, articles, upcoming.number, upcoming.window, now)
+    return upcoming, issue
 
 
 def web_page(issue: Issue) -> str:

@@ -48,7 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.backends import Backend, DeliveryError, Envelope, Message
 from publisher.config import Digest, Publication
-from publisher.delivery.issues import Plan, compose, end_of, open_issue
+from publisher.delivery.issues import Plan, compose, open_issue
 from publisher.delivery.policy import UNREACHABLE_SECONDS, backoff, decide
 from publisher.delivery.rate import BATCH, PER_CONNECTION, RateLimiter
 from publisher.digest.issue import Window
@@ -76,6 +76,8 @@ class RunReport:
     seconds: float = 0.0
     recipients: int = 0
     limited: bool = False  # stopped by the hourly or daily rate limit
+    waiting: int = 0  # articles left for the next issue by max_articles
+    dropped: int = 0  # articles passed over for good (overflow: drop)
     reason: str | None = None  # why a paused issue paused
     # Why rows are deferred or failed, the most frequent first: "3 deferred: <reply>".
     why: list[str] = field(default_factory=list)
@@ -88,6 +90,16 @@ class RunReport:
             f"{self.deferred}, failed {self.failed}, pending {self.pending} of "
             f"{self.recipients}; {self.seconds:.1f} s"
             + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
+            + (
+                f"; {self.waiting} more article(s) wait for the next issue (max_articles)"
+                if self.waiting
+                else ""
+            )
+            + (
+                f"; {self.dropped} older article(s) passed over (overflow: drop)"
+                if self.dropped
+                else ""
+            )
             + (f"; paused: {self.reason}" if self.reason else "")
             + "".join(f"\n  {line}" for line in self.why)
         )
@@ -103,7 +115,17 @@ def waiting_issues(engine: Engine, name: str, now: float) -> list[Plan]:
         for issue in ledger.open_issues(db, name):
             _release_dead(db, issue.id, now)
         rows = ledger.due_issues(db, name, now)
-    return [Plan(row.id, row.number, Window(moment(row.window_start), end_of(row))) for row in rows]
+    return [
+        Plan(row.id, row.number, Window(moment(row.window_start), _end(row.window_end)),
+             moment(row.created_at))
+        for row in rows
+    ]  # fmt: skip
+
+
+def _end(seconds: float) -> datetime:
+    end = moment(seconds)
+    assert end is not None
+    return end
 
 
 def send_digest(
@@ -114,15 +136,19 @@ def send_digest(
     period: datetime | None = None,
     composed: Callable[[Letters], None] = lambda letters: None,
 ) -> list[RunReport]:
-    """What `publisher send` and a digest's schedule do: a new issue for the window up to
-    ``period`` (or ``now``) if it has anything, then the due rows of every unfinished issue
-    of the digest, oldest first, the new one among them. A report for each issue that was
-    sent to; none when there was nothing.
+    """What `publisher send` and a digest's schedule do: a new issue of the articles not
+    sent yet, published by ``period`` (or ``now``), if it has anything, then the due rows
+    of every unfinished issue of the digest, oldest first, the new one among them. A report
+    for each issue that was sent to; none when there was nothing.
 
     The new issue is opened first so that a second sender that lost the race to make it
     finds it among the unfinished ones and helps to send it."""
-    open_issue(sender.engine, sender.pub, digest, now, period)
-    return send_waiting(sender, digest, now, signer, composed)
+    opened = open_issue(sender.engine, sender.pub, digest, now, period)
+    reports = send_waiting(sender, digest, now, signer, composed)
+    for report in reports:
+        if opened is not None and report.number == opened.number:
+            report.waiting, report.dropped = opened.waiting, opened.dropped
+    return reports
 
 
 def send_waiting(

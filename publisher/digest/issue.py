@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from markupsafe import Markup
 
@@ -68,19 +68,48 @@ class Candidate(Protocol):
 C = TypeVar("C", bound=Candidate)
 
 
-def select_articles(items: Sequence[C], digest: Digest, window: Window) -> list[C]:
-    """The articles of one issue: published in the window, matching the digest's tags,
-    newest first, at most ``max_articles``. The one place this is decided."""
+@dataclass(frozen=True)
+class Selection(Generic[C]):
+    """An issue's articles, and the published ones that would be in it but for
+    ``max_articles``, newest first."""
+
+    chosen: list[C]
+    rest: list[C]
+
+
+def select_articles(
+    items: Sequence[C],
+    digest: Digest,
+    until: datetime,
+    sent: frozenset[str] = frozenset(),
+    sent_until: datetime | None = None,
+) -> Selection[C]:
+    """The articles of the next issue, the one place this is decided: published by
+    ``until``, matching the digest's tags, and not sent by the digest yet (``sent``: the
+    slugs its issues hold; ``sent_until``: every article dated up to it was sent by the
+    issues from before articles were recorded), newest first, at most ``max_articles``.
+    The date of an article does not keep it out: one filed late or backdated is in the
+    next issue."""
     wanted = {t.casefold() for t in digest.tags}
     chosen = [
         a
         for a in items
         if not a.draft
-        and a.date in window
+        and a.date <= until
+        and a.slug not in sent
+        and (sent_until is None or a.date > sent_until)
         and (not wanted or any(t.casefold() in wanted for t in a.tags))
     ]
     chosen.sort(key=lambda a: (a.date, a.slug), reverse=True)
-    return chosen[: digest.max_articles]
+    return Selection(chosen[: digest.max_articles], chosen[digest.max_articles :])
+
+
+def in_window(items: Sequence[C], digest: Digest, window: Window) -> list[C]:
+    """The articles an issue from before articles were recorded held: those dated in its
+    window (for the archive's page of such an issue)."""
+    start = window.start
+    before = [a for a in items if start is None or a.date > start]
+    return select_articles(before, digest, window.end).chosen
 
 
 @dataclass

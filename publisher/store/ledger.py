@@ -13,7 +13,14 @@ from sqlalchemy import bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from publisher.store.schema import archive, deliveries, issues, subscribers, subscriptions
+from publisher.store.schema import (
+    archive,
+    deliveries,
+    issue_articles,
+    issues,
+    subscribers,
+    subscriptions,
+)
 
 # Rows not finished: to be sent, to be retried, or claimed by a sender right now (a claimed
 # row's next_attempt_at is the end of its lease: when it comes, the row is due again).
@@ -170,9 +177,12 @@ def create_issue(
     window: tuple[float | None, float],
     created_at: float,
     period: float | None,
+    articles: Sequence[str] = (),
+    passed_over: Sequence[str] = (),
 ) -> int:
-    """A new issue and one pending row for every active, unsuppressed member of the list,
-    in one transaction (the caller's): they exist together or not at all. Raises
+    """A new issue, the slugs of its ``articles`` (in order) and of those it ``passed
+    over`` for good, and one pending row for every active, unsuppressed member of the
+    list, in one transaction (the caller's): they exist together or not at all. Raises
     IntegrityError when another process made this number (or period) first."""
     inserted = db.execute(
         issues.insert().values(
@@ -182,6 +192,13 @@ def create_issue(
     ).inserted_primary_key  # fmt: skip
     assert inserted is not None
     issue_id = int(inserted[0])
+    held = [(slug, 1) for slug in articles] + [(slug, 0) for slug in passed_over]
+    if held:
+        db.execute(
+            issue_articles.insert(),
+            [{"issue_id": issue_id, "slug": slug, "position": position, "included": included}
+             for position, (slug, included) in enumerate(held)],
+        )  # fmt: skip
     members = (
         select(literal(issue_id), subscribers.c.id, literal("pending"), literal(0), literal(0.0))
         .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
@@ -194,6 +211,44 @@ def create_issue(
     columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
     db.execute(deliveries.insert().from_select(columns, members))
     return issue_id
+
+
+class Sent(NamedTuple):
+    """What a digest's issues have sent: the slugs they recorded, and the moment up to
+    which the issues from before articles were recorded took every article (None: none
+    such)."""
+
+    slugs: frozenset[str]
+    until: float | None
+
+
+def sent_articles(db: Connection, digest: str) -> Sent:
+    """The articles the issues of ``digest`` hold or passed over, whatever their status:
+    an issue still being sent has its articles already."""
+    mine = select(issues.c.id).where(issues.c.digest == digest)
+    slugs = db.execute(
+        select(issue_articles.c.slug).where(issue_articles.c.issue_id.in_(mine))
+    ).scalars()
+    until = db.execute(
+        select(func.max(issues.c.articles_until)).where(issues.c.digest == digest)
+    ).scalar()
+    return Sent(frozenset(str(slug) for slug in slugs), None if until is None else float(until))
+
+
+def issue_slugs(db: Connection, issue_id: int) -> list[str] | None:
+    """The slugs of the articles an issue holds, in their order; None for an issue from
+    before they were recorded (its articles are those dated in its window)."""
+    legacy = db.execute(select(issues.c.articles_until).where(issues.c.id == issue_id)).scalar()
+    if legacy is not None:
+        return None
+    return [
+        str(slug)
+        for slug in db.execute(
+            select(issue_articles.c.slug)
+            .where(issue_articles.c.issue_id == issue_id, issue_articles.c.included == 1)
+            .order_by(issue_articles.c.position)
+        ).scalars()
+    ]
 
 
 def keep_page(db: Connection, issue_id: int, html: str) -> None:
@@ -579,7 +634,8 @@ def add_row(db: Connection, issue_id: int, subscriber_id: int, due: float) -> bo
 
 def due_issues(db: Connection, digest: str, now: float) -> list[Any]:
     """Close the open issues of ``digest`` that wait for nothing (a crash can leave them
-    open), and return those with a row due at ``now`` (id, number, window), oldest first.
+    open), and return those with a row due at ``now`` (id, number, window, when composed),
+    oldest first.
 
     Only the rows of open issues are looked at: the index leads with issue_id, and a
     digest issue being sent may have a million rows waiting."""
@@ -595,7 +651,8 @@ def due_issues(db: Connection, digest: str, now: float) -> list[Any]:
     )
     return list(
         db.execute(
-            select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end)
+            select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end,
+                   issues.c.created_at)
             .where(issues.c.id.in_(open_issues), issues.c.id.in_(due))
             .order_by(issues.c.number)
         ).all()

@@ -134,6 +134,16 @@ def members(db: Connection, list_name: str) -> Iterator[Member]:
                      row.suppressed_at is not None)  # fmt: skip
 
 
+def find_subscriber(db: Connection, address: str) -> tuple[str, str] | None:
+    """The name and public id of the subscriber with ``address``, or None."""
+    row = db.execute(
+        select(subscribers.c.name, subscribers.c.public_id).where(
+            subscribers.c.key == address.lower()
+        )
+    ).first()
+    return None if row is None else (str(row.name), str(row.public_id))
+
+
 def count_active(db: Connection, list_name: str) -> int:
     return int(
         db.execute(

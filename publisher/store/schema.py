@@ -72,6 +72,10 @@ issues = Table(
     Column("failures_in_a_row", Integer, nullable=False, server_default="0"),
     # The scheduled moment the issue is for (None when sent by hand).
     Column("period", Float),
+    # An issue sent before the ledger recorded articles (chosen by a date window): every
+    # article dated up to this moment counts as sent by its digest. None for the others,
+    # whose articles are in issue_articles.
+    Column("articles_until", Float),
     # One issue per number per digest, whoever composes it (two schedulers included).
     UniqueConstraint("digest", "number"),
     # And one issue per scheduled period.
@@ -97,6 +101,20 @@ deliveries = Table(
     Column("lease_owner", String(64)),
     Index("deliveries_due", "issue_id", "status", "next_attempt_at"),
     Index("deliveries_sent_at", "status", "updated_at"),
+)
+
+
+issue_articles = Table(
+    "issue_articles",
+    metadata,
+    # What an issue holds, recorded when it is composed: the next issue of the digest takes
+    # the published articles none of its issues has (a late or backdated file included),
+    # and an edited article is not sent again.
+    Column("issue_id", ForeignKey("issues.id"), primary_key=True),
+    Column("slug", Text, primary_key=True),
+    Column("position", Integer, nullable=False),  # its place in the issue, from 0
+    # 1: in the issue; 0: passed over (more than max_articles, with overflow: drop).
+    Column("included", Integer, nullable=False),
 )
 
 

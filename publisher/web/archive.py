@@ -13,8 +13,8 @@ from starlette.responses import HTMLResponse, Response
 
 from publisher import store
 from publisher.config import Publication
-from publisher.delivery import issue_articles, keep_web_page
-from publisher.digest.issue import Window, compose_issue
+from publisher.delivery import Plan, compose_plan, keep_web_page
+from publisher.digest.issue import Window
 from publisher.errors import PublisherError
 from publisher.store import ledger
 from publisher.web.limits import RateLimit, client_key
@@ -58,9 +58,8 @@ def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
         end = store.moment(row.window_end)
         assert end is not None
         window = Window(store.moment(row.window_start), end)
-        articles = issue_articles(pub, digest, window, end)
-        composed = compose_issue(pub, digest, articles, number, window, end)
-        kept = keep_web_page(engine, row.id, composed)
+        plan = Plan(row.id, number, window, store.moment(row.created_at))
+        kept = keep_web_page(engine, row.id, compose_plan(engine, pub, digest, plan))
     return HTMLResponse(kept, headers={"Cache-Control": "public, max-age=3600"})
 
 

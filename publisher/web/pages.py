@@ -51,6 +51,7 @@ class Pages:
         template shows up in `publisher check`, not in front of a visitor."""
         sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/"}
         sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
+                         "articles_waiting": 1, "max_articles": 1,
                          "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
                                      "failed": 0, "pending": 0, "sending": 0,
                                      "reason": "sample", "why": [{"status": "deferred",
