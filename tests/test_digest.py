@@ -376,3 +376,38 @@ def test_check_reports_missing_unsubscribe_url(example: Path, cli: Callable[...,
     assert done.returncode == 1
     assert done.stderr.startswith("schedule.yaml:")
     assert "email.unsubscribe_url: digests need an https URL with {token}" in done.stderr
+
+
+def _plain(message: bytes) -> str:
+    parsed = email.message_from_bytes(message, policy=policy.default)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def test_a_subscriber_without_a_name_is_not_greeted_with_an_empty_one(
+    example_pub: Publication,
+) -> None:
+    letters = letters_for(example_pub)
+    nameless = _plain(letters.render(Recipient("x@example.org", "", "p1")))
+    named = _plain(letters.render(Recipient("y@example.org", "Ann", "p2")))
+    assert "Hello ," not in nameless and "Here is what happened in the bay." in nameless
+    assert "Hello Ann, here is what happened in the bay." in named
+    # A name of blanks only is no name.
+    assert "Hello" not in _plain(letters.render(Recipient("z@example.org", " \t", "p3")))
+
+
+def test_a_template_can_fall_back_when_there_is_no_name(example: Path) -> None:
+    for name in ("digest.txt", "digest.html"):
+        file = example / "templates" / "email" / name
+        file.write_text(
+            file.read_text().replace(
+                "{% if recipient.name %}Hello {{ recipient.name }}, here{% else %}Here{% endif %}",
+                'Dear {{ recipient.name or "reader" }}, here',
+            )
+        )
+    letters = letters_for(load_config(example / "schedule.yaml"))
+    assert "Dear reader, here is" in _plain(letters.render(Recipient("x@example.org", "")))
+    assert "Dear Ann, here is" in _plain(letters.render(Recipient("y@example.org", "Ann")))
+    html = letters.render(Recipient("x@example.org", "")).decode()
+    assert "Dear reader, here is" in html.replace("=\r\n", "")

@@ -101,7 +101,9 @@ def test_a_subject_bomb_fails_check_with_a_clear_line(example: Path) -> None:
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert "schedule.yaml: subject: 10 ** 10000000000 is too large a number" in done.stderr
+    assert "schedule.yaml:54: digests[0].subject: 10 ** 10000000000 is too large a number" in (
+        done.stderr
+    )
 
 
 def compose(pub: Publication) -> list[str]:

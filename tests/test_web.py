@@ -280,7 +280,11 @@ def test_archive_and_status(
     with engine.connect() as db:
         assert db.execute(select(func.count()).select_from(store.archive)).scalar_one() == 1
     engine.dispose()
-    assert b"XPUBSLOT" not in body and b"ann@example.org" not in body and b"Hello reader" in body
+    assert (
+        b"XPUBSLOT" not in body
+        and b"ann@example.org" not in body
+        and b"Here is what happened" in body
+    )
     assert "img-src https:" in headers["content-security-policy"]
     assert fetch(f"{base}/issues/weekly/9/")[0] == 404 and fetch(f"{base}/issues/nope/")[0] == 404
     assert fetch(f"{base}/issues/weekly/{10**30}/")[0] == 404  # past what SQLite binds

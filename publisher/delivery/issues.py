@@ -184,10 +184,9 @@ def compose_next(
 
 
 def web_page(issue: Issue) -> str:
-    """The issue without per-recipient parts: no name, and no one's unsubscribe link."""
-    return issue.html.replace(issue.markers["name"], "reader").replace(
-        issue.markers["unsubscribe_url"], "/subscribe"
-    )
+    """The issue without per-recipient parts: as a recipient without a name gets it, and
+    with no one's unsubscribe link."""
+    return issue.unnamed.html.replace(issue.markers["unsubscribe_url"], "/subscribe")
 
 
 def keep_web_page(engine: Engine, issue_id: int, issue: Issue) -> str:

@@ -112,6 +112,16 @@ def in_window(items: Sequence[C], digest: Digest, window: Window) -> list[C]:
     return select_articles(before, digest, window.end).chosen
 
 
+@dataclass(frozen=True)
+class Shape:
+    """The issue as rendered for one kind of recipient: inlined HTML and text with slot
+    markers where per-recipient values go, and the message encoded from them."""
+
+    html: str
+    text: str
+    message: MessageTemplate
+
+
 @dataclass
 class Issue:
     digest: str
@@ -119,10 +129,12 @@ class Issue:
     window: Window
     articles: list[Article]
     subject: str
-    html: str  # inlined, with slot markers where per-recipient values go
-    text: str
     markers: dict[str, str]
-    message: MessageTemplate
+    # Rendered twice: for recipients with a name (``recipient.name`` is a slot) and for
+    # those without (``recipient.name`` is empty, so ``{% if recipient.name %}`` and
+    # ``recipient.name or "reader"`` work). Each is still rendered once per issue.
+    named: Shape
+    unnamed: Shape
     sender: tuple[str, str]
     list_id: str
     warnings: list[str] = field(default_factory=list)
@@ -130,6 +142,22 @@ class Issue:
     @property
     def key(self) -> str:
         return f"{self.digest}-{self.number}"
+
+    @property
+    def html(self) -> str:
+        return self.named.html
+
+    @property
+    def text(self) -> str:
+        return self.named.text
+
+    @property
+    def message(self) -> MessageTemplate:
+        return self.named.message
+
+    def shape(self, name: str) -> Shape:
+        """The shape for a recipient whose (cleaned) name is ``name``."""
+        return self.named if name else self.unnamed
 
 
 def compose_issue(
@@ -164,40 +192,68 @@ def compose_issue(
         "first": _article_context(articles[0], False) if articles else None,
         "web_url": web_url,
         "unsubscribe_url": markers["unsubscribe_url"],
-        "recipient": {"name": markers["name"]},
     }
     env = environment(pub.templates_dir)
-    subject = clean_text(render_string(env, digest.subject, context, pub.path.name, "subject"), 250)
+    # The subject is one header for every recipient: no recipient in it.
+    subject = clean_text(
+        render_string(env, digest.subject, context, pub.path.name,
+                      *_setting(pub, digest, "subject")),
+        250,
+    )  # fmt: skip
+    context["subject"] = subject
     preheader = digest.preheader or (
         plain_text(articles[0].summary_html) if articles else site.description
     )
-    context["preheader"] = clean_text(
-        render_string(env, preheader, context, pub.path.name, "preheader"), 250
-    )
-    context["subject"] = subject
-    raw_html = render_template(env, f"{digest.template}.html", context)
-    text = render_template(env, f"{digest.template}.txt", context)
-    html, css_warnings = inline_css(raw_html)
-    warnings = lint(html, text, markers) + css_warnings
-
     name, address = parse_sender(digest.sender)
     list_id = f"<{digest.list_name}.{_domain(site.base_url)}>"
     head = _common_headers(pub, digest, subject, now, name, address, list_id, key)
-    message = build_message(head, [("plain", text), ("html", html)], markers, key)
+    warnings: list[str] = []
+    shapes: list[Shape] = []
+    named_raw = ("", "")
+    for recipient_name in (markers["name"], ""):
+        context["recipient"] = {"name": recipient_name}
+        context["preheader"] = clean_text(
+            render_string(env, preheader, context, pub.path.name,
+                          *_setting(pub, digest, "preheader")),
+            250,
+        )  # fmt: skip
+        raw_html = render_template(env, f"{digest.template}.html", context)
+        text = render_template(env, f"{digest.template}.txt", context)
+        if recipient_name:
+            named_raw = (raw_html, text)
+            html, css_warnings = inline_css(raw_html)
+            warnings = lint(html, text, markers) + css_warnings
+        elif (raw_html, text) == tuple(part.replace(markers["name"], "") for part in named_raw):
+            # The template only prints the name: the same page without it, not inlined
+            # again (inlining is most of the cost of an issue).
+            html = shapes[0].html.replace(markers["name"], "")
+        else:
+            html, _ = inline_css(raw_html)
+        message = build_message(head, [("plain", text), ("html", html)], markers, key)
+        shapes.append(Shape(html, text, message))
     return Issue(
         digest=digest.name,
         number=number,
         window=window,
         articles=articles,
         subject=subject,
-        html=html,
-        text=text,
         markers=markers,
-        message=message,
+        named=shapes[0],
+        unnamed=shapes[1],
         sender=(name, address),
         list_id=list_id,
         warnings=warnings,
     )
+
+
+def _setting(pub: Publication, digest: Digest, key: str) -> tuple[str, int | None]:
+    """Where a digest's setting is in schedule.yaml: its name as config errors give it
+    (``digests[0].subject``) and its line (the digest's, when the setting is a default)."""
+    for index, configured in enumerate(pub.config.digests):
+        if configured.name == digest.name:
+            line = pub.line_of("digests", index, key) or pub.line_of("digests", index)
+            return f"digests[{index}].{key}", line
+    return f"digest {digest.name}: {key}", None
 
 
 def _without_markers(article: Article) -> Article:

@@ -40,7 +40,8 @@ class Letters:
     unsubscribe_url: str
     unsubscribe_mailto: str | None
     signer: Signer
-    signing: dkim.Signer | None  # made for this issue's message when DKIM is configured
+    # Made for each of the issue's shapes (named, unnamed) when DKIM is configured.
+    signing: tuple[dkim.Signer, dkim.Signer] | None
 
     @property
     def sender(self) -> str:
@@ -72,8 +73,11 @@ class Letters:
         ).encode("ascii")
         # The body shows the name exactly as the header does: cleaned the same way.
         name = clean_text(recipient.name, 100)
-        message = self.issue.message.personalize(headers, {"name": name, "unsubscribe_url": link})
-        return message if self.signing is None else self.signing.sign(message, headers)
+        shape = self.issue.shape(name)
+        message = shape.message.personalize(headers, {"name": name, "unsubscribe_url": link})
+        if self.signing is None:
+            return message
+        return self.signing[shape is self.issue.unnamed].sign(message, headers)
 
 
 def dkim_keys(pub: Publication) -> list[dkim.Key]:
@@ -118,7 +122,8 @@ def prepare(pub: Publication, issue: Issue, signer: Signer) -> Letters:
     keys = dkim_keys(pub)
     return Letters(
         issue, domain, email.unsubscribe_url, email.unsubscribe_mailto, signer,
-        dkim.Signer(issue.message, keys) if keys else None,
+        (dkim.Signer(issue.named.message, keys), dkim.Signer(issue.unnamed.message, keys))
+        if keys else None,
     )  # fmt: skip
 
 

@@ -216,13 +216,19 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
 
 
 def render_string(
-    env: jinja2.Environment, source: str, context: dict[str, Any], source_name: str, where: str
+    env: jinja2.Environment,
+    source: str,
+    context: dict[str, Any],
+    source_name: str,
+    where: str,
+    line: int | None = None,
 ) -> str:
-    """Render a template given as text (a subject line from schedule.yaml, say)."""
+    """Render a template given as text (a subject line from schedule.yaml, say), whose
+    problems are reported at ``source_name``:``line``."""
     try:
         return _bounded_render(env.from_string(source), context)
     except Exception as exc:  # the template's problem, reported where it was written
-        raise TemplateError([Problem(source_name, None, where, _what(exc))]) from exc
+        raise TemplateError([Problem(source_name, line, where, _what(exc))]) from exc
 
 
 def _bounded_render(template: jinja2.Template, context: dict[str, Any]) -> str:
