@@ -85,7 +85,37 @@ CASES = [
     (
         "permalink",
         SITE + "  permalink: posts/\n",
-        "schedule.yaml:1: site: permalink must contain {slug}",
+        "schedule.yaml:5: site.permalink: 'posts/' must contain {slug}",
+    ),
+    (
+        "permalink-year",
+        SITE + '  permalink: "articles/{year}/{slug}/"\n',
+        "schedule.yaml:5: site.permalink: unknown placeholder {year} in "
+        "'articles/{year}/{slug}/' (placeholders: {slug})",
+    ),
+    (
+        "permalink-index",
+        SITE + '  permalink: "{slug}/{0}"\n',
+        "schedule.yaml:5: site.permalink: unknown placeholder {0} in '{slug}/{0}' "
+        "(placeholders: {slug})",
+    ),
+    (
+        "permalink-brace",
+        SITE + '  permalink: "{slug}/{"\n',
+        "schedule.yaml:5: site.permalink: '{slug}/{' has an unmatched brace "
+        "(placeholders: {slug}; write {{ or }} for a brace)",
+    ),
+    (
+        "archive_url",
+        SITE + 'email:\n  archive_url: "https://n.example/i/{digest}/{num}/"\n',
+        "schedule.yaml:6: email.archive_url: unknown placeholder {num} in "
+        "'https://n.example/i/{digest}/{num}/' (placeholders: {digest}, {number})",
+    ),
+    (
+        "unsubscribe_url",
+        SITE + 'email:\n  unsubscribe_url: "https://n.example/u/{tok}"\n',
+        "schedule.yaml:6: email.unsubscribe_url: unknown placeholder {tok} in "
+        "'https://n.example/u/{tok}' (placeholders: {token})",
     ),
     (
         "literal",

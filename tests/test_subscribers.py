@@ -216,12 +216,14 @@ def test_send_needs_the_secret(
     assert "set the environment variable PUBLISHER_SECRET" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["carrier-pigeon"])
-def test_unknown_backend(example: Path, name: str, run_cli: Callable[..., Ran]) -> None:
+@pytest.mark.parametrize("command", [("send", "weekly"), ("run", "--once")])
+def test_unknown_backend(
+    example: Path, command: tuple[str, str], run_cli: Callable[..., Ran]
+) -> None:
     config = example / "schedule.yaml"
-    config.write_text(config.read_text().replace("type: maildir", f"type: {name}"))
-    done = run_cli(example, "send", "weekly")
-    assert done.returncode == 1
+    config.write_text(config.read_text().replace("type: maildir", "type: carrier-pigeon"))
+    done = run_cli(example, *command)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
     assert (
         "backend.type: no backend named 'carrier-pigeon'; installed: console, maildir, memory, smtp"
         in done.stderr

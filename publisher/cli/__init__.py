@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from publisher import __version__
@@ -39,16 +39,57 @@ def _days(value: str) -> int:
     return days
 
 
+AHEAD = timedelta(days=1)  # how far ahead of the clock --now may be without --force
+
+
+def _acts(args: argparse.Namespace) -> bool:
+    """Whether the command records or publishes at ``--now`` (build, send, run --once), as
+    opposed to looking (check, preview, plan, send --dry-run or --test)."""
+    if args.command == "send":
+        return not (args.dry_run or args.test)
+    return args.command in ("build", "run")
+
+
+def _ahead(by: timedelta) -> str:
+    days = by.total_seconds() / 86400
+    return (
+        f"{days / 365.25:.0f} years"
+        if days >= 730
+        else f"{days:.0f} days"
+        if days >= 2
+        else f"{by.total_seconds() / 3600:.0f} hours"
+    )
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a port number from 1 to 65535")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    clock = datetime.now(UTC)
     try:
-        now = _now(args.now) if getattr(args, "now", None) else datetime.now(UTC)
+        now = _now(args.now) if getattr(args, "now", None) else clock
     except ValueError as exc:
         parser.error(str(exc))
+    if _acts(args) and now - clock > AHEAD and not args.force:
+        # A typo of a year would publish and send what is not due yet, and leave the
+        # digest with nothing new until that date.
+        parser.error(
+            f"--now: {now.isoformat()} is {_ahead(now - clock)} ahead of the clock; "
+            f"{args.command} would publish {'' if args.command == 'build' else 'and send '}"
+            "articles not due yet (give --force if you mean it)"
+        )
     try:
         pub = load_config(config_path(args.config))
         status: int = _handler(args.handler)(pub, args, now)
@@ -125,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     build_cmd.add_argument(
         "--jobs", type=int, metavar="N", help="processes for reading articles (default: cores)"
     )
+    _force(build_cmd)
     build_cmd.set_defaults(handler="content:build_feeds")
 
     preview = commands.add_parser(
@@ -170,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         "--test", metavar="ADDRESS", help="send the issue to this address only; record nothing"
     )
     send.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    _force(send)
     send.set_defaults(handler="mail:send")
 
     status = commands.add_parser(
@@ -180,13 +223,14 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="the scheduler, in the foreground")
     run.add_argument("--once", action="store_true", help="do what is due now, then exit")
     run.add_argument("--now", metavar="ISO", help="with --once: the moment to act at")
+    _force(run)
     run.set_defaults(handler="running:run")
 
     serve = commands.add_parser(
         "serve", parents=[common], help="the web side: sign-up, unsubscribe, archive, feeds"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (8000)")
     serve.set_defaults(handler="running:serve")
 
     planned = commands.add_parser("plan", parents=[common], help="the next runs of every job")
@@ -196,6 +240,12 @@ def _parser() -> argparse.ArgumentParser:
     planned.add_argument("--now", metavar="ISO", help="plan from this moment")
     planned.set_defaults(handler="running:plan_command")
     return parser
+
+
+def _force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a --now more than a day ahead of the clock"
+    )
 
 
 def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from html import escape
@@ -41,6 +42,14 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         lint_warnings += len(issue.warnings)
     if pub.config.digests:
         checked_backend(pub)  # its options, with their lines (nothing is connected)
+        variable = pub.config.email.secret_env
+        if not os.environ.get(variable):
+            line = pub.line_of("email", "secret_env") or pub.line_of("email")
+            place = pub.path.name if line is None else f"{pub.path.name}:{line}"
+            print(f"{place}: warning: email.secret_env: {variable} is not set: send, run and "
+                  "serve refuse to start without the secret that signs unsubscribe links",
+                  file=sys.stderr)  # fmt: skip
+            lint_warnings += 1
         # The double opt-in mail of the web side, from its template.
         sample_plan = Plan(0, 0, Window(None, now))
         confirmation.mail(pub, Signer([PREVIEW_KEY]), sample_plan, now).render(SAMPLE_RECIPIENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 
 from publisher.backends import backend_pool
@@ -66,8 +67,15 @@ def serve(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     import uvicorn
 
     from publisher.web import create_app
-    from publisher.web.server import server_config
+    from publisher.web.server import listen, server_config
 
     app = create_app(pub, signer(pub))
-    uvicorn.Server(server_config(app, args.host, args.port, pub.config.web)).run()
+    sock = listen(args.host, args.port)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {pub.path.name} on http://{shown}:{args.port}/ (Ctrl-C stops)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        uvicorn.Server(server_config(app, args.host, args.port, pub.config.web)).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

@@ -168,6 +168,35 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, BeforeValidator(text_value), AfterValidator(_http_url)]
 
 
+def placeholders(*names: str, required: bool = False) -> AfterValidator:
+    """A text with ``{name}`` placeholders of ``names`` only (each one, if ``required``),
+    checked when schedule.yaml is read (and so on every reload), not when the first
+    article or issue is formatted with it. ``{{`` and ``}}`` stand for braces."""
+    import string
+
+    allowed = ", ".join("{" + name + "}" for name in names)
+
+    def check(value: str) -> str:
+        try:
+            fields = [field for _, field, _, _ in string.Formatter().parse(value)]
+        except ValueError:
+            raise ValueError(
+                f"'{value}' has an unmatched brace (placeholders: {allowed}; write {{{{ or "
+                "}} for a brace)"
+            ) from None
+        for field in fields:
+            if field is not None and field not in names:
+                raise ValueError(
+                    f"unknown placeholder {{{field}}} in '{value}' (placeholders: {allowed})"
+                )
+        missing = [name for name in names if required and name not in fields]
+        if missing:
+            raise ValueError(f"'{value}' must contain {{{missing[0]}}}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _mailbox(value: str) -> str:
     from publisher.headers import InvalidAddress, parse_mailbox
 

@@ -24,6 +24,7 @@ from publisher.config.fields import (
     StrictModel,
     Text,
     TimeZoneName,
+    placeholders,
     text_value,
 )
 
@@ -65,13 +66,7 @@ class Site(StrictModel):
     language: Annotated[Text, AfterValidator(_language)] = "en"
     timezone: TimeZoneName = "UTC"
     # Where an article lives on the site; {slug} is replaced. Relative to `url`.
-    permalink: Text = "{slug}/"
-
-    @model_validator(mode="after")
-    def _check(self) -> Site:
-        if "{slug}" not in self.permalink:
-            raise ValueError("permalink must contain {slug}")
-        return self
+    permalink: Annotated[Text, placeholders("slug", required=True)] = "{slug}/"
 
     @property
     def base_url(self) -> str:
@@ -236,11 +231,11 @@ class Dkim(DkimKey):
 
 class EmailSettings(StrictModel):
     # Where the web side answers; {token} is the signed, opaque unsubscribe token.
-    unsubscribe_url: HttpUrl | None = None
+    unsubscribe_url: Annotated[HttpUrl, placeholders("token", required=True)] | None = None
     # A mailto: address for List-Unsubscribe as well (optional).
     unsubscribe_mailto: Address | None = None
     # The "view in browser" page of an issue; {digest} and {number} are replaced.
-    archive_url: HttpUrl | None = None
+    archive_url: Annotated[HttpUrl, placeholders("digest", "number")] | None = None
     # Name of the environment variable holding the secret that signs tokens.
     secret_env: Text = "PUBLISHER_SECRET"
     dkim: Dkim | None = None

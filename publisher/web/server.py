@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from typing import Any
 
 import h11
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from publisher.config import WebSettings
+from publisher.errors import Problem, PublisherError
 
 KEEP_ALIVE = 5  # seconds an idle connection stays open between requests
 # Paths whose last part is a signed token.
@@ -123,6 +125,38 @@ def log_config() -> dict[str, Any]:
         },
     }
     return config
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before the server starts: a port in use or an address
+    not of this machine is one line for the operator (uvicorn logged a traceback, or an
+    error and an exit status of its own)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise PublisherError(
+            [Problem("serve", None, "--host", f"cannot listen on {host!r}: {_reason(exc)}")]
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise PublisherError(
+            [Problem("serve", None, "--port", f"cannot listen on {host}:{port}: {_reason(exc)}")]
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
 
 
 def server_config(
