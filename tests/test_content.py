@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,6 +128,8 @@ def test_bad_articles_are_skipped_and_the_rest_published(
         }
     )
     monkeypatch.chdir(pub.root)  # paths are shown relative to where the operator stands
+    # Two files claim one slug; no build has met either: the one modified first keeps it.
+    os.utime(pub.root / "articles" / "dup" / "good.md", (1_000_000_000, 1_000_000_000))
     found = messages(pub)
     root = "articles/"
     expected = [
@@ -136,8 +139,7 @@ def test_bad_articles_are_skipped_and_the_rest_published(
         f"{root}binary.txt:3: not UTF-8 text",
         f"{root}broken-yaml.md:3: yaml: while parsing a flow sequence did not find expected ',' or ']'",
         f"{root}empty.txt:1: title: the article has no title",
-        # Files are read in path order: the first file with a slug keeps it.
-        f"{root}good.md:1: slug: 'good' is already used by {root}dup/good.md",
+        f"{root}good.md:1: slug: 'good' is already used by {root}dup/good.md, which had it first",
         f"{root}list.md:2: front matter: must be a mapping such as 'title: ...'",
         f"{root}missing-image.md:4: image: 'nope.png' does not exist",
         f"{root}no-date.html:1: date: the article has no date (add 'date: 2026-11-02')",
@@ -208,3 +210,28 @@ def test_one_rule_for_forbidden_characters_everywhere(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigError, match="contains the control character"):
             load_config(config)
+
+
+def test_a_new_file_with_a_published_slug_does_not_take_it_over(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher.config import load_config
+
+    pub = load_config(example / "schedule.yaml")
+    monkeypatch.chdir(example)
+    build(pub, NOW)
+    welcome = (example / "articles" / "welcome.md").read_text()
+    # A copy with a new title, the same slug and date, and a name that sorts first.
+    (example / "articles" / "dup.md").write_text(
+        welcome.replace("title: Welcome to Kestrel Bay Notes", "title: Impostor\nslug: welcome")
+    )
+    stat = (example / "articles" / "welcome.md").stat()
+    os.utime(example / "articles" / "dup.md", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for write in (True, False, True):  # a build, a check, and the build after
+        report = build(pub, NOW, write=write)
+        assert [str(p) for p in report.skipped] == [
+            "articles/dup.md:1: slug: 'welcome' is already used by articles/welcome.md, "
+            "which had it first"
+        ]
+    feed = (example / "feeds" / "rss.xml").read_text()
+    assert "Welcome to Kestrel Bay Notes" in feed and "Impostor" not in feed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import NamedTuple
 from publisher.errors import Problem
 from publisher.files import private_file
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS entries (
     draft INTEGER,
     used_mtime INTEGER NOT NULL,
     mtime REAL NOT NULL,
-    problems TEXT
+    problems TEXT,
+    -- When a build first met the file (kept while it exists): of two files claiming one
+    -- slug, the one met first keeps it.
+    seen REAL NOT NULL
 );
 -- The big parts live apart, so that reading the small columns of 10,000 entries stays a
 -- read of a few hundred kilobytes. kind: 'rss', 'atom' or 'json'.
@@ -178,16 +182,24 @@ class BuildCache:
         return found
 
     def store(self, rows: Iterable[Row], batch: int = 256) -> None:
-        """Insert or replace rows in one transaction; ``rows`` is consumed lazily."""
+        """Insert or replace rows in one transaction; ``rows`` is consumed lazily. A path
+        new to the cache is recorded as seen now."""
+        seen = time.time()
         self.db.execute("BEGIN")
         try:
             for chunk in _chunks(rows, batch):
                 entries = [_columns(row) for row in chunk]
                 self.db.executemany(
-                    "INSERT OR REPLACE INTO entries (path, key, stat, digest, sort, slug, date,"
-                    " modified, tags, draft, used_mtime, mtime, problems)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    entries,
+                    "INSERT INTO entries (path, key, stat, digest, sort, slug, date, modified,"
+                    " tags, draft, used_mtime, mtime, problems, seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (path) DO UPDATE SET key = excluded.key,"
+                    " stat = excluded.stat, digest = excluded.digest, sort = excluded.sort,"
+                    " slug = excluded.slug, date = excluded.date, modified = excluded.modified,"
+                    " tags = excluded.tags, draft = excluded.draft,"
+                    " used_mtime = excluded.used_mtime, mtime = excluded.mtime,"
+                    " problems = excluded.problems",
+                    [(*columns, seen) for columns in entries],
                 )
                 # A file that no longer renders must not leave old fragments behind.
                 self.db.executemany(
@@ -207,6 +219,15 @@ class BuildCache:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def first_seen(self, paths: Iterable[str]) -> dict[str, float]:
+        """When a build first met each of ``paths`` (those the cache has)."""
+        found: dict[str, float] = {}
+        for path in paths:
+            row = self.db.execute("SELECT seen FROM entries WHERE path = ?", (path,)).fetchone()
+            if row is not None:
+                found[path] = float(row[0])
+        return found
 
     def fragments(self, kind: str, paths: set[str]) -> Iterator[tuple[str, bytes]]:
         """The ``kind`` fragment of each of ``paths``, newest entry first."""

@@ -14,6 +14,7 @@ What a feed makes of an article is not this station's business: the caller hands
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -60,22 +61,54 @@ def catalog(
     files = scan_articles(pub)
     found = Catalog()
     outcomes = _outcomes(pub, cache, files, found, fragments, jobs, keep)
-    seen: dict[str, str] = {}
+    candidates: list[tuple[str, Entry, float]] = []
+    claims: dict[str, list[int]] = {}
     for name, shown in files:
+        entry = outcomes[name].entry
+        if entry is not None:
+            claims.setdefault(entry.slug, []).append(len(candidates))
+            candidates.append((shown, entry, outcomes[name].mtime))
+    taken = _slug_holders(cache, candidates, claims)
+    number = 0
+    for name, _ in files:  # problems in the order of the files
         outcome = outcomes[name]
         if outcome.entry is None:
             found.skipped.extend(outcome.problems)
             continue
         found.warnings.extend(outcome.problems)
-        entry = outcome.entry
-        if entry.slug in seen:
-            what = f"'{entry.slug}' is already used by {seen[entry.slug]}"
+        shown, entry, _ = candidates[number]
+        holder = taken.get(number)
+        number += 1
+        if holder is not None:
+            what = f"'{entry.slug}' is already used by {holder}, which had it first"
             found.skipped.append(Problem(shown, 1, "slug", what))
-            continue
-        seen[entry.slug] = shown
-        if not entry.draft and entry.date <= now:
+        elif not entry.draft and entry.date <= now:
             found.published.append(entry)
     return found
+
+
+def _slug_holders(
+    cache: BuildCache, candidates: list[tuple[str, Entry, float]], claims: dict[str, list[int]]
+) -> dict[int, str]:
+    """For each file that claims a slug another file has, the one that keeps it: the
+    file a build met first (a new file must not take over a published article's slug,
+    its feed item and its link); with no build to remember (a new cache), the file
+    modified longest ago; then the earlier article, then the first by name."""
+    clashes = [numbers for numbers in claims.values() if len(numbers) > 1]
+    if not clashes:
+        return {}
+    seen = cache.first_seen(candidates[n][1].path for numbers in clashes for n in numbers)
+
+    def order(number: int) -> tuple[float, float, datetime, str]:
+        shown, entry, mtime = candidates[number]
+        return seen.get(entry.path, math.inf), mtime, entry.date, shown
+
+    taken: dict[int, str] = {}
+    for numbers in clashes:
+        keeper, *others = sorted(numbers, key=order)
+        for number in others:
+            taken[number] = candidates[keeper][0]
+    return taken
 
 
 def load_articles(pub: Publication, entries: list[Entry]) -> list[Article]:
