@@ -112,3 +112,30 @@ def test_a_reload_with_a_bad_permalink_keeps_the_last_good_schedule(
         f"{config}:13: site.permalink: unknown placeholder {{year}} in "
         "'articles/{year}/{slug}/' (placeholders: {slug}) (the last good schedule stays in force)"
     )
+
+
+def test_a_fault_in_a_scheduled_job_is_one_line_of_the_log(
+    example: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from publisher.scheduler.daemon import Foreground
+
+    daemon = Foreground(load_config(example / "schedule.yaml"), lambda tick: None)
+    daemon.engine.dispose()
+    caplog.set_level(logging.INFO)
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    def locked() -> None:
+        raise OperationalError("UPDATE", {}, Exception("database is locked"))
+
+    daemon._guard(broken)
+    daemon._guard(locked)
+    lines = [(r.getMessage(), r.exc_info) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [line for line, _ in lines] == [
+        "internal error: RuntimeError: a bug (please report it)",
+        "state.database: database is locked (the next run tries again)",
+    ]
+    assert all(info is None for _, info in lines)  # no traceback at the operator's level

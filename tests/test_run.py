@@ -98,6 +98,8 @@ def test_reload_valid_and_invalid(example: Path) -> None:
         code, err = stop(process)
     assert code == 0
     assert "schedule.yaml reloaded" in err
+    assert "started: schedule.yaml, feeds and 1 scheduled digest(s) (weekly)" in err
+    assert "weekly #1 composed: 10 article(s) for 20 recipient(s)" in err
     assert (
         f"schedule.yaml:{bad_line}: digests[0].schedule.cron: minute must be 0-59, not 61 (the last good schedule stays in force)"
         in err

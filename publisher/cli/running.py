@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from publisher.backends import backend_pool
@@ -18,20 +19,21 @@ from publisher.scheduler.triggers import upcoming_runs
 log = logging.getLogger("publisher.run")
 
 
-def _report(tick: Tick) -> int:
+def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
+    """What a pass did: printed by `run --once`, logged by the scheduler."""
     status = 0
     if tick.build is not None:
         print_problems(tick.build)
         changed = sum(f.written for f in tick.build.feeds)
-        print(f"feeds: {len(tick.build.feeds)} file(s), {changed} changed")
+        say(f"feeds: {len(tick.build.feeds)} file(s), {changed} changed")
         status = 1 if tick.build.skipped else 0
     for report in tick.digests:
-        print(report.line())
+        say(report.line())
         if report.status not in ("done", "nothing new to send"):
             status = 1
     for report in tick.confirmations:  # only those that had something to do
-        print(f"confirmation mails of hour {report.number}: sent {report.sent}, deferred "
-              f"{report.deferred}, failed {report.failed}, pending {report.pending}")  # fmt: skip
+        say(f"confirmation mails of hour {report.number}: sent {report.sent}, deferred "
+            f"{report.deferred}, failed {report.failed}, pending {report.pending}")  # fmt: skip
     return status
 
 
@@ -46,7 +48,7 @@ def run(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         finally:
             engine.dispose()
         return _report(tick)
-    return Foreground(pub, _report).start()
+    return Foreground(pub, lambda tick: _report(tick, log.info)).start()
 
 
 def plan_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:

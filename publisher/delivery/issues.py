@@ -8,6 +8,7 @@ messages; and the web page the archive keeps of it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from publisher.digest.personalize import Letters, prepare
 from publisher.model import Article
 from publisher.store import epoch, ledger, moment
 from publisher.tokens import Signer
+
+log = logging.getLogger("publisher.run")
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,17 @@ def open_issue(
                     epoch(now), None if period is None else epoch(period),
                     [article.slug for article in upcoming.articles], upcoming.passed_over,
                 )  # fmt: skip
+                recipients = sum(ledger.row_counts(db, issue_id).values())
         except IntegrityError:
             if period is not None and _has_period(engine, digest, period):
                 return None  # another scheduler composed (and maybe sent) this period
             continue  # another process composed this number first: take theirs
+        # One line of `publisher run`'s log (a command shows its own summary instead).
+        log.info(
+            "%s #%d composed: %d article(s) for %d recipient(s)%s", digest.name,
+            upcoming.number, len(upcoming.articles), recipients,
+            f"; {len(upcoming.waiting)} more wait" if upcoming.waiting else "",
+        )  # fmt: skip
         return Plan(issue_id, upcoming.number, window, now, len(upcoming.waiting),
                     len(upcoming.passed_over))  # fmt: skip
     raise RuntimeError(f"could not open an issue of {digest.name}")

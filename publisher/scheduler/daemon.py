@@ -61,6 +61,9 @@ class Foreground:
                                id="retry-check", coalesce=True, max_instances=1)  # fmt: skip
         # Catch-up: whatever was due while we were down (the ledger decides).
         self.scheduler.add_job(self._everything, id="catch-up")
+        scheduled = [d.name for d in self.pub.config.digests if d.schedule is not None]
+        log.info("started: %s, feeds and %d scheduled digest(s)%s", self.pub.path.name,
+                 len(scheduled), f" ({', '.join(scheduled)})" if scheduled else "")  # fmt: skip
         self.scheduler.start()  # returns after shutdown
         self.engine.dispose()
         log.info("stopped")
@@ -167,11 +170,22 @@ class Foreground:
         self.plan_retries()
 
     def _guard(self, work: Any) -> None:
+        """Run a job; whatever goes wrong is one line of the log, and the scheduler goes on
+        (the next run tries again: what was recorded is kept)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from publisher.store import database_reason
+
         try:
             work()
         except PublisherError as exc:
             for problem in exc.problems:
                 log.error("%s", problem)
+        except SQLAlchemyError as exc:
+            log.error("state.database: %s (the next run tries again)", database_reason(exc))
+        except Exception as exc:
+            log.error("internal error: %s: %s (please report it)", type(exc).__name__, exc)
+            log.debug("the traceback", exc_info=True)
 
     def _reload(self) -> None:
         try:
