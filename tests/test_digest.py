@@ -56,11 +56,20 @@ def parse(data: bytes) -> email.message.EmailMessage:
     return message
 
 
-def test_golden_message(example_pub: Publication, update_golden: bool) -> None:
-    data = letters_for(example_pub).render(Recipient("sam@example.com", "Sam Example", "s1"))
+@pytest.mark.parametrize(
+    ("golden", "recipient"),
+    [
+        (GOLDEN, Recipient("sam@example.com", "Sam Example", "s1")),
+        (GOLDEN.with_name("weekly-unnamed.eml"), Recipient("nameless@example.com", "", "s2")),
+    ],
+)
+def test_golden_message(
+    example_pub: Publication, update_golden: bool, golden: Path, recipient: Recipient
+) -> None:
+    data = letters_for(example_pub).render(recipient)
     if update_golden:
-        GOLDEN.write_bytes(data)
-    assert data.decode() == GOLDEN.read_bytes().decode()
+        golden.write_bytes(data)
+    assert data.decode() == golden.read_bytes().decode()
 
 
 def test_headers(example_pub: Publication) -> None:
