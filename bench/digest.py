@@ -8,6 +8,9 @@ Measures, in one process on one core:
   example's templates, which test the name, the shapes differ and each is inlined; with
   templates that only print the name, the second shape reuses the first's inlining: both
   are timed;
+* choose: what the next issue takes, from the ledger, for a publication of 10,000
+  articles whose digest has sent 500 issues of 20 (the reference in the same run: the
+  same choice with nothing sent, a filter by date as the window rule was);
 * personalize: finished messages per second for a list of distinct recipients, from the
   issue's pre-encoded bytes (target >= 20,000/s);
 * the reference in the same run: building each personalized message with the standard
@@ -24,16 +27,17 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import write_corpus
 
 from publisher.build import build, load_articles
-from publisher.config import load_config
+from publisher.config import Digest, load_config
 from publisher.digest.issue import Window, compose_issue, select_articles
 from publisher.digest.personalize import Recipient, prepare
 from publisher.tokens import Signer
@@ -96,6 +100,7 @@ def main() -> None:
                 letters.render(recipient)
             rates.append(len(recipients) / (time.perf_counter() - start))
         naive = naive_rate(issue.html, issue.text, issue.subject, recipients[:300])
+        choose, plain = choose_times(work, digest, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -114,6 +119,11 @@ def main() -> None:
         f"(ratio {statistics.median(times) / statistics.median(printed):.2f}x)"
     )
     print(
+        f"choose (ledger + 10,000 articles, 500 issues sent): median {choose * 1000:.1f} ms; "
+        f"reference, the same with nothing sent: {plain * 1000:.1f} ms "
+        f"(ratio {choose / plain:.2f}x)"
+    )
+    print(
         f"personalize: median {statistics.median(rates):,.0f} msgs/s, min {min(rates):,.0f}, "
         f"max {max(rates):,.0f}  [target >= 20,000/s]"
     )
@@ -121,6 +131,38 @@ def main() -> None:
         f"reference, EmailMessage + as_bytes per recipient: {naive:,.0f} msgs/s "
         f"(ratio {statistics.median(rates) / naive:,.0f}x)"
     )
+
+
+class Filed(NamedTuple):
+    slug: str
+    date: datetime
+    tags: tuple[str, ...]
+    draft: bool
+
+
+def choose_times(work: Path, digest: Digest, rounds: int) -> tuple[float, float]:
+    from publisher import store
+    from publisher.store import ledger
+
+    filed = [Filed(f"a{n}", NOW - timedelta(hours=n), (), False) for n in range(10_000)]
+    engine = store.connect(f"sqlite:///{work / 'state.db'}")
+    with engine.begin() as db:
+        for number in range(1, 501):
+            slugs = [f"a{n}" for n in range(10_000 - number * 20, 10_020 - number * 20)]
+            ledger.create_issue(db, digest.name, digest.list_name, number, (None, 1.0), 1.0,
+                                None, slugs)  # fmt: skip
+    timed, reference = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        with engine.connect() as db:
+            sent = ledger.sent_articles(db, digest.name)
+        select_articles(filed, digest, NOW, sent.slugs)
+        timed.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        select_articles(filed, digest, NOW)
+        reference.append(time.perf_counter() - start)
+    engine.dispose()
+    return statistics.median(timed), statistics.median(reference)
 
 
 def naive_rate(html: str, text: str, subject: str, recipients: list[Recipient]) -> float:
