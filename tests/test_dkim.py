@@ -166,6 +166,7 @@ def confirm_signer() -> Signer:
         ("not a key", "email.dkim.key_env: not an unencrypted PEM private key"),
         (pem(ED), "email.dkim.key_env: needs an RSA key, this is ed25519-sha256"),
     ],
+    ids=["not-a-key", "ed25519-for-rsa"],
 )
 def test_a_wrong_key_is_a_clear_error(
     example: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Ran], key: str,
