@@ -184,3 +184,20 @@ def test_ordinary_big_numbers_still_render(example: Path) -> None:
         "subject",
     )
     assert text == "2,500,000 | Order 1234567: x | 3000000 | 2500000 |     7 | xxx | 012"
+
+
+def test_an_article_summary_is_never_run_as_a_template(example: Path) -> None:
+    """The default preheader is the first article's summary: it was rendered as a Jinja2
+    template, so an article could run template code (and one with a stray ``{%`` stopped
+    every issue)."""
+    (example / "articles" / "zz-braces.md").write_text(
+        "---\ntitle: Braces\ndate: 2026-11-28 11:00\n"
+        "summary: 'Write {{ unsubscribe_url }} and {% if %} in your code'\n---\nText.\n"
+    )
+    pub = load_config(example / "schedule.yaml")
+    entries = build(pub, NOW, write=False).published
+    articles = [a for a in load_articles(pub, entries) if a.slug == "zz-braces"]
+    issue = compose_issue(pub, pub.digest("weekly"), articles, 1, Window(None, NOW), NOW)
+    letters = prepare(pub, issue, Signer([b"test-key-0123456789abcdef"]))
+    html = letters.render(Recipient("ann@example.org", "Ann", "p1")).decode()
+    assert "Write {{ unsubscribe_url }} and {% if %} in your code" in html.replace("=\r\n", "")

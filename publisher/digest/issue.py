@@ -201,8 +201,10 @@ def compose_issue(
         250,
     )  # fmt: skip
     context["subject"] = subject
-    preheader = digest.preheader or (
-        plain_text(articles[0].summary_html) if articles else site.description
+    # The default preheader is an article's text, never run as a template: braces in an
+    # article are the article's.
+    plain_preheader = clean_text(
+        plain_text(articles[0].summary_html) if articles else site.description, 250
     )
     name, address = parse_sender(digest.sender)
     list_id = f"<{digest.list_name}.{_domain(site.base_url)}>"
@@ -212,8 +214,8 @@ def compose_issue(
     named_raw = ("", "")
     for recipient_name in (markers["name"], ""):
         context["recipient"] = {"name": recipient_name}
-        context["preheader"] = clean_text(
-            render_string(env, preheader, context, pub.path.name,
+        context["preheader"] = plain_preheader if digest.preheader is None else clean_text(
+            render_string(env, digest.preheader, context, pub.path.name,
                           *_setting(pub, digest, "preheader")),
             250,
         )  # fmt: skip
