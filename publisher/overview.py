@@ -54,7 +54,7 @@ def digest_overview(
         "list": digest.list_name,
         "subscribers": store.count_active(db, digest.list_name),
         "next_run": next_run(pub, digest, now),
-        # Published articles no issue has sent yet; an issue takes up to max_articles.
+        # Published articles in no issue yet; the next issue takes up to max_articles.
         "articles_waiting": waiting_articles(db, pub, digest, now),
         "max_articles": digest.max_articles,
         "issues": recent,

@@ -236,7 +236,7 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             f"{entry['digest']} (list {entry['list']}, {entry['subscribers']} subscriber(s)"
             f"{upcoming})"
             + (
-                f"; {waiting} article(s) not sent yet (an issue takes up to {most})"
+                f"; {waiting} article(s) in no issue yet (the next takes up to {most})"
                 if waiting
                 else ""
             )

@@ -140,8 +140,8 @@ def last_period(engine: Engine, digest: Digest) -> datetime | None:
 
 
 def waiting_articles(db: Connection, pub: Publication, digest: Digest, now: datetime) -> int:
-    """How many published articles the digest has not sent yet (what `status` shows): the
-    next issue takes up to ``max_articles`` of them."""
+    """How many published articles are in no issue of the digest yet (what `status`
+    shows): the next issue takes up to ``max_articles`` of them."""
     sent = ledger.sent_articles(db, digest.name)
     entries = build(pub, now, write=False).published
     selection = select_articles(entries, digest, now, sent.slugs, moment(sent.until))
