@@ -36,6 +36,9 @@ class Article:
     draft: bool
     link: str
     source: str
+    # Files of the publication it references (publication-relative paths): the site
+    # publishes them beside its pages, at the same path.
+    files: tuple[str, ...] = ()
 
     @property
     def modified(self) -> datetime:

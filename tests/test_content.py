@@ -84,10 +84,13 @@ def test_html_article(site: Callable[..., Publication]) -> None:
             """
         }
     )
-    article = read_article(pub.articles_dir / "page.html", "page.html", pub).article
+    parsed = read_article(pub.articles_dir / "page.html", "page.html", pub)
+    article = parsed.article
     assert article.slug == "the-page"
     assert article.date.utcoffset() is not None and article.date.hour == 10
-    assert article.body_html == '<p>Hello <img src="https://test.example/the-page/pic.png"></p>\n'
+    # A relative path resolves against the article's folder (and pic.png is not there).
+    assert article.body_html == '<p>Hello <img src="https://test.example/articles/pic.png"></p>\n'
+    assert [str(w) for w in parsed.warnings] == ["page.html:7: link: 'pic.png' does not exist"]
     assert article.summary_html == "A summary with &lt;b&gt;markup&lt;/b&gt; &amp; an ampersand"
 
 

@@ -53,6 +53,10 @@ class Publication:
         return self.root / self.config.feeds.folder
 
     @property
+    def site_dir(self) -> Path:
+        return self.root / self.config.website.folder
+
+    @property
     def state_dir(self) -> Path:
         return self.root / self.config.state.folder
 

@@ -98,6 +98,17 @@ class FeedsSettings(StrictModel):
     schedule: Schedule | None = None
 
 
+class WebsiteSettings(StrictModel):
+    """The publication's pages, written by `publisher build` beside the feeds and served by
+    `publisher serve`: one page per article at its permalink, a front page and a page per
+    tag (with paging), and the files the articles reference."""
+
+    # false: the pages live elsewhere (then `link:` or site.permalink name their URLs).
+    enabled: Bool = True
+    folder: Folder = "site"
+    per_page: Int = Field(default=10, ge=1, le=500)  # articles on a front or tag page
+
+
 class StateSettings(StrictModel):
     folder: Folder = "var"
     # SQLAlchemy URL of the state database; default: SQLite file publisher.db in `folder`.
@@ -263,6 +274,7 @@ class Config(StrictModel):
     site: Site
     content: ContentSettings = ContentSettings()
     feeds: FeedsSettings = FeedsSettings()
+    website: WebsiteSettings = WebsiteSettings()
     state: StateSettings = StateSettings()
     templates: Folder = "templates/email"
     email: EmailSettings = EmailSettings()

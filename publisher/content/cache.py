@@ -27,7 +27,7 @@ from typing import NamedTuple
 from publisher.errors import Problem
 from publisher.files import private_file
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS entries (
     modified TEXT,
     tags TEXT,
     draft INTEGER,
+    files TEXT,
     used_mtime INTEGER NOT NULL,
     mtime REAL NOT NULL,
     problems TEXT,
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS entries (
     seen REAL NOT NULL
 );
 -- The big parts live apart, so that reading the small columns of 10,000 entries stays a
--- read of a few hundred kilobytes. kind: 'rss', 'atom' or 'json'.
+-- read of a few hundred kilobytes. kind: 'rss', 'atom', 'json', or 'page' (the article as
+-- the site's pages need it, JSON).
 CREATE TABLE IF NOT EXISTS blobs (
     path TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS blobs_order ON blobs (kind, sort);
 """
 FORMATS = ("rss", "atom", "json")
+KINDS = (*FORMATS, "page")
 # Joins tags in one column; a control character, so never part of a tag.
 _SEP = "\x1f"
 
@@ -76,6 +79,7 @@ class Entry(NamedTuple):
     modified: datetime
     tags: tuple[str, ...]
     draft: bool
+    files: tuple[str, ...] = ()  # what the site publishes with it (publication-relative)
 
 
 class Outcome(NamedTuple):
@@ -103,6 +107,7 @@ class Row:
     rss: bytes | None
     atom: bytes | None
     json: bytes | None
+    page: bytes | None = None
 
 
 def stat_signature(fingerprint: bytes, size: int, mtime_ns: int, inode: int) -> str:
@@ -156,15 +161,15 @@ class BuildCache:
     def cached(self) -> dict[str, Cached]:
         """Everything the cache knows, per path: key, stat signature and outcome."""
         query = (
-            "SELECT path, key, stat, digest, sort, slug, date, modified, tags, draft,"
+            "SELECT path, key, stat, digest, sort, slug, date, modified, tags, draft, files,"
             " used_mtime, mtime, problems FROM entries"
         )
         found: dict[str, Cached] = {}
         fromiso = datetime.fromisoformat
         with closing(self.db.execute(query)) as rows:
             for row in rows:
-                path, key, stat, digest, sort, slug, date, modified, tags, draft = row[:10]
-                used, mtime, problems = row[10:]
+                path, key, stat, digest, sort, slug, date, modified, tags, draft, files = row[:11]
+                used, mtime, problems = row[11:]
                 entry = None
                 if slug is not None:
                     entry = Entry(
@@ -176,6 +181,7 @@ class BuildCache:
                         fromiso(modified),
                         tuple(tags.split(_SEP)) if tags else (),
                         bool(draft),
+                        tuple(files.split(_SEP)) if files else (),
                     )
                 listed = tuple(Problem(*p) for p in json.loads(problems)) if problems else ()
                 found[path] = Cached(key, stat, Outcome(entry, listed, mtime, bool(used)))
@@ -191,12 +197,12 @@ class BuildCache:
                 entries = [_columns(row) for row in chunk]
                 self.db.executemany(
                     "INSERT INTO entries (path, key, stat, digest, sort, slug, date, modified,"
-                    " tags, draft, used_mtime, mtime, problems, seen)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " tags, draft, files, used_mtime, mtime, problems, seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET key = excluded.key,"
                     " stat = excluded.stat, digest = excluded.digest, sort = excluded.sort,"
                     " slug = excluded.slug, date = excluded.date, modified = excluded.modified,"
-                    " tags = excluded.tags, draft = excluded.draft,"
+                    " tags = excluded.tags, draft = excluded.draft, files = excluded.files,"
                     " used_mtime = excluded.used_mtime, mtime = excluded.mtime,"
                     " problems = excluded.problems",
                     [(*columns, seen) for columns in entries],
@@ -211,7 +217,12 @@ class BuildCache:
                     (
                         (row.path, kind, columns[4], data)
                         for row, columns in zip(chunk, entries, strict=True)
-                        for kind, data in (("rss", row.rss), ("atom", row.atom), ("json", row.json))
+                        for kind, data in (
+                            ("rss", row.rss),
+                            ("atom", row.atom),
+                            ("json", row.json),
+                            ("page", row.page),
+                        )
                         if data is not None
                     ),
                 )
@@ -231,7 +242,7 @@ class BuildCache:
 
     def fragments(self, kind: str, paths: set[str]) -> Iterator[tuple[str, bytes]]:
         """The ``kind`` fragment of each of ``paths``, newest entry first."""
-        if kind not in FORMATS:
+        if kind not in KINDS:
             raise ValueError(kind)
         query = "SELECT path, data FROM blobs WHERE kind = ? ORDER BY sort DESC"
         with closing(self.db.execute(query, (kind,))) as rows:
@@ -268,7 +279,7 @@ def _columns(row: Row) -> tuple[object, ...]:
         else None
     )
     if entry is None:
-        head: tuple[object, ...] = (None, "", None, None, None, None, None)
+        head: tuple[object, ...] = (None, "", None, None, None, None, None, None)
     else:
         head = (
             entry.digest,
@@ -278,6 +289,7 @@ def _columns(row: Row) -> tuple[object, ...]:
             entry.modified.isoformat(),
             _SEP.join(entry.tags),
             int(entry.draft),
+            _SEP.join(entry.files),
         )
     return (
         row.path,

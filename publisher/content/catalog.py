@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+
 from publisher import __version__
 from publisher.config import Publication
 from publisher.content import READER_VERSION, SUFFIXES
@@ -285,9 +287,11 @@ def read_file(
     except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
         outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
         return Row(outcome, name, key, stat, None, None, None)
+    page = page_record(article)
     digest = hashlib.sha256(rss)
     digest.update(atom)
     digest.update(json)
+    digest.update(page)
     entry = Entry(
         name,
         digest.digest(),
@@ -297,9 +301,25 @@ def read_file(
         article.modified,
         article.tags,
         article.draft,
+        article.files,
     )
     outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
-    return Row(outcome, name, key, stat, rss, atom, json)
+    return Row(outcome, name, key, stat, rss, atom, json, page)
+
+
+def page_record(article: Article) -> bytes:
+    """The article as the site's pages need it (JSON): kept in the build cache, so that a
+    page is rendered again without reading its file."""
+    image = article.image
+    return orjson.dumps(
+        {
+            "slug": article.slug, "title": article.title, "date": article.date.isoformat(),
+            "updated": None if article.updated is None else article.updated.isoformat(),
+            "author": article.author, "tags": list(article.tags),
+            "summary": article.summary_html, "body": article.body_html, "link": article.link,
+            "image": None if image is None else {"url": image.url, "alt": image.alt},
+        }
+    )  # fmt: skip
 
 
 _WORKER: tuple[Publication, bytes, Fragments] | None = None

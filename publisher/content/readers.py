@@ -24,6 +24,12 @@ from publisher.config import Publication
 from publisher.config.fields import parse_datetime
 from publisher.content import slugify
 from publisher.content.frontmatter import Split, split_front_matter
+from publisher.content.links import (
+    folder_url,
+    published_file,
+    resolve_references,
+    rewrite_article_links,
+)
 from publisher.content.newstext import parse_news_text
 from publisher.content.sanitize import sanitize_html
 from publisher.content.source import read_source
@@ -34,6 +40,7 @@ from publisher.model import Article, Image
 @dataclass(frozen=True)
 class Body:
     html: str
+    raw: str = ""  # the HTML before it was sanitized: where its relative paths are found
     title: str | None = None
     title_line: int | None = None
     date_text: str | None = None
@@ -107,7 +114,11 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
     slug = _slug(meta.slug, path, shown, split)
     link = meta.link or site.base_url + site.permalink.format(slug=slug)
     reader = _READERS[path.suffix.lower()]
-    body = reader(split, shown, link)
+    # Relative paths resolve against the article's own folder (links.py), not its page.
+    body = reader(split, shown, folder_url(pub, path))
+    references = resolve_references(pub, path, shown, body.raw, split.body, split.body_line)
+    warnings.extend(references.warnings)
+    body_html = rewrite_article_links(body.html, references.articles)
     if body.removed:
         warnings.append(
             Problem(
@@ -164,8 +175,13 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
         )
         updated = None
 
-    summary = _summary(meta.summary, body.html)
+    summary = _summary(meta.summary, body_html)
     image = _image(meta, path, shown, split, pub)
+    files = list(references.files)
+    if image is not None and meta.image is not None and not re.match(r"https?://", meta.image.src):
+        lead = published_file(pub, path, meta.image.src)
+        if lead is not None and lead not in files:
+            files.insert(0, lead)
     tags = tuple(dict.fromkeys(" ".join(t.split()) for t in meta.tags if t.strip()))
     article = Article(
         slug=slug,
@@ -175,11 +191,12 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
         author=meta.author,
         tags=tags,
         summary_html=summary,
-        body_html=body.html,
+        body_html=body_html,
         image=image,
         draft=meta.draft,
         link=link,
         source=shown,
+        files=tuple(files),
     )
     return Parsed(article, tuple(warnings), used_mtime)
 
@@ -192,7 +209,7 @@ _MARKDOWN_OPTIONS = pyromark.Options.ENABLE_TABLES | pyromark.Options.ENABLE_STR
 _H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$")
 
 
-def _read_markdown(split: Split, shown: str, link: str) -> Body:
+def _read_markdown(split: Split, shown: str, base: str) -> Body:
     text = split.body
     title = None
     title_line = None
@@ -207,16 +224,16 @@ def _read_markdown(split: Split, shown: str, link: str) -> Body:
                     text = "\n".join(lines[index + 1 :])
                 break
     rendered = pyromark.html(text, options=_MARKDOWN_OPTIONS)
-    clean, removed = sanitize_html(rendered, link)
-    return Body(clean, title, title_line, removed=removed)
+    clean, removed = sanitize_html(rendered, base)
+    return Body(clean, rendered, title, title_line, removed=removed)
 
 
-def _read_html(split: Split, shown: str, link: str) -> Body:
-    clean, removed = sanitize_html(split.body, link)
-    return Body(clean, removed=removed)
+def _read_html(split: Split, shown: str, base: str) -> Body:
+    clean, removed = sanitize_html(split.body, base)
+    return Body(clean, split.body, removed=removed)
 
 
-def _read_news_text(split: Split, shown: str, link: str) -> Body:
+def _read_news_text(split: Split, shown: str, base: str) -> Body:
     news = parse_news_text(split.body, split.body_line)
     if news is None:
         return Body("")
@@ -233,8 +250,8 @@ def _read_news_text(split: Split, shown: str, link: str) -> Body:
             date_text, date_line = with_date[0][1], with_date[0][2]
         else:
             missing, date_line = True, ordered[0][2]
-    clean, removed = sanitize_html("\n".join(parts), link)
-    return Body(clean, news.title, news.title_line, date_text, date_line, missing, removed)
+    clean, removed = sanitize_html("\n".join(parts), base)
+    return Body(clean, "", news.title, news.title_line, date_text, date_line, missing, removed)
 
 
 _READERS: dict[str, Callable[[Split, str, str], Body]] = {
