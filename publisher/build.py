@@ -1,8 +1,10 @@
-"""``publisher build``: the catalog of the content folder -> every configured feed.
+"""``publisher build``: the catalog of the content folder -> every configured feed, and
+the site.
 
-Composes two stations: ``content.catalog`` (which articles, read only when they changed,
-published at ``now``) and ``feeds.files`` (the feed files, written atomically, untouched
-when unchanged). The CLI and the scheduler both call ``build``; it reads no clock of its own.
+Composes three stations: ``content.catalog`` (which articles, read only when they
+changed, published at ``now``), ``feeds.files`` (the feed files, written atomically,
+untouched when unchanged) and ``site.files`` (the pages and the files they reference,
+the same way). The CLI and the scheduler both call ``build``; it reads no clock of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from publisher.model import Article
 
 if TYPE_CHECKING:
     from publisher.feeds.files import FeedFile
+    from publisher.site.files import SiteReport
 
 CACHE_FILE = "build-cache.sqlite3"
 __all__ = ["CACHE_FILE", "BuildReport", "build", "feed_fragments", "load_articles", "scan_articles"]
@@ -28,6 +31,7 @@ class BuildReport(Catalog):
     """The catalog of the build, and the feed files it wrote."""
 
     feeds: list[FeedFile] = field(default_factory=list)
+    site: SiteReport | None = None  # None: the site is off, or nothing was written
 
 
 def build(
@@ -44,6 +48,10 @@ def build(
             from publisher.feeds.files import write_feeds  # a send writes no feeds
 
             report.feeds = write_feeds(pub, cache, report.published)
+            if pub.config.website.enabled:
+                from publisher.site.files import write_site
+
+                report.site = write_site(pub, cache, report.published)
     return report
 
 

@@ -19,14 +19,15 @@ TIERS: dict[str, int] = {
     "config": 2,
     "tokens": 3, "backends": 3, "store": 3, "content": 3,
     "feeds": 4, "digest": 4, "subscribers": 4,
-    "build": 5,
-    "delivery": 6,
-    "confirm": 7,
-    "scheduler": 8,
-    "overview": 9,
-    "web": 10,
-    "cli": 11,
-    "__main__": 12,
+    "site": 5,
+    "build": 6,
+    "delivery": 7,
+    "confirm": 8,
+    "scheduler": 9,
+    "overview": 10,
+    "web": 11,
+    "cli": 12,
+    "__main__": 13,
 }  # fmt: skip
 # Arrows that point up on purpose, each with its reason.
 EXCEPTIONS = {

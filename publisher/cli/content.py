@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -120,6 +121,14 @@ def build_feeds(pub: Publication, args: argparse.Namespace, now: datetime) -> in
             f"{report.rendered} read, {report.reused} from cache"
             + (f"; {len(report.skipped)} skipped" if report.skipped else "")
         )
+        if report.site is not None:
+            site = report.site
+            print(
+                f"site: {site.pages} page(s) ({site.written} written), {site.files} file(s) "
+                f"({site.copied} copied)"
+                + (f", {site.removed} removed" if site.removed else "")
+                + f" in {pub.config.website.folder}/"
+            )
     return 1 if report.skipped else 0
 
 
@@ -137,4 +146,5 @@ def _report_json(report: BuildReport) -> dict[str, Any]:
         "warnings": [problem(p) for p in report.warnings],
         "rendered": report.rendered,
         "reused": report.reused,
+        "site": None if report.site is None else dataclasses.asdict(report.site),
     }

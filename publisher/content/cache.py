@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS entries (
     tags TEXT,
     draft INTEGER,
     files TEXT,
+    link TEXT,
     used_mtime INTEGER NOT NULL,
     mtime REAL NOT NULL,
     problems TEXT,
@@ -80,6 +81,7 @@ class Entry(NamedTuple):
     tags: tuple[str, ...]
     draft: bool
     files: tuple[str, ...] = ()  # what the site publishes with it (publication-relative)
+    link: str = ""  # its permalink (or its own `link:`)
 
 
 class Outcome(NamedTuple):
@@ -162,14 +164,14 @@ class BuildCache:
         """Everything the cache knows, per path: key, stat signature and outcome."""
         query = (
             "SELECT path, key, stat, digest, sort, slug, date, modified, tags, draft, files,"
-            " used_mtime, mtime, problems FROM entries"
+            " link, used_mtime, mtime, problems FROM entries"
         )
         found: dict[str, Cached] = {}
         fromiso = datetime.fromisoformat
         with closing(self.db.execute(query)) as rows:
             for row in rows:
-                path, key, stat, digest, sort, slug, date, modified, tags, draft, files = row[:11]
-                used, mtime, problems = row[11:]
+                path, key, stat, digest, sort, slug, date, modified, tags, draft = row[:10]
+                files, link, used, mtime, problems = row[10:]
                 entry = None
                 if slug is not None:
                     entry = Entry(
@@ -182,6 +184,7 @@ class BuildCache:
                         tuple(tags.split(_SEP)) if tags else (),
                         bool(draft),
                         tuple(files.split(_SEP)) if files else (),
+                        link or "",
                     )
                 listed = tuple(Problem(*p) for p in json.loads(problems)) if problems else ()
                 found[path] = Cached(key, stat, Outcome(entry, listed, mtime, bool(used)))
@@ -197,12 +200,13 @@ class BuildCache:
                 entries = [_columns(row) for row in chunk]
                 self.db.executemany(
                     "INSERT INTO entries (path, key, stat, digest, sort, slug, date, modified,"
-                    " tags, draft, files, used_mtime, mtime, problems, seen)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " tags, draft, files, link, used_mtime, mtime, problems, seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET key = excluded.key,"
                     " stat = excluded.stat, digest = excluded.digest, sort = excluded.sort,"
                     " slug = excluded.slug, date = excluded.date, modified = excluded.modified,"
                     " tags = excluded.tags, draft = excluded.draft, files = excluded.files,"
+                    " link = excluded.link,"
                     " used_mtime = excluded.used_mtime, mtime = excluded.mtime,"
                     " problems = excluded.problems",
                     [(*columns, seen) for columns in entries],
@@ -238,6 +242,19 @@ class BuildCache:
             row = self.db.execute("SELECT seen FROM entries WHERE path = ?", (path,)).fetchone()
             if row is not None:
                 found[path] = float(row[0])
+        return found
+
+    def records(self, kind: str, paths: Iterable[str]) -> dict[str, bytes]:
+        """The ``kind`` blob of each of ``paths`` that has one, looked up one by one (for
+        a few paths; ``fragments`` streams them all)."""
+        if kind not in KINDS:
+            raise ValueError(kind)
+        found: dict[str, bytes] = {}
+        query = "SELECT data FROM blobs WHERE path = ? AND kind = ?"
+        for path in paths:
+            row = self.db.execute(query, (path, kind)).fetchone()
+            if row is not None:
+                found[path] = bytes(row[0])
         return found
 
     def fragments(self, kind: str, paths: set[str]) -> Iterator[tuple[str, bytes]]:
@@ -279,7 +296,7 @@ def _columns(row: Row) -> tuple[object, ...]:
         else None
     )
     if entry is None:
-        head: tuple[object, ...] = (None, "", None, None, None, None, None, None)
+        head: tuple[object, ...] = (None, "", None, None, None, None, None, None, None)
     else:
         head = (
             entry.digest,
@@ -290,6 +307,7 @@ def _columns(row: Row) -> tuple[object, ...]:
             _SEP.join(entry.tags),
             int(entry.draft),
             _SEP.join(entry.files),
+            entry.link,
         )
     return (
         row.path,

@@ -302,6 +302,7 @@ def read_file(
         article.tags,
         article.draft,
         article.files,
+        article.link,
     )
     outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
     return Row(outcome, name, key, stat, rss, atom, json, page)

@@ -5,11 +5,12 @@ Every answer carries security headers; errors never show a stack trace to a visi
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
@@ -158,7 +159,10 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
             query = request.url.query
             location = quote(other) + (f"?{query}" if query else "")
             return Response(status_code=307, headers={"Location": location})
-        return pages.message("Not found", "There is no such page.", status=404)
+        # The site the build wrote: what no route answers.
+        return _site_file(pub, request) or pages.message(
+            "Not found", "There is no such page.", status=404
+        )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return pages.message("Not allowed", "That method is not allowed here.", status=405)
@@ -197,14 +201,41 @@ def _unsubscribe(engine: Engine, public_id: str) -> None:
 
 
 def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
-    root = pub.feeds_dir.resolve()
+    served = _file(pub.feeds_dir, request.path_params["path"], request)
+    return served or pages.message("Not found", "There is no such feed.", status=404)
+
+
+def _site_file(pub: Publication, request: Request) -> Response | None:
+    """A page or file of the site the build wrote, for a path no route has; None when
+    there is none. A folder's page is its index.html; the folder without its slash is
+    redirected to it."""
+    if not pub.config.website.enabled or request.method not in ("GET", "HEAD"):
+        return None
+    prefix = urlsplit(pub.config.site.base_url).path or "/"
+    path = request.url.path
+    if not path.startswith(prefix):
+        return None
+    relative = path[len(prefix) :]
+    if relative == "" or relative.endswith("/"):
+        return _file(pub.site_dir, relative + "index.html", request)
+    served = _file(pub.site_dir, relative, request)
+    if served is None and _file(pub.site_dir, relative + "/index.html", request) is not None:
+        return Response(status_code=307, headers={"Location": quote(path + "/")})
+    return served
+
+
+def _file(folder: Path, relative: str, request: Request) -> Response | None:
+    """``relative`` below ``folder`` with HTTP caching, or None when there is no such
+    (visible, regular) file there."""
+    root = folder.resolve()
     try:  # a NUL byte or an over-long name is a ValueError / OSError, not a server error
-        target = (root / request.path_params["path"]).resolve()
-        if root not in target.parents or not target.is_file() or target.name.startswith("."):
+        target = (root / relative).resolve()
+        hidden = any(part.startswith(".") for part in target.relative_to(root).parts)
+        if root not in target.parents or not target.is_file() or hidden:
             raise FileNotFoundError(target)
         stat = target.stat()
     except (OSError, ValueError):
-        return pages.message("Not found", "There is no such feed.", status=404)
+        return None
     # From size and mtime, not the bytes: a 304 then costs a stat, not a read. The build
     # leaves an unchanged feed file untouched, so its tag stays the same.
     etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
@@ -216,12 +247,17 @@ def _feed_file(pub: Publication, pages: Pages, request: Request) -> Response:
     }
     if _not_modified(request, etag, modified):
         return Response(status_code=304, headers=headers)
-    media = FEED_TYPES.get(target.name) or SUFFIX_TYPES.get(Path(target.name).suffix)
+    media = FEED_TYPES.get(target.name) or SUFFIX_TYPES.get(target.suffix) or _guess(target.name)
     # Streamed from the file (a large feed is not read into memory), with HEAD and byte
     # ranges; our ETag and Last-Modified stand in for Starlette's own.
     return FileResponse(
         target, media_type=media or "application/octet-stream", headers=headers, stat_result=stat
     )
+
+
+def _guess(name: str) -> str | None:
+    kind = mimetypes.guess_type(name)[0]
+    return f"{kind}; charset=utf-8" if kind in ("text/html", "text/css", "text/plain") else kind
 
 
 def _not_modified(request: Request, etag: str, modified: datetime) -> bool:

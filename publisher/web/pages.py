@@ -36,6 +36,7 @@ class Pages:
         ]
         self.common: dict[str, Any] = {
             "site": site, "robots": "noindex", "feeds": feeds, "archives": archives,
+            "subscribe": "/subscribe",
         }  # fmt: skip
 
     def render(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -1,0 +1,2 @@
+"""The publication's website: article records -> pages (``render``) -> the site folder
+(``files``)."""

@@ -1,0 +1,133 @@
+"""Article records -> the site's pages: one per article, the front page and a page per tag
+(both paged). Pure but for reading templates: the records are the build cache's ``page``
+blobs, the templates those of ``templates/web`` (each falling back to the package's own),
+run sandboxed and autoescaped, with StrictUndefined, like every template here.
+
+A page carries what a reader, a search engine and a feed reader look for: ``lang``, a
+``<link rel=canonical>``, Open Graph tags and the feeds' autodiscovery links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from publisher.config import Publication
+from publisher.content import plain_text, slugify
+from publisher.digest.templates import environment, render_template
+from publisher.feeds.render import FILENAMES, LABELS, MEDIA_TYPES
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "web"
+TEMPLATES = ("base.html", "head.html", "style.css", "article.html", "index.html", "tag.html")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a list of articles (the front page, or a tag's): where it is, which
+    records it shows, and its neighbours."""
+
+    path: str  # below the site folder, e.g. "page/2/index.html"
+    url: str
+    number: int
+    pages: int
+    newer: str | None
+    older: str | None
+
+
+class SiteRenderer:
+    """Renders the pages of one publication; the templates are compiled once."""
+
+    def __init__(self, pub: Publication) -> None:
+        self.pub = pub
+        self.env = environment(pub.web_templates_dir, DEFAULTS)
+        site = pub.config.site
+        feeds = [
+            {"label": LABELS[kind], "type": MEDIA_TYPES[kind],
+             "href": pub.feeds_url + FILENAMES[kind]}
+            for kind in pub.config.feeds.formats
+        ]  # fmt: skip
+        several = len(pub.config.digests) > 1
+        archives = [
+            {"label": f"Archive ({d.name})" if several else "Archive",
+             "href": f"{site.base_url}issues/{d.name}/"}
+            for d in pub.config.digests
+        ]  # fmt: skip
+        self.common: dict[str, Any] = {
+            "site": site, "robots": "index, follow", "feeds": feeds, "archives": archives,
+            "subscribe": f"{site.base_url}subscribe" if pub.config.digests else None,
+        }  # fmt: skip
+
+    def fingerprint(self) -> bytes:
+        """What every page depends on besides its articles: the templates' text and the
+        settings they show. A change of either renders every page again."""
+        digest = hashlib.sha256()
+        for name in TEMPLATES:
+            source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+            digest.update(name.encode() + b"\0" + source.encode() + b"\0")
+        settings = {
+            "site": self.pub.config.site.model_dump(mode="json"),
+            "website": self.pub.config.website.model_dump(mode="json"),
+            "feeds": self.common["feeds"], "archives": self.common["archives"],
+            "subscribe": self.common["subscribe"],
+        }  # fmt: skip
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+        return digest.digest()
+
+    def article(self, record: dict[str, Any]) -> bytes:
+        article = _article(record, self.pub)
+        image = record["image"]
+        meta = {
+            "canonical": record["link"],
+            "og": {
+                "type": "article", "title": record["title"], "url": record["link"],
+                "description": plain_text(record["summary"])[:300],
+                "image": None if image is None else image["url"],
+            },
+        }  # fmt: skip
+        return self._render("article.html", record["title"], article=article, **meta)
+
+    def listing(
+        self, records: list[dict[str, Any]], listing: Listing, tag: str | None = None
+    ) -> bytes:
+        site = self.pub.config.site
+        if tag is None:
+            title = site.title if listing.number == 1 else f"{site.title}: page {listing.number}"
+            template = "index.html"
+        else:
+            title = f"Tagged {tag}" + (f": page {listing.number}" if listing.number > 1 else "")
+            template = "tag.html"
+        og = {"type": "website", "title": title, "url": listing.url,
+              "description": site.description, "image": None}  # fmt: skip
+        paging = {"number": listing.number, "pages": listing.pages,
+                  "newer": listing.newer, "older": listing.older}  # fmt: skip
+        return self._render(
+            template, title, canonical=listing.url, og=og, tag=tag, paging=paging,
+            articles=[_article(record, self.pub) for record in records],
+        )  # fmt: skip
+
+    def _render(self, template: str, title: str, **context: Any) -> bytes:
+        text = render_template(self.env, template, {**self.common, "title": title, **context})
+        return text.encode("utf-8")
+
+
+def _article(record: dict[str, Any], pub: Publication) -> dict[str, Any]:
+    base = pub.config.site.base_url
+    return {
+        "title": record["title"],
+        "link": record["link"],
+        "date": datetime.fromisoformat(record["date"]),
+        "updated": None if record["updated"] is None else datetime.fromisoformat(record["updated"]),
+        "author": record["author"] or pub.config.site.author.name,
+        "tags": [
+            {"name": t, "href": f"{base}tags/{slugify(t)}/"} for t in record["tags"] if slugify(t)
+        ],
+        "summary": Markup(record["summary"]),
+        "body": Markup(record["body"]),
+        "image": record["image"],
+    }
