@@ -4,7 +4,8 @@ matter. What such a path leads to decides what becomes of it:
 
 * another article's source file (``other.md``): that article's permalink;
 * any other file of the publication (an image, a PDF): published with the site at the
-  same path below the site's URL, so the article carries it in ``files``;
+  same path below the site's URL, so the article carries it in ``files`` (a file the
+  build writes, such as a feed, is linked to and not copied);
 * nothing: the link stays, and a ``path:line:`` warning says so.
 
 Absolute URLs, ``mailto:`` and fragments are the author's business and left alone.
@@ -84,6 +85,8 @@ def resolve_references(
             found.warnings.append(outside)
             continue
         file = pub.root / target
+        if any(_under(file, made) for made in (pub.feeds_dir, pub.site_dir, pub.state_dir)):
+            continue  # what a build makes (a feed, a page): there, and not copied
         if file.suffix.lower() in SUFFIXES and _under(file, pub.articles_dir) and file.is_file():
             found.articles[_absolute(base, value)] = _permalink(pub, file)
         elif file.is_file():

@@ -1,0 +1,244 @@
+"""The site `publisher build` writes and `publisher serve` serves: a page per article at its
+permalink, the front page and the tags' pages, the files articles reference; one rule
+for relative paths; and every link of a feed, a digest or a page leads somewhere real."""
+
+from __future__ import annotations
+
+import email
+import html
+import re
+from email import policy
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urlsplit
+
+import pytest
+
+from publisher.build import build
+from publisher.config import Publication, load_config
+
+from .conftest import NOW
+from .test_web import fetch, serving
+
+BASE = "https://notes.kestrelbay.example/"
+
+
+def pub_of(example: Path, old: str = "", new: str = "") -> Publication:
+    config = example / "schedule.yaml"
+    if old:
+        config.write_text(config.read_text().replace(old, new))
+    return load_config(config)
+
+
+def site_files(pub: Publication) -> dict[str, int]:
+    """Every file of the site folder and its mtime."""
+    root = pub.site_dir
+    return {
+        path.relative_to(root).as_posix(): path.stat().st_mtime_ns
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_build_writes_a_page_per_article_the_front_page_tags_and_referenced_files(
+    example: Path,
+) -> None:
+    pub = pub_of(example)
+    report = build(pub, NOW)
+    files = site_files(pub)
+    slugs = sorted(entry.slug for entry in report.published)
+    pages = sorted(p for p in files if p.startswith("articles/") and p.endswith("/index.html"))
+    assert pages == [f"articles/{slug}/index.html" for slug in slugs]
+    assert "index.html" in files and "tags/harbour/index.html" in files
+    assert "articles/images/lighthouse.png" in files  # the lead image the article names
+    assert (pub.site_dir / "articles/images/lighthouse.png").read_bytes() == (
+        example / "articles/images/lighthouse.png"
+    ).read_bytes()
+    assert not any(p.startswith("articles/draft") for p in files)
+    page = (pub.site_dir / "articles/welcome/index.html").read_text()
+    assert '<html lang="en-GB">' in page
+    assert f'<link rel="canonical" href="{BASE}articles/welcome/">' in page
+    assert '<meta property="og:title" content="Welcome to Kestrel Bay Notes">' in page
+    assert (
+        f'type="application/atom+xml" title="Kestrel Bay Notes (Atom)" href="{BASE}feeds/atom.xml"'
+        in page
+    )
+    assert report.site is not None and report.site.pages == len(files) - 1
+
+
+def test_front_and_tag_pages_are_paged(example: Path) -> None:
+    pub = pub_of(example, "state:\n", "website:\n  per_page: 4\nstate:\n")
+    build(pub, NOW)
+    files = site_files(pub)
+    assert {"index.html", "page/2/index.html", "page/3/index.html"} <= set(files)
+    assert "page/4/index.html" not in files  # 10 articles, 4 a page
+    second = (pub.site_dir / "page/2/index.html").read_text()
+    assert f'href="{BASE}" rel="prev">Newer' in second
+    assert f'href="{BASE}page/3/" rel="next">Older' in second
+    assert second.count('<article class="card">') == 4
+
+
+def test_an_unchanged_page_is_not_written_again_and_a_stale_one_is_removed(
+    example: Path,
+) -> None:
+    pub = pub_of(example)
+    build(pub, NOW)
+    first = site_files(pub)
+    again = build(pub, NOW)
+    assert again.site is not None and again.site.written == 0 and again.site.copied == 0
+    assert site_files(pub) == first  # not one file touched
+    # One article edited: its page and the lists that show it, nothing else.
+    welcome = example / "articles" / "welcome.md"
+    welcome.write_text(
+        welcome.read_text().replace("Welcome to Kestrel", "Welcome again to Kestrel")
+    )
+    edited = build(pub, NOW)
+    changed = {p for p, mtime in site_files(pub).items() if first.get(p) != mtime}
+    assert changed == {"articles/welcome/index.html", "index.html", "tags/about/index.html"}
+    assert edited.site is not None and edited.site.written == 3
+    # An article deleted: its page, and the page of a tag only it had, are removed.
+    welcome.unlink()
+    gone = build(pub, NOW)
+    assert gone.site is not None and gone.site.removed == 2
+    files = site_files(pub)
+    assert "articles/welcome/index.html" not in files and "tags/about/index.html" not in files
+    assert not (pub.site_dir / "articles" / "welcome").exists()
+
+
+def test_the_site_can_be_turned_off(example: Path) -> None:
+    pub = pub_of(example, "state:\n", "website:\n  enabled: false\nstate:\n")
+    report = build(pub, NOW)
+    assert report.site is None and not pub.site_dir.exists()
+
+
+def test_relative_paths_resolve_against_the_article_folder_in_body_and_front_matter(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(example)
+    articles = example / "articles"
+    (articles / "notes").mkdir()
+    (articles / "notes" / "map.pdf").write_bytes(b"%PDF-1.4 a map")
+    (articles / "notes" / "walk.md").write_text(
+        "---\ntitle: A walk\ndate: 2026-11-20 10:00\nimage:\n  src: ../images/lighthouse.png\n"
+        "  alt: The lighthouse\n---\n"
+        "See ![the light](../images/lighthouse.png), [the map](map.pdf),\n"
+        "[the welcome](../welcome.md#who), [the tides](/articles/reading-the-tide-tables.md)\n"
+        "and [nothing](missing.png).\n"
+    )
+    pub = pub_of(example)
+    report = build(pub, NOW)
+    warnings = [str(w) for w in report.warnings if "walk" in w.path]
+    assert warnings == ["articles/notes/walk.md:10: link: 'missing.png' does not exist"]
+    page = (pub.site_dir / "articles/walk/index.html").read_text()
+    image = f"{BASE}articles/images/lighthouse.png"
+    assert f'<img src="{image}" alt="the light">' in page  # the body's path
+    assert f'<meta property="og:image" content="{image}">' in page  # the front matter's
+    assert f'href="{BASE}articles/notes/map.pdf"' in page
+    assert f'href="{BASE}articles/welcome/#who"' in page  # another article: its permalink
+    assert f'href="{BASE}articles/reading-the-tide-tables/"' in page
+    assert (pub.site_dir / "articles/notes/map.pdf").read_bytes() == b"%PDF-1.4 a map"
+
+
+def test_a_path_outside_the_publication_is_a_warning(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(example)
+    (example / "articles" / "sneaky.md").write_text(
+        "---\ntitle: Sneaky\ndate: 2026-11-20 10:00\n---\n![x](../../../etc/passwd)\n"
+    )
+    report = build(pub_of(example), NOW)
+    assert [str(w) for w in report.warnings if "sneaky" in w.path] == [
+        "articles/sneaky.md:5: link: '../../../etc/passwd' is outside the publication"
+    ]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.found.append(value)
+
+
+def html_links(text: str) -> list[str]:
+    parser = _Links()
+    parser.feed(text)
+    return parser.found
+
+
+def feed_links(text: str) -> list[str]:
+    """The URLs a feed file names: attributes, <link>/<guid>/<id> texts, JSON values."""
+    found = re.findall(r'(?:href|url)="([^"]+)"', text)
+    found += re.findall(r"<(?:link|guid|id|uri)(?: [^>]*)?>(https?://[^<]+)</", text)
+    found += re.findall(r'"(?:url|external_url|home_page_url|feed_url|image)": "([^"]+)"', text)
+    return [html.unescape(link) for link in found]
+
+
+def resolves(pub: Publication, link: str) -> bool:
+    """Whether a link of ours leads to a file of the build or a page of `publisher serve`;
+    a link to another host is not ours to check (and must be absolute)."""
+    url, _ = urldefrag(link)
+    if url.startswith("mailto:"):
+        return True
+    if not url.startswith(BASE):
+        return (
+            url.startswith(("https://", "http://"))
+            and urlsplit(url).netloc != urlsplit(BASE).netloc
+        )
+    relative = url[len(BASE) :]
+    if relative.startswith("feeds/"):
+        return (pub.feeds_dir / relative.removeprefix("feeds/")).is_file()
+    if relative.startswith(("subscribe", "unsubscribe/", "confirm/", "issues/")):
+        return True  # the routes of `publisher serve` (test_web follows them)
+    page = relative + "index.html" if relative.endswith("/") or not relative else relative
+    return (pub.site_dir / page).is_file()
+
+
+def test_every_link_of_the_feeds_the_digest_and_the_pages_resolves(example: Path) -> None:
+    from publisher.digest.personalize import Recipient
+
+    from .test_digest import letters_for
+
+    pub = pub_of(example)
+    build(pub, NOW)
+    named: dict[str, list[str]] = {}
+    for path in pub.site_dir.rglob("*.html"):
+        named[str(path.relative_to(pub.site_dir))] = html_links(path.read_text())
+    for path in pub.feeds_dir.rglob("*"):
+        if path.is_file():
+            named[str(path.relative_to(pub.root))] = feed_links(path.read_text())
+    message = letters_for(pub).render(Recipient("sam@example.com", "Sam", "s1"))
+    body = email.message_from_bytes(message, policy=policy.default).get_body(("html",))
+    assert body is not None
+    named["digest"] = html_links(str(body.get_content()))
+    assert sum(len(links) for links in named.values()) > 500
+    dangling = [(where, link) for where, links in named.items() for link in links
+                if not resolves(pub, link)]  # fmt: skip
+    assert dangling == []
+
+
+def test_the_link_checker_finds_a_dangling_link(example: Path) -> None:
+    pub = pub_of(example)
+    build(pub, NOW)
+    assert not resolves(pub, f"{BASE}articles/no-such-article/")
+    assert not resolves(pub, "images/relative.png")
+    assert resolves(pub, f"{BASE}articles/welcome/#top")
+
+
+def test_serve_serves_the_site_with_caching(example: Path) -> None:
+    pub = pub_of(example)
+    build(pub, NOW)
+    with serving(pub) as base:
+        status, headers, body = fetch(f"{base}/")
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        assert b"Kestrel Bay Notes" in body and "etag" in headers
+        status, _, _ = fetch(f"{base}/", headers={"If-None-Match": headers["etag"]})
+        assert status == 304
+        assert fetch(f"{base}/articles/welcome/")[0] == 200
+        assert fetch(f"{base}/articles/images/lighthouse.png")[1]["content-type"] == "image/png"
+        assert fetch(f"{base}/tags/harbour/")[0] == 200
+        assert fetch(f"{base}/articles/nothing-here/")[0] == 404
+        assert fetch(f"{base}/subscribe")[0] == 200  # the routes still answer first
