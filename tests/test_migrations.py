@@ -259,3 +259,20 @@ def test_after_the_upgrade_nothing_is_sent_twice_and_new_articles_go_out(
     with engine.connect() as db:
         assert ledger.issue_slugs(db, 2) == ["new"]
     engine.dispose()
+
+
+def test_0004_keeps_every_issue_and_gives_them_no_subject(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate(engine, "0003")
+        with engine.begin() as db:
+            db.execute(text(
+                "INSERT INTO issues (id, digest, number, window_start, window_end, created_at,"
+                " status, period, articles_until) VALUES"
+                " (1, 'weekly', 1, NULL, 100.0, 90.0, 'done', NULL, NULL)"
+            ))  # fmt: skip
+        migrate(engine)
+        with engine.connect() as db:
+            assert ledger.sent_issues(db, "weekly") == [(1, 90.0, None)]
+    finally:
+        engine.dispose()

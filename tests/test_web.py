@@ -270,8 +270,14 @@ def test_archive_and_status(
 
     status, _, body = fetch(f"{base}/issues/weekly/")
     assert status == 200 and b'href="/issues/weekly/1/"' in body
+    # Each issue with its subject and the day it was composed.
+    assert "Kestrel Bay Notes: Storm Ionë leaves".encode() in body
+    assert b"Issue 1 \xc2\xb7 <time>28 November 2026</time>" in body
     status, headers, body = fetch(f"{base}/issues/weekly/1/")
     assert status == 200 and b"Storm Ion" in body and b"Storm Ian" not in body
+    # No personal footer: not "you receive this", no unsubscribe link of anyone's.
+    assert b"because you subscribed" not in body and b"Unsubscribe" not in body
+    assert b"/unsubscribe/" not in body and b"View in your browser" not in body
     # An issue sent before pages were kept is composed once from its window (the edit
     # shows: the article is what it is now), then kept.
     with engine.begin() as db:

@@ -169,7 +169,7 @@ def compose(
     """The issue's messages; its web page is kept for the archive the first time."""
     issue = compose_plan(engine, pub, digest, plan)
     letters = prepare(pub, issue, signer)
-    keep_web_page(engine, plan.issue_id, issue)
+    keep_web_page(engine, pub, digest, plan, issue)
     return letters
 
 
@@ -193,22 +193,30 @@ def compose_next(
     return upcoming, issue
 
 
-def web_page(issue: Issue) -> str:
-    """The issue without per-recipient parts: as a recipient without a name gets it, and
-    with no one's unsubscribe link."""
-    return issue.unnamed.html.replace(issue.markers["unsubscribe_url"], "/subscribe")
+def web_page(pub: Publication, digest: Digest, plan: Plan, issue: Issue) -> str:
+    """The issue as the archive shows it: as a recipient without a name gets it, rendered
+    with ``archived`` (no personal footer), and with no one's unsubscribe link (a template
+    that shows one anyway links to the sign-up page)."""
+    when = plan.composed_at or plan.window.end
+    page = compose_issue(pub, digest, issue.articles, plan.number, plan.window, when, True)
+    return page.unnamed.html.replace(
+        page.markers["unsubscribe_url"], pub.config.site.base_url + "subscribe"
+    )
 
 
-def keep_web_page(engine: Engine, issue_id: int, issue: Issue) -> str:
-    """The archived page of the issue, stored now if it was not (the first one stays)."""
+def keep_web_page(
+    engine: Engine, pub: Publication, digest: Digest, plan: Plan, issue: Issue
+) -> str:
+    """The archived page of the issue, stored now with its subject if it was not (the
+    first one stays)."""
     with engine.connect() as db:
-        kept = ledger.kept_page(db, issue_id)
+        kept = ledger.kept_page(db, plan.issue_id)
     if kept is not None:
         return kept
-    page = web_page(issue)
+    page = web_page(pub, digest, plan, issue)
     try:
         with engine.begin() as db:
-            ledger.keep_page(db, issue_id, page)
+            ledger.keep_page(db, plan.issue_id, page, issue.subject)
     except IntegrityError:  # composed at the same moment elsewhere: the same page
         pass
     return page

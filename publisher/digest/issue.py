@@ -167,8 +167,12 @@ def compose_issue(
     number: int,
     window: Window,
     now: datetime,
+    archived: bool = False,
 ) -> Issue:
-    """Render, inline and encode one issue. Raises ``TemplateError`` for a bad template."""
+    """Render, inline and encode one issue. Raises ``TemplateError`` for a bad template.
+    With ``archived``, the issue as its web page in the archive: the templates see
+    ``archived`` true and leave out what only a recipient needs (the footer that says why
+    they get it, the unsubscribe link)."""
     site = pub.config.site
     key = f"{digest.name}-{number}"
     # New, unguessable markers for every issue, and no article text that looks like one:
@@ -192,6 +196,7 @@ def compose_issue(
         "first": _article_context(articles[0], False) if articles else None,
         "web_url": web_url,
         "unsubscribe_url": markers["unsubscribe_url"],
+        "archived": archived,
     }
     env = environment(pub.templates_dir)
     # The subject is one header for every recipient: no recipient in it.

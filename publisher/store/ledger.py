@@ -27,14 +27,15 @@ from publisher.store.schema import (
 WAITING = ("pending", "deferred", "sending")
 
 
-def sent_issues(db: Connection, digest: str) -> list[tuple[int, float]]:
-    """Number and window end of every finished issue of ``digest``, newest first."""
+def sent_issues(db: Connection, digest: str) -> list[tuple[int, float, str | None]]:
+    """Number, moment composed and subject (None for an issue from before subjects were
+    kept) of every finished issue of ``digest``, newest first."""
     rows = db.execute(
-        select(issues.c.number, issues.c.window_end)
+        select(issues.c.number, issues.c.created_at, issues.c.subject)
         .where(issues.c.digest == digest, issues.c.status == "done")
         .order_by(issues.c.number.desc())
     ).all()
-    return [(int(row.number), float(row.window_end)) for row in rows]
+    return [(int(row.number), float(row.created_at), row.subject) for row in rows]
 
 
 def find_issue(db: Connection, digest: str, number: int) -> Any | None:
@@ -251,9 +252,11 @@ def issue_slugs(db: Connection, issue_id: int) -> list[str] | None:
     ]
 
 
-def keep_page(db: Connection, issue_id: int, html: str) -> None:
-    """Keep an issue's web page (raises IntegrityError when one is kept already)."""
+def keep_page(db: Connection, issue_id: int, html: str, subject: str) -> None:
+    """Keep an issue's web page and subject (raises IntegrityError when a page is kept
+    already)."""
     db.execute(archive.insert().values(issue_id=issue_id, html=html))
+    db.execute(update(issues).where(issues.c.id == issue_id).values(subject=subject[:250]))
 
 
 def set_issue_status(

@@ -76,6 +76,8 @@ issues = Table(
     # article dated up to this moment counts as sent by its digest. None for the others,
     # whose articles are in issue_articles.
     Column("articles_until", Float),
+    # Its subject, kept with its web page: what the archive lists (None before 0004).
+    Column("subject", String(250)),
     # One issue per number per digest, whoever composes it (two schedulers included).
     UniqueConstraint("digest", "number"),
     # And one issue per scheduled period.

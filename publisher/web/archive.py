@@ -32,9 +32,10 @@ def index(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
     with engine.connect() as db:
         sent = ledger.sent_issues(db, digest.name)
     issues = [
-        {"number": number, "date": _day(end), "href": f"/issues/{digest.name}/{number}/"}
-        for number, end in sent
-    ]
+        {"number": number, "date": _day(composed), "subject": subject,
+         "href": f"/issues/{digest.name}/{number}/"}
+        for number, composed, subject in sent
+    ]  # fmt: skip
     several = len(pub.config.digests) > 1
     title = f"Past issues: {digest.name}" if several else "Past issues"
     return pages.render("archive.html", title, issues=issues, robots="index, follow")
@@ -59,7 +60,7 @@ def issue(pub: Publication, pages: Pages, engine: Engine, request: Request) -> R
         assert end is not None
         window = Window(store.moment(row.window_start), end)
         plan = Plan(row.id, number, window, store.moment(row.created_at))
-        kept = keep_web_page(engine, row.id, compose_plan(engine, pub, digest, plan))
+        kept = keep_web_page(engine, pub, digest, plan, compose_plan(engine, pub, digest, plan))
     return HTMLResponse(kept, headers={"Cache-Control": "public, max-age=3600"})
 
 

@@ -50,7 +50,8 @@ class Pages:
     def check(self) -> None:
         """Render every page with sample values: a mistake in a publication's own
         template shows up in `publisher check`, not in front of a visitor."""
-        sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/"}
+        sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/",
+                        "subject": "Sample"}  # fmt: skip
         sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
                          "articles_waiting": 1, "max_articles": 1,
                          "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
