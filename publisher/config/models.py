@@ -90,6 +90,10 @@ class FeedsSettings(StrictModel):
     url: HttpUrl | None = None
     # Newest N items per feed; 0 means every article.
     items: Int = Field(default=20, ge=0)
+    # RFC 5005 archives: every article, oldest first, in documents of this many, linked
+    # from the feed (prev-archive) and to each other, so a reader can fetch the whole
+    # history; 0: none. Only made while a feed holds fewer items than it has articles.
+    archive_size: Int = Field(default=100, ge=0, le=10_000)
     content: Literal["full", "summary"] = "full"
     formats: list[FeedFormat] = Field(default_factory=lambda: list(ALL_FORMATS), min_length=1)
     # Per-tag feeds: `all`, `none`, or a list of tags.

@@ -58,21 +58,9 @@ def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> li
     groups: list[tuple[str, str, list[Entry]]] = [("", site.title, entries)]
     for slug, (name, tagged) in sorted(_by_tag(pub, entries).items()):
         groups.append((f"tags/{slug}/", f"{site.title}: {name}", tagged))
-    feeds = [
-        _Feed(
-            prefix,
-            Channel(
-                title=title,
-                description=site.description,
-                home_url=site.base_url,
-                feed_url=pub.feeds_url + prefix,
-                language=site.language,
-                author=feed_author(pub),
-            ),
-            newest(members, config.feeds.items),
-        )
-        for prefix, title, members in groups
-    ]
+    feeds: list[_Feed] = []
+    for prefix, title, members in groups:
+        feeds += _with_archives(pub, prefix, title, members)
     before = _read_manifest(pub)
     after: dict[str, dict[str, Any]] = {}
     written: list[FeedFile] = []
@@ -80,6 +68,46 @@ def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> li
         written.extend(_write_format(pub, cache, kind, feeds, before, after))
     _remove_stale(pub, before, after)
     return [FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written) for f in written]
+
+
+def _with_archives(pub: Publication, prefix: str, title: str, members: list[Entry]) -> list[_Feed]:
+    """A feed, and its RFC 5005 archive documents when it holds fewer items than it has
+    articles: every article, oldest first, ``archive_size`` to a document
+    (``<prefix>archive/<n>/``). A full document keeps its articles for good; only the
+    newest one grows until it is full."""
+    config = pub.config
+    site = config.site
+    folder = pub.feeds_url + prefix
+
+    def channel(feed_url: str, history: tuple[tuple[str, str], ...], archive: bool) -> Channel:
+        return Channel(
+            title=title, description=site.description, home_url=site.base_url,
+            feed_url=feed_url, language=site.language, author=feed_author(pub),
+            history=history, archive=archive,
+        )  # fmt: skip
+
+    items, size = config.feeds.items, config.feeds.archive_size
+    if not size or not items or len(members) <= items:
+        return [_Feed(prefix, channel(folder, (), False), newest(members, items))]
+    oldest_first = sorted(members, key=lambda e: e.sort)
+    chunks = [oldest_first[i : i + size] for i in range(0, len(oldest_first), size)]
+
+    def archive(n: int) -> str:
+        return f"{folder}archive/{n}/"
+
+    feeds = [_Feed(prefix, channel(folder, (("prev-archive", archive(len(chunks))),), False),
+                   newest(members, items))]  # fmt: skip
+    for n, chunk in enumerate(chunks, 1):
+        history = [("current", folder)]
+        if n > 1:
+            history.append(("prev-archive", archive(n - 1)))
+        if n < len(chunks):
+            history.append(("next-archive", archive(n + 1)))
+        feeds.append(
+            _Feed(f"{prefix}archive/{n}/", channel(archive(n), tuple(history), True),
+                  newest(chunk, 0))
+        )  # fmt: skip
+    return feeds
 
 
 def _write_format(

@@ -40,6 +40,7 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # What an empty feed says it was updated: a fixed moment, so an empty build is repeatable.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
+HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 _NS0_OPEN = b'<ns0:encoded xmlns:ns0="' + _CONTENT_NS.encode() + b'">'
 
 
@@ -60,6 +61,10 @@ class Channel:
     feed_url: str  # the folder this feed's files are served from, ending in '/'
     language: str
     author: Author
+    # RFC 5005 feed history: (relation, folder of that feed) for "current", "prev-archive"
+    # and "next-archive"; ``archive``: this document is an archive (``fh:archive``).
+    history: tuple[tuple[str, str], ...] = ()
+    archive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +198,48 @@ def feed_frame(kind: Format, channel: Channel, updated: datetime | None) -> tupl
     generator.lastBuildDate(updated)
     generator.generator("publisher", version=__version__, uri=None)
     if kind == "rss":
-        return _cut(generator.rss_str(pretty=True), b"</channel>")
-    return _cut(generator.atom_str(pretty=True), b"</feed>")
+        head, tail = _cut(generator.rss_str(pretty=True), b"</channel>")
+        return _with_history(head, channel, kind, b"<rss ", b"<channel>\n", b"    ", b"atom:"), tail
+    head, tail = _cut(generator.atom_str(pretty=True), b"</feed>")
+    return _with_history(head, channel, kind, b"<feed ", b"</id>\n", b"  ", b""), tail
+
+
+def _with_history(
+    head: bytes,
+    channel: Channel,
+    kind: Format,
+    root: bytes,
+    after: bytes,
+    indent: bytes,
+    prefix: bytes,
+) -> bytes:
+    """The feed's RFC 5005 links (and ``fh:archive`` in an archive document), written
+    into feedgen's output: feedgen knows no history relations, and in RSS it would take
+    any link given for the channel's own ``<link>``."""
+    if not channel.history and not channel.archive:
+        return head
+    lines = b"".join(
+        indent
+        + b"<"
+        + prefix
+        + b'link href="'
+        + _attribute(folder + FILENAMES[kind])
+        + b'" rel="'
+        + relation.encode()
+        + b'" type="'
+        + MEDIA_TYPES[kind].encode()
+        + b'"/>\n'
+        for relation, folder in channel.history
+    )
+    if channel.archive:
+        lines += indent + b"<fh:archive/>\n"
+        head = head.replace(root, root + b'xmlns:fh="' + HISTORY_NS.encode() + b'" ', 1)
+    at = head.index(after) + len(after)
+    return head[:at] + lines + head[at:]
+
+
+def _attribute(text: str) -> bytes:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").encode()
 
 
 # Between two entries of one feed file.
@@ -231,6 +276,10 @@ def _json_frame(channel: Channel) -> tuple[bytes, bytes]:
     }
     if channel.description:
         head["description"] = channel.description
+    # JSON Feed's paging: next_url leads to the older items (the history's prev-archive).
+    older = dict(channel.history).get("prev-archive")
+    if older is not None:
+        head["next_url"] = older + FILENAMES["json"]
     text = json.dumps(head, ensure_ascii=False, indent=2)
     # One item per line keeps the file diffable without paying for indenting megabytes.
     return text[:-2].encode("utf-8") + b',\n  "items": [\n', b"\n  ]\n}\n"
