@@ -9,6 +9,8 @@ the same way). The CLI and the scheduler both call ``build``; it reads no clock 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from publisher.model import Article
 
 if TYPE_CHECKING:
     from publisher.feeds.files import FeedFile
+    from publisher.feeds.websub import Ping
     from publisher.site.files import SiteReport
 
 CACHE_FILE = "build-cache.sqlite3"
@@ -32,13 +35,19 @@ class BuildReport(Catalog):
 
     feeds: list[FeedFile] = field(default_factory=list)
     site: SiteReport | None = None  # None: the site is off, or nothing was written
+    pings: list[Ping] = field(default_factory=list)  # what the WebSub hubs answered
 
 
 def build(
-    pub: Publication, now: datetime, write: bool = True, jobs: int | None = None
+    pub: Publication,
+    now: datetime,
+    write: bool = True,
+    jobs: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BuildReport:
-    """Read every article and (if ``write``) write every feed. Bad articles are skipped and
-    reported; the others are published."""
+    """Read every article and (if ``write``) write every feed and the site, then tell the
+    WebSub hubs which feeds changed (``sleep`` waits between a hub's attempts). Bad
+    articles are skipped and reported; the others are published."""
     with BuildCache(pub.state_dir / CACHE_FILE, readonly=not write) as cache:
         found = catalog(pub, cache, now, feed_fragments, jobs, keep=write)
         report = BuildReport(
@@ -52,6 +61,11 @@ def build(
                 from publisher.site.files import write_site
 
                 report.site = write_site(pub, cache, report.published)
+    changed = [f.url for f in report.feeds if f.written and not f.archive]
+    if write and changed and pub.config.feeds.hubs:
+        from publisher.feeds.websub import publish
+
+        report.pings = publish(pub.config.feeds.hubs, changed, sleep)
     return report
 
 

@@ -43,7 +43,7 @@ CASES = [
         "unknown-key",
         SITE + "feeds:\n  itmes: 5\n",
         "schedule.yaml:6: feeds.itmes: unknown key "
-        "(known keys: archive_size, content, folder, formats, items, schedule, tags, url)",
+        "(known keys: archive_size, content, folder, formats, hubs, items, schedule, tags, url)",
     ),
     (
         "unknown-section",

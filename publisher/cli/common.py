@@ -33,6 +33,10 @@ def print_problems(report: BuildReport) -> None:
         print(_warning(problem), file=sys.stderr)
     for problem in report.skipped:
         print(f"{problem} (article skipped)", file=sys.stderr)
+    for ping in report.pings:
+        if not ping.ok:
+            print(f"feeds.hubs: warning: {ping.hub} was not told of the changed feeds "
+                  f"({ping.attempts} attempt(s)): {ping.answer}", file=sys.stderr)  # fmt: skip
 
 
 def _warning(problem: Problem) -> str:

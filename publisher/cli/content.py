@@ -129,6 +129,9 @@ def build_feeds(pub: Publication, args: argparse.Namespace, now: datetime) -> in
                 + (f", {site.removed} removed" if site.removed else "")
                 + f" in {pub.config.website.folder}/"
             )
+        told = [ping for ping in report.pings if ping.ok]
+        if report.pings:
+            print(f"websub: {len(told)} of {len(report.pings)} hub(s) told of the changed feeds")
     return 1 if report.skipped else 0
 
 
@@ -147,4 +150,5 @@ def _report_json(report: BuildReport) -> dict[str, Any]:
         "rendered": report.rendered,
         "reused": report.reused,
         "site": None if report.site is None else dataclasses.asdict(report.site),
+        "hubs": [dataclasses.asdict(ping) for ping in report.pings],
     }

@@ -100,6 +100,9 @@ class FeedsSettings(StrictModel):
     tags: Literal["all", "none"] | list[Text] = "all"
     # When `publisher run` rebuilds the feeds (default: every run, every 15 minutes).
     schedule: Schedule | None = None
+    # WebSub hubs: announced in every feed and page (rel="hub"), and told of every feed a
+    # build changed, so readers hear of a new article within seconds instead of polling.
+    hubs: list[HttpUrl] = Field(default_factory=list, max_length=10)
 
 
 class WebsiteSettings(StrictModel):

@@ -30,6 +30,8 @@ class FeedFile:
     format: str
     items: int
     written: bool
+    url: str = ""  # where it is served
+    archive: bool = False  # an RFC 5005 archive document, not a feed to subscribe to
 
 
 def feed_author(pub: Publication) -> Author:
@@ -67,7 +69,11 @@ def write_feeds(pub: Publication, cache: BuildCache, entries: list[Entry]) -> li
     for kind in config.feeds.formats:
         written.extend(_write_format(pub, cache, kind, feeds, before, after))
     _remove_stale(pub, before, after)
-    return [FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written) for f in written]
+    return [
+        FeedFile(_shown(pub.feeds_dir / f.path), f.format, f.items, f.written,
+                 pub.feeds_url + f.path, "archive/" in f.path)
+        for f in written
+    ]  # fmt: skip
 
 
 def _with_archives(pub: Publication, prefix: str, title: str, members: list[Entry]) -> list[_Feed]:
@@ -83,7 +89,7 @@ def _with_archives(pub: Publication, prefix: str, title: str, members: list[Entr
         return Channel(
             title=title, description=site.description, home_url=site.base_url,
             feed_url=feed_url, language=site.language, author=feed_author(pub),
-            history=history, archive=archive,
+            history=history, archive=archive, hubs=tuple(config.feeds.hubs),
         )  # fmt: skip
 
     items, size = config.feeds.items, config.feeds.archive_size

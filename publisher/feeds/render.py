@@ -65,6 +65,7 @@ class Channel:
     # and "next-archive"; ``archive``: this document is an archive (``fh:archive``).
     history: tuple[tuple[str, str], ...] = ()
     archive: bool = False
+    hubs: tuple[str, ...] = ()  # WebSub hubs (rel="hub")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +214,16 @@ def _with_history(
     indent: bytes,
     prefix: bytes,
 ) -> bytes:
-    """The feed's RFC 5005 links (and ``fh:archive`` in an archive document), written
-    into feedgen's output: feedgen knows no history relations, and in RSS it would take
-    any link given for the channel's own ``<link>``."""
-    if not channel.history and not channel.archive:
+    """The feed's WebSub hubs and RFC 5005 links (and ``fh:archive`` in an archive
+    document), written into feedgen's output: feedgen knows no history relations, and in
+    RSS it would take any link given for the channel's own ``<link>``."""
+    if not channel.history and not channel.archive and not channel.hubs:
         return head
-    lines = b"".join(
-        indent
-        + b"<"
-        + prefix
-        + b'link href="'
-        + _attribute(folder + FILENAMES[kind])
-        + b'" rel="'
-        + relation.encode()
-        + b'" type="'
-        + MEDIA_TYPES[kind].encode()
-        + b'"/>\n'
-        for relation, folder in channel.history
-    )
+    tag = indent + b"<" + prefix + b'link href="'
+    lines = b"".join(tag + _attribute(hub) + b'" rel="hub"/>\n' for hub in channel.hubs)
+    for relation, folder in channel.history:
+        lines += tag + _attribute(folder + FILENAMES[kind]) + b'" rel="' + relation.encode()
+        lines += b'" type="' + MEDIA_TYPES[kind].encode() + b'"/>\n'
     if channel.archive:
         lines += indent + b"<fh:archive/>\n"
         head = head.replace(root, root + b'xmlns:fh="' + HISTORY_NS.encode() + b'" ', 1)
@@ -280,6 +273,8 @@ def _json_frame(channel: Channel) -> tuple[bytes, bytes]:
     older = dict(channel.history).get("prev-archive")
     if older is not None:
         head["next_url"] = older + FILENAMES["json"]
+    if channel.hubs:
+        head["hubs"] = [{"type": "WebSub", "url": hub} for hub in channel.hubs]
     text = json.dumps(head, ensure_ascii=False, indent=2)
     # One item per line keeps the file diffable without paying for indenting megabytes.
     return text[:-2].encode("utf-8") + b',\n  "items": [\n', b"\n  ]\n}\n"

@@ -61,6 +61,7 @@ class SiteRenderer:
         self.common: dict[str, Any] = {
             "site": site, "robots": "index, follow", "feeds": feeds, "archives": archives,
             "subscribe": f"{site.base_url}subscribe" if pub.config.digests else None,
+            "hubs": list(pub.config.feeds.hubs),
         }  # fmt: skip
 
     def fingerprint(self) -> bytes:
@@ -74,7 +75,7 @@ class SiteRenderer:
             "site": self.pub.config.site.model_dump(mode="json"),
             "website": self.pub.config.website.model_dump(mode="json"),
             "feeds": self.common["feeds"], "archives": self.common["archives"],
-            "subscribe": self.common["subscribe"],
+            "subscribe": self.common["subscribe"], "hubs": self.common["hubs"],
         }  # fmt: skip
         digest.update(json.dumps(settings, sort_keys=True).encode())
         return digest.digest()

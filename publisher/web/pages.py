@@ -36,7 +36,7 @@ class Pages:
         ]
         self.common: dict[str, Any] = {
             "site": site, "robots": "noindex", "feeds": feeds, "archives": archives,
-            "subscribe": "/subscribe",
+            "subscribe": "/subscribe", "hubs": list(pub.config.feeds.hubs),
         }  # fmt: skip
 
     def render(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:
