@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import html
 import re
+from collections.abc import Callable
 from email import policy
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from publisher.build import build
 from publisher.config import Publication, load_config
 
-from .conftest import NOW
+from .conftest import NOW, Ran
 from .test_web import fetch, serving
 
 BASE = "https://notes.kestrelbay.example/"
@@ -242,3 +243,13 @@ def test_serve_serves_the_site_with_caching(example: Path) -> None:
         assert fetch(f"{base}/tags/harbour/")[0] == 200
         assert fetch(f"{base}/articles/nothing-here/")[0] == 404
         assert fetch(f"{base}/subscribe")[0] == 200  # the routes still answer first
+
+
+def test_check_renders_the_site_templates(example: Path, cli: Callable[..., Ran]) -> None:
+    (example / "templates" / "web").mkdir(parents=True, exist_ok=True)
+    (example / "templates" / "web" / "tag.html").write_text(
+        '{% extends "base.html" %}{% block content %}{{ tag.name }}{% endblock %}\n'
+    )
+    done = cli("check", cwd=example, env={"PUBLISHER_SECRET": "a-secret-of-the-test-0123"})
+    assert done.returncode == 1
+    assert "tag.html:1: template: 'str object' has no attribute 'name'" in done.stderr

@@ -41,6 +41,10 @@ def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         for warning in issue.warnings:
             print(f"{pub.config.templates}/{digest.template}: warning: {warning}", file=sys.stderr)
         lint_warnings += len(issue.warnings)
+    if pub.config.website.enabled:
+        from publisher.site.render import SiteRenderer
+
+        SiteRenderer(pub).check()  # the site's templates, with a sample article
     if pub.config.digests:
         checked_backend(pub)  # its options, with their lines (nothing is connected)
         variable = pub.config.email.secret_env

@@ -112,6 +112,21 @@ class SiteRenderer:
             articles=[_article(record, self.pub) for record in records],
         )  # fmt: skip
 
+    def check(self) -> None:
+        """Render every page with a sample article: a mistake in a publication's own
+        template shows up in `publisher check`, not in the middle of a build."""
+        base = self.pub.config.site.base_url
+        sample = {
+            "slug": "sample", "title": "Sample", "date": "2026-01-01T00:00:00+00:00",
+            "updated": None, "author": None, "tags": ["sample"], "summary": "<p>A summary.</p>",
+            "body": "<p>A paragraph.</p>", "link": f"{base}sample/",
+            "image": {"url": f"{base}sample.png", "alt": "A sample"},
+        }  # fmt: skip
+        self.article(sample)
+        listing = Listing("index.html", base, 1, 2, None, f"{base}page/2/")
+        self.listing([sample], listing)
+        self.listing([sample], listing, tag="sample")
+
     def _render(self, template: str, title: str, **context: Any) -> bytes:
         text = render_template(self.env, template, {**self.common, "title": title, **context})
         return text.encode("utf-8")
