@@ -74,8 +74,9 @@ def test_front_and_tag_pages_are_paged(example: Path) -> None:
     assert {"index.html", "page/2/index.html", "page/3/index.html"} <= set(files)
     assert "page/4/index.html" not in files  # 10 articles, 4 a page
     second = (pub.site_dir / "page/2/index.html").read_text()
-    assert f'href="{BASE}" rel="prev">Newer' in second
-    assert f'href="{BASE}page/3/" rel="next">Older' in second
+    # Links into the site are written from its root: the same page wherever it is served.
+    assert 'href="/" rel="prev">Newer' in second
+    assert 'href="/page/3/" rel="next">Older' in second
     assert second.count('<article class="card">') == 4
 
 
@@ -131,12 +132,13 @@ def test_relative_paths_resolve_against_the_article_folder_in_body_and_front_mat
     warnings = [str(w) for w in report.warnings if "walk" in w.path]
     assert warnings == ["articles/notes/walk.md:10: link: 'missing.png' does not exist"]
     page = (pub.site_dir / "articles/walk/index.html").read_text()
-    image = f"{BASE}articles/images/lighthouse.png"
-    assert f'<img src="{image}" alt="the light">' in page  # the body's path
-    assert f'<meta property="og:image" content="{image}">' in page  # the front matter's
-    assert f'href="{BASE}articles/notes/map.pdf"' in page
-    assert f'href="{BASE}articles/welcome/#who"' in page  # another article: its permalink
-    assert f'href="{BASE}articles/reading-the-tide-tables/"' in page
+    # (Links into the site are written from its root in a page's body.)
+    image = "articles/images/lighthouse.png"
+    assert f'<img src="/{image}" alt="the light">' in page  # the body's path
+    assert f'<meta property="og:image" content="{BASE}{image}">' in page  # the front matter's
+    assert 'href="/articles/notes/map.pdf"' in page
+    assert 'href="/articles/welcome/#who"' in page  # another article: its permalink
+    assert 'href="/articles/reading-the-tide-tables/"' in page
     assert (pub.site_dir / "articles/notes/map.pdf").read_bytes() == b"%PDF-1.4 a map"
 
 
@@ -184,6 +186,8 @@ def resolves(pub: Publication, link: str) -> bool:
     url, _ = urldefrag(link)
     if url.startswith("mailto:"):
         return True
+    if url.startswith("/") and not url.startswith("//"):
+        url = BASE + url[1:]  # from the site's root
     if not url.startswith(BASE):
         return (
             url.startswith(("https://", "http://"))
@@ -253,3 +257,45 @@ def test_check_renders_the_site_templates(example: Path, cli: Callable[..., Ran]
     done = cli("check", cwd=example, env={"PUBLISHER_SECRET": "a-secret-of-the-test-0123"})
     assert done.returncode == 1
     assert "tag.html:1: template: 'str object' has no attribute 'name'" in done.stderr
+
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_site_pages_in_chromium_fit_a_phone_and_pass_axe(example: Path) -> None:
+    """An article page, the front page and a tag page at a phone's and a desktop's width:
+    nothing wider than the screen, and no axe-core violation (serious or critical)."""
+    pytest.importorskip("playwright")
+    from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+    from playwright.sync_api import sync_playwright
+
+    pub = pub_of(example)
+    build(pub, NOW)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pages = {"article": "/articles/lighthouse-restoration/", "front": "/", "tag": "/tags/harbour/"}
+    problems: list[str] = []
+    with serving(pub) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            for width in (375, 1280):
+                page.set_viewport_size({"width": width, "height": 900})
+                for name, path in pages.items():
+                    page.goto(f"{base}{path}")
+                    page.screenshot(path=str(SHOTS / f"site-{name}-{width}.png"), full_page=True)
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    if wide > width:
+                        problems.append(f"{name} at {width}px is {wide}px wide")
+                    results = Axe().run(page)
+                    for violation in results.response["violations"]:
+                        if violation["impact"] in ("serious", "critical"):
+                            problems.append(f"{name}: {violation['id']}: {violation['help']}")
+        finally:
+            browser.close()
+    assert problems == []

@@ -291,7 +291,7 @@ def test_archive_and_status(
         and b"ann@example.org" not in body
         and b"Here is what happened" in body
     )
-    assert "img-src https:" in headers["content-security-policy"]
+    assert "img-src 'self' https:" in headers["content-security-policy"]
     assert fetch(f"{base}/issues/weekly/9/")[0] == 404 and fetch(f"{base}/issues/nope/")[0] == 404
     assert fetch(f"{base}/issues/weekly/{10**30}/")[0] == 404  # past what SQLite binds
 

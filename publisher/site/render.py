@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
@@ -107,10 +109,25 @@ class SiteRenderer:
               "description": site.description, "image": None}  # fmt: skip
         paging = {"number": listing.number, "pages": listing.pages,
                   "newer": listing.newer, "older": listing.older}  # fmt: skip
+        feeds = self.common["feeds"]
+        if tag is not None and self._has_feed(tag):
+            # The tag's own feeds first: what a reader on this page most likely wants.
+            folder = f"{self.pub.feeds_url}tags/{slugify(tag)}/"
+            feeds = [
+                {"label": f"{LABELS[kind]}, {tag}", "type": MEDIA_TYPES[kind],
+                 "href": folder + FILENAMES[kind]}
+                for kind in self.pub.config.feeds.formats
+            ] + feeds  # fmt: skip
         return self._render(
             template, title, canonical=listing.url, og=og, tag=tag, paging=paging,
-            articles=[_article(record, self.pub) for record in records],
+            articles=[_article(record, self.pub) for record in records], feeds=feeds,
         )  # fmt: skip
+
+    def _has_feed(self, tag: str) -> bool:
+        wanted = self.pub.config.feeds.tags
+        if wanted == "none":
+            return False
+        return wanted == "all" or slugify(tag) in {slugify(t) for t in wanted}
 
     def check(self) -> None:
         """Render every page with a sample article: a mistake in a publication's own
@@ -129,7 +146,20 @@ class SiteRenderer:
 
     def _render(self, template: str, title: str, **context: Any) -> bytes:
         text = render_template(self.env, template, {**self.common, "title": title, **context})
-        return text.encode("utf-8")
+        return _site_relative(text, self.pub.config.site.base_url).encode("utf-8")
+
+
+def _site_relative(page: str, base: str) -> str:
+    """The page with its links into this site written from the site's root
+    (``https://example.org/notes/a/`` -> ``/notes/a/``) in the body: the same page wherever
+    it is served, the public host or `publisher serve` on a laptop. The head keeps them
+    absolute, as canonical and Open Graph URLs must be."""
+    at = page.find("<body")
+    if at < 0:
+        return page
+    root = urlsplit(base).path or "/"
+    body = re.sub(r'(href|src)="' + re.escape(base), lambda m: f'{m.group(1)}="{root}', page[at:])
+    return page[:at] + body
 
 
 def _article(record: dict[str, Any], pub: Publication) -> dict[str, Any]:

@@ -39,7 +39,7 @@ FEED_TYPES = {FILENAMES[kind]: f"{MEDIA_TYPES[kind]}; charset=utf-8" for kind in
 SUFFIX_TYPES = {".xml": "application/xml; charset=utf-8", ".json": "application/json"}
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'self' 'unsafe-inline'; "
-     b"img-src https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+     b"img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
