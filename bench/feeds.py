@@ -36,6 +36,8 @@ feeds:
   content: full
   formats: [rss]
   tags: none
+website:
+  enabled: false
 """
 PUBLISHER_DEFAULT = """\
 site:
@@ -44,6 +46,8 @@ site:
   author: Bench
 feeds:
   items: 0
+website:
+  enabled: false
 """
 HUGO_CONFIG = """\
 baseURL = "https://bench.example/"
@@ -141,7 +145,7 @@ def main() -> None:
             site.mkdir(parents=True)
             (site / "articles").symlink_to(corpus)
             (site / "schedule.yaml").write_text(config)
-            command = [sys.executable, "-m", "publisher", "build", "--now", NOW]
+            command = [sys.executable, "-m", "publisher", "build", "--now", NOW, "--force"]
             cold = []
             for _ in range(args.rounds):
                 shutil.rmtree(site / "var", ignore_errors=True)

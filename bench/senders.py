@@ -39,7 +39,7 @@ from send import ENV, NOW, free_port, publication
 from tests.postfix import postfix
 from tests.postgres import postgres_cluster
 
-SEND = [sys.executable, "-m", "publisher", "send", "weekly", "--now", NOW]
+SEND = [sys.executable, "-m", "publisher", "send", "weekly", "--now", NOW, "--force"]
 
 
 def sent_and_waiting(folder: Path) -> tuple[int, int]:

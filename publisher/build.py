@@ -60,7 +60,7 @@ def build(
             if pub.config.website.enabled:
                 from publisher.site.files import write_site
 
-                report.site = write_site(pub, cache, report.published)
+                report.site = write_site(pub, cache, report.published, jobs)
     changed = [f.url for f in report.feeds if f.written and not f.archive]
     if write and changed and pub.config.feeds.hubs:
         from publisher.feeds.websub import publish

@@ -88,6 +88,23 @@ class AtomicWriter:
         self.close()
 
 
+def replace_small(path: Path, data: bytes) -> None:
+    """Put ``data`` in place of ``path`` through a temporary file and a rename, for the
+    thousands of small files of a site: the temporary name is this process's (no random
+    names to try, as ``mkstemp`` does: a third of a page's cost), and the folder must
+    exist. A temporary file left by a killed build of the same process id is simply
+    overwritten."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, data: bytes, durable: bool = False) -> bool:
     """Replace ``path`` with ``data``; False (file untouched, mtime kept) when it already
     held exactly these bytes. For small files: the old one is read to compare."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import html
 import re
+import shutil
 from collections.abc import Callable
 from email import policy
 from html.parser import HTMLParser
@@ -64,7 +65,8 @@ def test_build_writes_a_page_per_article_the_front_page_tags_and_referenced_file
         f'type="application/atom+xml" title="Kestrel Bay Notes (Atom)" href="{BASE}feeds/atom.xml"'
         in page
     )
-    assert report.site is not None and report.site.pages == len(files) - 1
+    assert "style.css" in files and '<link rel="stylesheet" href="/style.css">' in page
+    assert report.site is not None and report.site.pages == len(files) - 2
 
 
 def test_front_and_tag_pages_are_paged(example: Path) -> None:
@@ -299,3 +301,27 @@ def test_site_pages_in_chromium_fit_a_phone_and_pass_axe(example: Path) -> None:
         finally:
             browser.close()
     assert problems == []
+
+
+def test_many_pages_are_made_by_worker_processes_alike(site: Callable[..., Publication]) -> None:
+    """Past PARALLEL_FROM pages to render, worker processes make them: the same pages as
+    one process makes."""
+    from publisher.site.files import PARALLEL_FROM
+
+    config = (
+        "site:\n  title: Many\n  url: https://many.example/\n  author: A\nwebsite:\n  per_page: 5\n"
+    )
+    files = {
+        f"articles/a{n:03}.md": f"---\ntitle: A{n}\ndate: 2026-11-01 {n % 24:02}:{n % 60:02}\n"
+        f"tags: [t{n % 3}]\n---\nText {n}.\n"
+        for n in range(PARALLEL_FROM + 10)
+    }
+    pub = site(files, config=config)
+    report = build(pub, NOW, jobs=2)
+    assert report.site is not None and report.site.written > PARALLEL_FROM
+    together = {p: (pub.site_dir / p).read_bytes() for p in site_files(pub)}
+    for made in ("site", "var"):
+        shutil.rmtree(pub.root / made)
+    build(pub, NOW, jobs=1)
+    assert {p: (pub.site_dir / p).read_bytes() for p in site_files(pub)} == together
+    assert "a000/index.html" in together and "tags/t2/page/3/index.html" in together

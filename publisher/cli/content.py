@@ -12,20 +12,24 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from publisher import confirm as confirmation
-from publisher.backends import checked_backend
 from publisher.build import BuildReport, build, load_articles
 from publisher.cli.common import PREVIEW_KEY, SAMPLE_RECIPIENT, print_problems, signer
 from publisher.config import Publication
-from publisher.delivery import Plan
-from publisher.digest.issue import Window, compose_issue
-from publisher.digest.personalize import prepare
 from publisher.errors import Problem
-from publisher.feeds.files import newest
-from publisher.tokens import Signer
+
+# What check and preview need (the digest, the delivery station, the web pages) is imported
+# by them: a build, run every few minutes by the scheduler or cron, does not load it.
 
 
 def check(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher import confirm as confirmation
+    from publisher.backends import checked_backend
+    from publisher.delivery import Plan
+    from publisher.digest.issue import Window, compose_issue
+    from publisher.digest.personalize import prepare
+    from publisher.feeds.files import newest
+    from publisher.tokens import Signer
+
     report = build(pub, now, write=False)
     print_problems(report)
     most = max((d.max_articles for d in pub.config.digests), default=0)
@@ -73,6 +77,7 @@ def preview(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     """The issue `send` would send at ``now``, for the sample recipient."""
     from publisher import store
     from publisher.delivery import compose_next
+    from publisher.digest.personalize import prepare
 
     digest = pub.digest(args.digest)
     engine = store.open_database(pub)

@@ -10,9 +10,9 @@ all. The manifest in the state folder says what each file was made from.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import orjson
 from publisher.config import Publication
 from publisher.content import slugify
 from publisher.content.cache import BuildCache, Entry
-from publisher.files import write_atomic
+from publisher.files import replace_small, write_atomic
 from publisher.site.render import Listing, SiteRenderer
 
 MANIFEST_FILE = "site-manifest.json"
@@ -49,29 +49,46 @@ def page_path(pub: Publication, link: str) -> str | None:
     return relative + "index.html" if relative == "" or relative.endswith("/") else relative
 
 
-def write_site(pub: Publication, cache: BuildCache, entries: list[Entry]) -> SiteReport:
+# A page to render and write: (page below the site folder, its inputs' signature, the
+# entries it shows, and for a list page its place and tag).
+Task = tuple[str, str, list[str], "Listing | None", "str | None"]
+# Below this many pages to render, starting worker processes costs more than it saves.
+PARALLEL_FROM = 64
+
+
+def write_site(
+    pub: Publication, cache: BuildCache, entries: list[Entry], jobs: int | None = None
+) -> SiteReport:
     renderer = SiteRenderer(pub)
     frame = renderer.fingerprint()
     before = _read_manifest(pub)
     after: dict[str, dict[str, Any]] = {}
     ordered = sorted(entries, key=lambda e: e.sort, reverse=True)
-    written = 0
+    tasks: list[Task] = []
 
-    # Article pages: the record is read from the cache only for a page to render.
+    def unchanged(relative: str, signature: str) -> bool:
+        old = before.get(relative)
+        if old is not None and old.get("inputs") == signature and _untouched(pub, relative, old):
+            after[relative] = old
+            return True
+        after[relative] = {"inputs": signature}  # taken: written below
+        return False
+
+    # The style sheet every page links to.
+    written = 0
+    signature = _signature(frame, b"style")
+    if not unchanged("style.css", signature):
+        after["style.css"] = _written(pub, "style.css", renderer.stylesheet(), signature, set())
+        written += 1
+
+    # Article pages: what changed is rendered; the records are read from the cache there.
     for entry in ordered:
         target = page_path(pub, entry.link)
         if target is None or target in after:
             continue  # a page elsewhere, or a permalink another article has
         signature = _signature(frame, b"article", entry.digest)
-        old = before.get(target)
-        if old is not None and old.get("inputs") == signature and _untouched(pub, target, old):
-            after[target] = old
-            continue
-        record = cache.records("page", [entry.path]).get(entry.path)
-        if record is None:
-            raise RuntimeError(f"build cache has no page of {entry.path}")
-        after[target] = _written(pub, target, renderer.article(orjson.loads(record)), signature)
-        written += 1
+        if not unchanged(target, signature):
+            tasks.append((target, signature, [entry.path], None, None))
 
     # The front page and the tags' pages, paged.
     lists: list[tuple[str, str | None, list[Entry]]] = [("", None, ordered)]
@@ -86,19 +103,13 @@ def write_site(pub: Publication, cache: BuildCache, entries: list[Entry]) -> Sit
                 frame, f"list\0{prefix}\0{tag}\0{number}\0{len(chunks)}".encode(),
                 *(e.digest for e in chunk),
             )  # fmt: skip
-            old = before.get(listing.path)
-            if (
-                old is not None
-                and old.get("inputs") == signature
-                and _untouched(pub, listing.path, old)
-            ):
-                after[listing.path] = old
-                continue
-            shown = cache.records("page", [e.path for e in chunk])
-            data = renderer.listing([orjson.loads(shown[e.path]) for e in chunk], listing, tag)
-            after[listing.path] = _written(pub, listing.path, data, signature)
-            written += 1
-    pages = len(after)
+            if not unchanged(listing.path, signature):
+                tasks.append((listing.path, signature, [e.path for e in chunk], listing, tag))
+
+    for relative, stamp in _make_all(pub, cache, renderer, tasks, jobs):
+        after[relative] = stamp
+        written += 1
+    pages = sum(1 for path in after if path.endswith(".html"))
 
     # The files the articles reference, at their own path below the site.
     copied = 0
@@ -128,6 +139,61 @@ def write_site(pub: Publication, cache: BuildCache, entries: list[Entry]) -> Sit
             copied += 1
     removed = _remove_stale(pub, before, after)
     return SiteReport(pages, written, files, copied, removed)
+
+
+def _make_all(
+    pub: Publication,
+    cache: BuildCache,
+    renderer: SiteRenderer,
+    tasks: list[Task],
+    jobs: int | None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Render and write every page of ``tasks``; each page's manifest record. Many pages
+    (a cold build, a new template) are made by worker processes, which read the records
+    from the build cache themselves: rendering and writing a page cost ~1.5 ms, and a
+    site of 10,000 articles has 13,000 pages."""
+    workers = jobs or os.cpu_count() or 1
+    if workers <= 1 or len(tasks) < PARALLEL_FROM:
+        folders: set[Path] = set()
+        for task in tasks:
+            yield task[0], _make(pub, cache, renderer, task, folders)
+        return
+    from concurrent.futures import ProcessPoolExecutor  # only a big rebuild pays for it
+
+    chunk = max(1, min(32, len(tasks) // (workers * 8)))
+    init = (pub, cache.file)
+    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=init) as pool:
+        for task, stamp in zip(tasks, pool.map(_worker_make, tasks, chunksize=chunk), strict=True):
+            yield task[0], stamp
+
+
+def _make(
+    pub: Publication, cache: BuildCache, renderer: SiteRenderer, task: Task, folders: set[Path]
+) -> dict[str, Any]:
+    relative, signature, paths, listing, tag = task
+    found = cache.records("page", paths)
+    missing = [path for path in paths if path not in found]
+    if missing:
+        raise RuntimeError(f"build cache has no page of {missing[0]}")
+    records = [orjson.loads(found[path]) for path in paths]
+    data = (
+        renderer.article(records[0]) if listing is None else renderer.listing(records, listing, tag)
+    )
+    return _written(pub, relative, data, signature, folders)
+
+
+_WORKER: tuple[Publication, BuildCache, SiteRenderer, set[Path]] | None = None
+
+
+def _worker_init(pub: Publication, file: Path) -> None:
+    global _WORKER
+    _WORKER = (pub, BuildCache(file, readonly=True), SiteRenderer(pub), set())
+
+
+def _worker_make(task: Task) -> dict[str, Any]:
+    assert _WORKER is not None
+    pub, cache, renderer, folders = _WORKER
+    return _make(pub, cache, renderer, task, folders)
 
 
 def _listing(pub: Publication, prefix: str, number: int, pages: int) -> Listing:
@@ -165,17 +231,22 @@ def _signature(frame: bytes, kind: bytes, *digests: bytes) -> str:
     return inputs.hexdigest()
 
 
-def _written(pub: Publication, relative: str, data: bytes, signature: str) -> dict[str, Any]:
+def _written(
+    pub: Publication, relative: str, data: bytes, signature: str, folders: set[Path]
+) -> dict[str, Any]:
     target = pub.site_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, data)
+    if target.parent not in folders:  # each folder made once a build, not once a page
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folders.add(target.parent)
+    replace_small(target, data)
     info = target.stat()
     return {"inputs": signature, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
 def _untouched(pub: Publication, relative: str, record: dict[str, Any]) -> bool:
+    # A string path and os.stat: this runs for every page of the site at every build.
     try:
-        info = (pub.site_dir / relative).stat()
+        info = os.stat(os.path.join(pub.site_dir, relative))
     except OSError:
         return False
     return bool(info.st_size == record.get("size") and info.st_mtime_ns == record.get("mtime_ns"))
@@ -187,7 +258,7 @@ def _same_source(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _read_manifest(pub: Publication) -> dict[str, dict[str, Any]]:
     try:
-        data = json.loads((pub.state_dir / MANIFEST_FILE).read_text("utf-8"))
+        data = orjson.loads((pub.state_dir / MANIFEST_FILE).read_bytes())
     except (FileNotFoundError, ValueError):
         return {}  # none, or damaged: every page is written once
     files = data.get("files") if isinstance(data, dict) else None
@@ -210,7 +281,10 @@ def _remove_stale(
         while parent != root and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
-    pub.state_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"version": 1, "files": dict(sorted(after.items()))}
-    write_atomic(pub.state_dir / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+    if after != before:
+        pub.state_dir.mkdir(parents=True, exist_ok=True)
+        manifest = {"version": 1, "files": after}
+        # One line per file: diffable, and written by orjson (13,000 pages: 5 ms, not 100).
+        data = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        write_atomic(pub.state_dir / MANIFEST_FILE, data)
     return removed

@@ -64,6 +64,9 @@ class SiteRenderer:
             "site": site, "robots": "index, follow", "feeds": feeds, "archives": archives,
             "subscribe": f"{site.base_url}subscribe" if pub.config.digests else None,
             "hubs": list(pub.config.feeds.hubs),
+            # One style sheet for every page (inlined, it was most of each page's bytes
+            # and of its rendering time), from the site's root like its other links.
+            "stylesheet": (urlsplit(site.base_url).path or "/") + "style.css",
         }  # fmt: skip
 
     def fingerprint(self) -> bytes:
@@ -129,6 +132,10 @@ class SiteRenderer:
             return False
         return wanted == "all" or slugify(tag) in {slugify(t) for t in wanted}
 
+    def stylesheet(self) -> bytes:
+        """The site's ``style.css``, the web pages' own style sheet."""
+        return render_template(self.env, "style.css", self.common).encode("utf-8")
+
     def check(self) -> None:
         """Render every page with a sample article: a mistake in a publication's own
         template shows up in `publisher check`, not in the middle of a build."""
@@ -140,6 +147,7 @@ class SiteRenderer:
             "image": {"url": f"{base}sample.png", "alt": "A sample"},
         }  # fmt: skip
         self.article(sample)
+        self.stylesheet()
         listing = Listing("index.html", base, 1, 2, None, f"{base}page/2/")
         self.listing([sample], listing)
         self.listing([sample], listing, tag="sample")

