@@ -167,6 +167,12 @@ def _fingerprint(pub: Publication) -> bytes:
         config.site.model_dump_json(),
         config.feeds.content,
         str(config.content.max_size),
+        # Which folders are the build's own (links to them are not copied), and whether
+        # the site's page records are kept at all.
+        config.feeds.folder,
+        config.website.folder,
+        config.state.folder,
+        str(config.website.enabled),
     ]
     return hashlib.sha256("\0".join(parts).encode()).digest()
 
@@ -287,11 +293,12 @@ def read_file(
     except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
         outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
         return Row(outcome, name, key, stat, None, None, None)
-    page = page_record(article)
+    # The site's record of the article: only for a site (it doubles what the cache holds).
+    page = page_record(article) if pub.config.website.enabled else None
     digest = hashlib.sha256(rss)
     digest.update(atom)
     digest.update(json)
-    digest.update(page)
+    digest.update(page or b"")
     entry = Entry(
         name,
         digest.digest(),
