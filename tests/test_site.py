@@ -20,7 +20,7 @@ from publisher.build import build
 from publisher.config import Publication, load_config
 
 from .conftest import NOW, Ran
-from .test_web import fetch, serving
+from .test_web import fetch, launch_chromium, serving
 
 BASE = "https://notes.kestrelbay.example/"
 
@@ -279,11 +279,7 @@ def test_site_pages_in_chromium_fit_a_phone_and_pass_axe(example: Path) -> None:
     pages = {"article": "/articles/lighthouse-restoration/", "front": "/", "tag": "/tags/harbour/"}
     problems: list[str] = []
     with serving(pub) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-        )  # fmt: skip
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             for width in (375, 1280):

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -310,6 +311,15 @@ def test_archive_and_status(
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, reaching nothing but 127.0.0.1."""
+    return playwright.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
 def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
@@ -338,11 +348,7 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
         ]
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-        )  # fmt: skip
+        browser = launch_chromium(playwright)
         try:
             for width in (375, 1280):
                 view = browser.new_page(viewport={"width": width, "height": 900})

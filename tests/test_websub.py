@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from pathlib import Path
 from publisher.build import build
 from publisher.config import Publication, load_config
 
-from .conftest import NOW, Ran
+from .conftest import NOW, Ran, http_server
 
 FEEDS = "https://notes.kestrelbay.example/feeds/"
 
@@ -40,15 +39,8 @@ def hub(status: int = 202) -> Iterator[tuple[str, list[dict[str, list[str]]]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(Handler) as url:
+        yield url + "/", received
 
 
 def with_hub(example: Path, url: str) -> Publication:
