@@ -122,7 +122,9 @@ def write_site(
             try:
                 info = source.stat()
             except OSError:
-                continue  # gone since the article was read: the next build says so
+                # Gone since the article was read: not published (and an earlier copy is
+                # removed below); the warning comes when the article is read again.
+                continue
             stamp = {"size": info.st_size, "source_mtime_ns": info.st_mtime_ns}
             old = before.get(relative)
             files += 1
