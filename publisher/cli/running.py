@@ -26,6 +26,9 @@ def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
         print_problems(tick.build)
         changed = sum(f.written for f in tick.build.feeds)
         say(f"feeds: {len(tick.build.feeds)} file(s), {changed} changed")
+        if tick.build.site is not None:
+            site = tick.build.site
+            say(f"site: {site.pages} page(s), {site.written} written")
         status = 1 if tick.build.skipped else 0
     for report in tick.digests:
         say(report.line())
