@@ -139,3 +139,12 @@ def test_a_fault_in_a_scheduled_job_is_one_line_of_the_log(
         "state.database: database is locked (the next run tries again)",
     ]
     assert all(info is None for _, info in lines)  # no traceback at the operator's level
+
+
+def test_send_test_to_a_bad_address_is_a_usage_error(
+    example: Path, cli: Callable[..., Ran]
+) -> None:
+    done = cli("send", "weekly", "--test", "not-an-address", cwd=example, env=SECRET)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == "--test: not-an-address: An email address must have an @-sign.\n"
+    assert not (example / "outbox").exists()

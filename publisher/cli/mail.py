@@ -137,6 +137,13 @@ def _send_preview(
     from publisher.store import ledger
     from publisher.subscribers import normalize_address
 
+    address = ""
+    if args.test:
+        try:
+            address = normalize_address(args.test)
+        except ValueError as exc:
+            print(f"--test: {args.test}: {exc}", file=sys.stderr)
+            return 2
     found = compose_next(engine, pub, digest, now)
     if args.dry_run:
         with engine.connect() as db:
@@ -168,7 +175,6 @@ def _send_preview(
             text += f"\n  and the {entry['due']} due row(s) of unfinished issue #{entry['number']}"
         print(json.dumps(result) if args.json else text)
         return 0
-    address = normalize_address(args.test)
     if found is None:
         print(f"{digest.name}: nothing new to send: no test issue sent")
         return 0
