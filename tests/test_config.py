@@ -360,3 +360,23 @@ def test_good_addresses_are_accepted(tmp_path: Path) -> None:
 
     assert isinstance(config, Config)
     assert parse_sender(config.digests[0].sender) == ("Notes, of the Bay", "news@n.example")
+
+
+@pytest.mark.parametrize(
+    ("folder", "apart_from"),
+    [
+        ("articles", "content.folder 'articles'"),
+        (".", "content.folder 'articles'"),
+        ("feeds/site", "feeds.folder 'feeds'"),
+        ("var", "state.folder 'var'"),
+    ],
+)
+def test_the_site_folder_must_be_apart_from_the_others(
+    tmp_path: Path, folder: str, apart_from: str
+) -> None:
+    """Pages written into the articles would be read back as articles next build."""
+    found = errors(tmp_path, SITE + f"website:\n  folder: {folder}\n")
+    assert found == [
+        f"schedule.yaml:6: website.folder: '{folder}' must be a folder of its own, apart from "
+        f"{apart_from}"
+    ]

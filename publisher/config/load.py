@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from publisher.config.fields import validate_document
 from publisher.config.models import Config, Digest
@@ -112,4 +113,31 @@ def load_config(path: Path) -> Publication:
             what = f"'{digest.name}' is already the name of {first}"
             raise ConfigError([Problem(shown, at, where, what)])
         seen[digest.name] = index
+    if config.website.enabled:
+        _site_folder_apart(config, doc, shown)
     return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))
+
+
+def _site_folder_apart(config: Config, doc: Any, shown: str) -> None:
+    """The site folder is the build's to fill and prune: it must be neither the
+    publication's folder nor hold, or lie inside, one of its other folders (pages written
+    into the articles would be read back as articles; the feeds or the state would be
+    pruned as stale pages)."""
+    site = PurePosixPath(os.path.normpath(config.website.folder))
+    others = {
+        "content.folder": config.content.folder, "feeds.folder": config.feeds.folder,
+        "state.folder": config.state.folder, "templates": config.templates,
+        "web.templates": config.web.templates,
+    }  # fmt: skip
+    for where, folder in others.items():
+        other = PurePosixPath(os.path.normpath(folder))
+        if (
+            site == PurePosixPath(".")
+            or site == other
+            or site in other.parents
+            or (other in site.parents)
+        ):
+            line = doc.line_of(("website", "folder")) or doc.line_of(("website",))
+            what = (f"'{config.website.folder}' must be a folder of its own, apart from "
+                    f"{where} '{folder}'")  # fmt: skip
+            raise ConfigError([Problem(shown, line, "website.folder", what)])
