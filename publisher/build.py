@@ -71,9 +71,11 @@ def build(
 
 def feed_fragments(pub: Publication, article: Article) -> tuple[bytes, bytes, bytes]:
     """An article's RSS item, Atom entry and JSON Feed item, as the build cache keeps them
-    (made only for an article the cache does not have yet)."""
+    (made only for an article the cache does not have yet; a format the publication does
+    not publish is left empty)."""
     from publisher.feeds.files import feed_author
     from publisher.feeds.render import render_entry
 
-    fragments = render_entry(article, pub.config.feeds.content == "full", feed_author(pub))
+    feeds = pub.config.feeds
+    fragments = render_entry(article, feeds.content == "full", feed_author(pub), feeds.formats)
     return fragments.rss, fragments.atom, fragments.json

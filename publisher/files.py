@@ -88,21 +88,24 @@ class AtomicWriter:
         self.close()
 
 
-def replace_small(path: Path, data: bytes) -> None:
+def replace_small(path: Path, data: bytes) -> os.stat_result:
     """Put ``data`` in place of ``path`` through a temporary file and a rename, for the
     thousands of small files of a site: the temporary name is this process's (no random
     names to try, as ``mkstemp`` does: a third of a page's cost), and the folder must
     exist. A temporary file left by a killed build of the same process id is simply
-    overwritten."""
+    overwritten. Returns the new file's status (the rename keeps it), saving a stat."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            info = os.fstat(fd)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return info
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = False) -> bool:

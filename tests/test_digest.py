@@ -198,6 +198,10 @@ def write_template(pub: Publication, body: str) -> None:
             "'missing_variable' is undefined",
         ),
         ("{{ unsubscribe_url.__class__.__init__.__globals__ }}", "unsafe"),
+        # What a template is given is not its to change: one render must not leak into
+        # the next recipient's.
+        ("{{ articles.append(1) }}", "unsafe"),
+        ("{{ issue.update(number=2) }}", "unsafe"),
     ],
 )
 def test_template_sandbox_and_strict_undefined(

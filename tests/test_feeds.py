@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import feedparser
 import pytest
 from lxml import etree
 
-from publisher.build import build
+from publisher.build import CACHE_FILE, build
 from publisher.config import Publication, load_config
 
 from .conftest import NOW
@@ -128,6 +129,29 @@ def test_summary_mode_and_item_limit(site: Callable[..., Publication]) -> None:
     empty = feedparser.parse((pub.feeds_dir / "tags/absent/atom.xml").read_bytes())
     assert empty.bozo == 0 and empty.entries == []
     assert empty.feed.updated == "1970-01-01T00:00:00+00:00"
+
+
+def test_only_the_published_formats_are_rendered(site: Callable[..., Publication]) -> None:
+    """A format left out of feeds.formats costs nothing (no fragment made or kept), and
+    turning it on later renders every article for it."""
+    head = "site:\n  title: S\n  url: https://s.example/\n  author: A\n"
+    files = {"articles/a.md": "---\ntitle: A\ndate: 2026-11-01\n---\nBody.\n"}
+    pub = site(files, config=head + "feeds:\n  formats: [rss]\n")
+    build(pub, NOW)
+    with sqlite3.connect(pub.state_dir / CACHE_FILE) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM blobs")}
+    assert kinds == {"rss", "page"}
+    (pub.root / "schedule.yaml").write_text(head + "feeds:\n  formats: [rss, atom]\n")
+    pub = load_config(pub.root / "schedule.yaml")
+    build(pub, NOW)
+    atom = feedparser.parse((pub.feeds_dir / "atom.xml").read_bytes())
+    assert atom.bozo == 0 and [e.title for e in atom.entries] == ["A"]
+    (pub.root / "schedule.yaml").write_text(head + "feeds:\n  formats: [atom]\n")
+    pub = load_config(pub.root / "schedule.yaml")
+    build(pub, NOW)
+    with sqlite3.connect(pub.state_dir / CACHE_FILE) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM blobs")}
+    assert kinds == {"atom", "page"}  # the RSS fragments went with RSS
 
 
 def test_stale_tag_feeds_are_removed(site: Callable[..., Publication]) -> None:

@@ -166,6 +166,7 @@ def _fingerprint(pub: Publication) -> bytes:
         __version__,
         config.site.model_dump_json(),
         config.feeds.content,
+        ",".join(sorted(config.feeds.formats)),  # the fragments made (see feed_fragments)
         str(config.content.max_size),
         # Which folders are the build's own (links to them are not copied), and whether
         # the site's page records are kept at all.

@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from publisher.errors import Problem, PublisherError
 
@@ -84,8 +84,11 @@ def _length(value: Any) -> int:
     return len(value) if isinstance(value, (str, list, tuple, bytes)) else 0
 
 
-class BoundedEnvironment(SandboxedEnvironment):
-    """The sandbox, with the operators and calls that can build huge values checked first."""
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with the operators and calls that can build huge values checked first.
+    Immutable: a template cannot change what it is given (``list.append``,
+    ``dict.update``), so one render never leaks into the next, and a page rendered in one
+    worker process is the page rendered in another."""
 
     # Intercepted operators are also never folded into constants at compile time.
     intercepted_binops = frozenset({"**", "*", "%", "//"})
@@ -133,7 +136,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         spec = getattr(wrapped, "__self__", None)
         if isinstance(spec, str) and getattr(wrapped, "__name__", "") in ("format", "format_map"):
             _check_format(spec)
-        return SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
+        return ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
 
 
 def _check_percent(template: str) -> None:

@@ -12,6 +12,7 @@ time, never "now", so the same articles give the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from publisher import __version__
-from publisher.config import FeedFormat
+from publisher.config import ALL_FORMATS, FeedFormat
 from publisher.content import plain_text
 from publisher.model import Article
 
@@ -80,8 +81,11 @@ class EntryFragments:
         return self.rss if kind == "rss" else self.atom if kind == "atom" else self.json
 
 
-def render_entry(article: Article, full: bool, author: Author) -> EntryFragments:
-    """Render one article's item/entry for every format."""
+def render_entry(
+    article: Article, full: bool, author: Author, formats: Collection[Format] = ALL_FORMATS
+) -> EntryFragments:
+    """Render one article's item/entry for each of ``formats`` (a format left out is
+    empty: a publication without Atom pays nothing for it)."""
     entry = FeedEntry()
     # Ids come from the permalink, never the title: retitling must not duplicate an item.
     entry.id(article.link)
@@ -106,19 +110,21 @@ def render_entry(article: Article, full: bool, author: Author) -> EntryFragments
     if article.image is not None:
         entry.enclosure(article.image.url, str(article.image.length), article.image.type)
 
-    atom = entry.atom_entry()
-    _fix_atom_links(atom, article)
-    rss = entry.rss_entry()
-    if not email:
-        # RSS <author> must be an email address; without one it is left out (the channel
-        # and the Atom feed still name the author).
-        for element in rss.findall("author"):
-            rss.remove(element)
-    return EntryFragments(
-        rss=_serialize_item(rss),
-        atom=_serialize(atom, 1),
-        json=_json_item(article, full, name),
-    )
+    atom = rss = b""
+    if "atom" in formats:
+        atom_entry = entry.atom_entry()
+        _fix_atom_links(atom_entry, article)
+        atom = _serialize(atom_entry, 1)
+    if "rss" in formats:
+        rss_item = entry.rss_entry()
+        if not email:
+            # RSS <author> must be an email address; without one it is left out (the
+            # channel and the Atom feed still name the author).
+            for element in rss_item.findall("author"):
+                rss_item.remove(element)
+        rss = _serialize_item(rss_item)
+    json = _json_item(article, full, name) if "json" in formats else b""
+    return EntryFragments(rss=rss, atom=atom, json=json)
 
 
 def _fix_atom_links(atom: Any, article: Article) -> None:

@@ -240,8 +240,7 @@ def _written(
     if target.parent not in folders:  # each folder made once a build, not once a page
         target.parent.mkdir(parents=True, exist_ok=True)
         folders.add(target.parent)
-    replace_small(target, data)
-    info = target.stat()
+    info = replace_small(target, data)
     return {"inputs": signature, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 

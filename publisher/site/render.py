@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,10 @@ class SiteRenderer:
     def __init__(self, pub: Publication) -> None:
         self.pub = pub
         self.env = environment(pub.web_templates_dir, DEFAULTS)
+        # The templates are those of `fingerprint`, read once: a page's inputs must not
+        # change halfway through a build (and not looking again saves three stats a page).
+        self.env.auto_reload = False
+        self._tags: dict[str, dict[str, str] | None] = {}
         site = pub.config.site
         feeds = [
             {"label": LABELS[kind], "type": MEDIA_TYPES[kind],
@@ -86,7 +90,7 @@ class SiteRenderer:
         return digest.digest()
 
     def article(self, record: dict[str, Any]) -> bytes:
-        article = _article(record, self.pub)
+        article = _article(record, self.pub, self._tag)
         image = record["image"]
         meta = {
             "canonical": record["link"],
@@ -123,8 +127,17 @@ class SiteRenderer:
             ] + feeds  # fmt: skip
         return self._render(
             template, title, canonical=listing.url, og=og, tag=tag, paging=paging,
-            articles=[_article(record, self.pub) for record in records], feeds=feeds,
+            articles=[_article(record, self.pub, self._tag) for record in records], feeds=feeds,
         )  # fmt: skip
+
+    def _tag(self, name: str) -> dict[str, str] | None:
+        """A tag as pages link it (None: a tag with no letters, which has no page); the
+        same few dozen tags come back on every page, so each is made once."""
+        if name not in self._tags:
+            slug = slugify(name)
+            href = f"{self.pub.config.site.base_url}tags/{slug}/"
+            self._tags[name] = {"name": name, "href": href} if slug else None
+        return self._tags[name]
 
     def _has_feed(self, tag: str) -> bool:
         wanted = self.pub.config.feeds.tags
@@ -166,21 +179,22 @@ def _site_relative(page: str, base: str) -> str:
     if at < 0:
         return page
     root = urlsplit(base).path or "/"
-    body = re.sub(r'(href|src)="' + re.escape(base), lambda m: f'{m.group(1)}="{root}', page[at:])
+    body = (
+        page[at:].replace(f'href="{base}', f'href="{root}').replace(f'src="{base}', f'src="{root}')
+    )
     return page[:at] + body
 
 
-def _article(record: dict[str, Any], pub: Publication) -> dict[str, Any]:
-    base = pub.config.site.base_url
+def _article(
+    record: dict[str, Any], pub: Publication, tags: Callable[[str], dict[str, str] | None]
+) -> dict[str, Any]:
     return {
         "title": record["title"],
         "link": record["link"],
         "date": datetime.fromisoformat(record["date"]),
         "updated": None if record["updated"] is None else datetime.fromisoformat(record["updated"]),
         "author": record["author"] or pub.config.site.author.name,
-        "tags": [
-            {"name": t, "href": f"{base}tags/{slugify(t)}/"} for t in record["tags"] if slugify(t)
-        ],
+        "tags": [tag for tag in map(tags, record["tags"]) if tag is not None],
         "summary": Markup(record["summary"]),
         "body": Markup(record["body"]),
         "image": record["image"],
