@@ -61,6 +61,7 @@ def build(
                 from publisher.site.files import write_site
 
                 report.site = write_site(pub, cache, report.published, jobs)
+                report.warnings.extend(report.site.warnings)
     changed = [f.url for f in report.feeds if f.written and not f.archive]
     if write and changed and pub.config.feeds.hubs:
         from publisher.feeds.websub import publish

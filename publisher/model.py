@@ -39,6 +39,8 @@ class Article:
     # Files of the publication it references (publication-relative paths): the site
     # publishes them beside its pages, at the same path.
     files: tuple[str, ...] = ()
+    # Other articles it links to: (publication-relative source path, the permalink used).
+    linked: tuple[tuple[str, str], ...] = ()
 
     @property
     def modified(self) -> datetime:

@@ -144,6 +144,72 @@ def test_relative_paths_resolve_against_the_article_folder_in_body_and_front_mat
     assert (pub.site_dir / "articles/notes/map.pdf").read_bytes() == b"%PDF-1.4 a map"
 
 
+def test_a_link_follows_the_article_it_names_when_that_article_moves(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged article linking to another's source file: when that one gets a new
+    slug, or is deleted, the link follows (or is reported), with no edit to the first."""
+    monkeypatch.chdir(example)
+    articles = example / "articles"
+    (articles / "pointer.md").write_text(
+        "---\ntitle: Pointer\ndate: 2026-11-20 10:00\n---\nSee [the tides](reading-the-tide-tables.md).\n"
+    )
+    pub = pub_of(example)
+    build(pub, NOW)
+    page = pub.site_dir / "articles/pointer/index.html"
+    assert 'href="/articles/reading-the-tide-tables/"' in page.read_text()
+    tides = articles / "reading-the-tide-tables.md"
+    tides.write_text(tides.read_text().replace("---\n", "---\nslug: tide-tables\n", 1))
+    report = build(pub, NOW)
+    assert 'href="/articles/tide-tables/"' in page.read_text()
+    assert not (pub.site_dir / "articles/reading-the-tide-tables").exists()
+    rss = (pub.feeds_dir / "rss.xml").read_text()
+    assert "articles/reading-the-tide-tables/" not in rss
+    tides.unlink()
+    report = build(pub, NOW)
+    assert [str(w) for w in report.warnings if "pointer" in w.path] == [
+        "articles/pointer.md:5: link: 'reading-the-tide-tables.md' does not exist"
+    ]
+
+
+def test_a_link_to_an_article_published_elsewhere_goes_there(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(example)
+    articles = example / "articles"
+    (articles / "elsewhere.md").write_text(
+        "---\ntitle: Elsewhere\ndate: 2026-11-20 09:00\nlink: https://other.example/post\n---\nx\n"
+    )
+    (articles / "pointer.md").write_text(
+        "---\ntitle: Pointer\ndate: 2026-11-20 10:00\n---\nSee [it](elsewhere.md).\n"
+    )
+    pub = pub_of(example)
+    build(pub, NOW)
+    page = (pub.site_dir / "articles/pointer/index.html").read_text()
+    assert 'href="https://other.example/post"' in page  # it has no page here
+
+
+def test_a_deleted_attachment_is_reported_at_the_next_build(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(example)
+    articles = example / "articles"
+    (articles / "map.pdf").write_bytes(b"%PDF-1.4 a map")
+    (articles / "walk.md").write_text(
+        "---\ntitle: A walk\ndate: 2026-11-20 10:00\n---\nSee [the map](map.pdf).\n"
+    )
+    pub = pub_of(example)
+    assert not [w for w in build(pub, NOW).warnings if "walk" in w.path]
+    assert (pub.site_dir / "articles/map.pdf").exists()
+    (articles / "map.pdf").unlink()
+    report = build(pub, NOW)
+    assert [str(w) for w in report.warnings if "walk" in w.path] == [
+        "articles/walk.md:5: link: 'map.pdf' does not exist"
+    ]
+    assert not (pub.site_dir / "articles/map.pdf").exists()
+    assert [str(w) for w in build(pub, NOW).warnings if "walk" in w.path] != []  # every build
+
+
 def test_a_path_outside_the_publication_is_a_warning(
     example: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,6 +299,71 @@ def test_the_link_checker_finds_a_dangling_link(example: Path) -> None:
     assert not resolves(pub, f"{BASE}articles/no-such-article/")
     assert not resolves(pub, "images/relative.png")
     assert resolves(pub, f"{BASE}articles/welcome/#top")
+
+
+def test_every_link_of_the_served_publication_leads_somewhere(example: Path) -> None:
+    """Crawl `publisher serve` from its front page, the archive of an issue sent and the
+    feeds, following every link and image of ours: each answers 200."""
+    from publisher import store
+    from publisher.backends.memory import MemoryBackend
+
+    from .sending import send
+    from .test_web import KEY
+
+    pub = pub_of(example)
+    build(pub, NOW)
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        store.add_subscriber(db, "ann@example.org", "Ann", "weekly", 0.0)
+    engine.dispose()
+    assert [r.status for r in send(pub, [MemoryBackend({}, str(pub.root))], NOW, signer=KEY)] == [
+        "done"
+    ]
+    with serving(pub) as served:
+        queue = ["/", "/issues/weekly/", "/feeds/rss.xml", "/feeds/atom.xml", "/feeds/feed.json"]
+        seen = set(queue)
+        failed: list[tuple[str, int]] = []
+        while queue and len(seen) < 5_000:  # bounded: the example has a few hundred
+            path = queue.pop()
+            status, headers, body = fetch(served + path)
+            if status != 200:
+                failed.append((path, status))
+                continue
+            kind = headers.get("content-type", "")
+            text = body.decode("utf-8", "replace")
+            if kind.startswith("text/html"):
+                links = html_links(text)
+            elif "xml" in kind or "json" in kind:
+                links = feed_links(text)
+            else:
+                continue
+            for link in links:
+                url = urldefrag(html.unescape(link))[0]
+                if url.startswith(BASE):
+                    url = "/" + url[len(BASE) :]
+                if url.startswith("/") and not url.startswith("//") and url not in seen:
+                    seen.add(url)
+                    queue.append(url)
+    assert failed == []
+    kinds = {urlsplit(u).path.split("/")[1] for u in seen}
+    assert {"articles", "tags", "issues", "feeds", "subscribe", "style.css"} <= kinds
+    assert len(seen) > 50 and "/issues/weekly/1/" in seen
+
+
+def test_a_page_two_articles_claim_is_the_owners_and_the_other_is_told(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(example)
+    (example / "articles" / "claims.md").write_text(
+        f"---\ntitle: Claims\ndate: 2026-11-27 10:00\nlink: {BASE}articles/welcome/\n---\nMine.\n"
+    )
+    report = build(pub_of(example), NOW)
+    assert [str(w) for w in report.warnings if "claims" in w.path] == [
+        f"articles/claims.md:1: link: '{BASE}articles/welcome/' is the page of "
+        "articles/welcome.md: this article has no page of its own"
+    ]
+    page = (example / "site" / "articles" / "welcome" / "index.html").read_text()
+    assert "<title>Welcome" in page and "Mine." not in page
 
 
 def test_serve_serves_the_site_with_caching(example: Path) -> None:

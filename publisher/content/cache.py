@@ -27,7 +27,7 @@ from typing import NamedTuple
 from publisher.errors import Problem
 from publisher.files import private_file
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS entries (
     draft INTEGER,
     files TEXT,
     link TEXT,
+    linked TEXT,
     used_mtime INTEGER NOT NULL,
     mtime REAL NOT NULL,
     problems TEXT,
@@ -84,6 +85,8 @@ class Entry(NamedTuple):
     draft: bool
     files: tuple[str, ...] = ()  # what the site publishes with it (publication-relative)
     link: str = ""  # its permalink (or its own `link:`)
+    # The articles it links to: (publication-relative source path, permalink it used).
+    linked: tuple[tuple[str, str], ...] = ()
 
 
 class Outcome(NamedTuple):
@@ -166,14 +169,14 @@ class BuildCache:
         """Everything the cache knows, per path: key, stat signature and outcome."""
         query = (
             "SELECT path, key, stat, digest, sort, slug, date, modified, tags, draft, files,"
-            " link, used_mtime, mtime, problems FROM entries"
+            " link, linked, used_mtime, mtime, problems FROM entries"
         )
         found: dict[str, Cached] = {}
         fromiso = datetime.fromisoformat
         with closing(self.db.execute(query)) as rows:
             for row in rows:
                 path, key, stat, digest, sort, slug, date, modified, tags, draft = row[:10]
-                files, link, used, mtime, problems = row[10:]
+                files, link, linked, used, mtime, problems = row[10:]
                 entry = None
                 if slug is not None:
                     entry = Entry(
@@ -187,6 +190,7 @@ class BuildCache:
                         bool(draft),
                         tuple(files.split(_SEP)) if files else (),
                         link or "",
+                        tuple(map(tuple, json.loads(linked))) if linked else (),
                     )
                 listed = tuple(Problem(*p) for p in json.loads(problems)) if problems else ()
                 found[path] = Cached(key, stat, Outcome(entry, listed, mtime, bool(used)))
@@ -210,13 +214,13 @@ class BuildCache:
             entries = [_columns(row) for row in chunk]
             self.db.executemany(
                 "INSERT INTO entries (path, key, stat, digest, sort, slug, date, modified,"
-                " tags, draft, files, link, used_mtime, mtime, problems, seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " tags, draft, files, link, linked, used_mtime, mtime, problems, seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (path) DO UPDATE SET key = excluded.key,"
                 " stat = excluded.stat, digest = excluded.digest, sort = excluded.sort,"
                 " slug = excluded.slug, date = excluded.date, modified = excluded.modified,"
                 " tags = excluded.tags, draft = excluded.draft, files = excluded.files,"
-                " link = excluded.link,"
+                " link = excluded.link, linked = excluded.linked,"
                 " used_mtime = excluded.used_mtime, mtime = excluded.mtime,"
                 " problems = excluded.problems",
                 [(*columns, seen) for columns in entries],
@@ -313,7 +317,7 @@ def _columns(row: Row) -> tuple[object, ...]:
         else None
     )
     if entry is None:
-        head: tuple[object, ...] = (None, "", None, None, None, None, None, None, None)
+        head: tuple[object, ...] = (None, "", None, None, None, None, None, None, None, None)
     else:
         head = (
             entry.digest,
@@ -325,6 +329,7 @@ def _columns(row: Row) -> tuple[object, ...]:
             int(entry.draft),
             _SEP.join(entry.files),
             entry.link,
+            json.dumps(entry.linked) if entry.linked else None,
         )
     return (
         row.path,

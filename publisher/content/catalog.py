@@ -228,13 +228,62 @@ def _outcomes(
     report.rendered = len(pending)
     report.reused = len(results)
     rows = _read_all(pub, fingerprint, fragments, pending, jobs)
+    _keep(cache, _collect(rows, results), keep)
+    # An article whose links went stale since it was read (the article it links to has
+    # another permalink now, or is gone; a file it references was deleted) is read again:
+    # its page and items then link to what exists, and its warnings say what does not.
+    # (One read in this build already saw them as they are.)
+    read = {name for name, _ in pending}
+    again = [name for name in _stale_links(pub, results) if name not in read]
+    if again:
+        report.rendered += len(again)
+        report.reused -= len(again)
+        rows = iter(
+            [read_file(pub, fingerprint, fragments, name, shown_of[name]) for name in again]
+        )
+        _keep(cache, _collect(rows, results), keep)
     if keep:
-        cache.store(_collect(rows, results))
         cache.forget([name for name in cached if name not in shown_of])
-    else:
-        for _ in _collect(rows, results):
-            pass
     return results
+
+
+def _keep(cache: BuildCache, rows: Iterator[Row], keep: bool) -> None:
+    if keep:
+        cache.store(rows)
+    else:
+        for _ in rows:
+            pass
+
+
+def _stale_links(pub: Publication, results: dict[str, Outcome]) -> list[str]:
+    """The articles to read again: one linking to another article's source file whose
+    permalink is no longer the one it used (or which is gone), or referencing a file that
+    is gone. A stat per referenced file; articles with neither cost nothing."""
+    root = str(pub.root)
+    permalinks: dict[str, str] | None = None
+    again: list[str] = []
+    for name, outcome in results.items():
+        entry = outcome.entry
+        if entry is None or not (entry.linked or entry.files):
+            continue
+        if any(not os.path.isfile(os.path.join(root, file)) for file in entry.files):
+            again.append(name)
+            continue
+        if not entry.linked:
+            continue
+        if permalinks is None:  # made once, when the first article with such links comes
+            permalinks = {
+                os.path.relpath(other, root).replace(os.sep, "/"): found.entry.link
+                for other, found in results.items()
+                if found.entry is not None
+            }
+        for source, used in entry.linked:
+            current = permalinks.get(source)
+            gone = current is None and not os.path.isfile(os.path.join(root, source))
+            if gone or (current is not None and current != used):
+                again.append(name)
+                break
+    return sorted(again)
 
 
 def _collect(rows: Iterator[Row], results: dict[str, Outcome]) -> Iterator[Row]:
@@ -311,6 +360,7 @@ def read_file(
         article.draft,
         article.files,
         article.link,
+        article.linked,
     )
     outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
     return Row(outcome, name, key, stat, rss, atom, json, page)

@@ -41,6 +41,9 @@ class References:
     # The URL as the sanitizer made it absolute (against the article's folder) -> the
     # permalink of the article it names.
     articles: dict[str, str] = field(default_factory=dict)
+    # The source of each article it names (publication-relative) -> the permalink used:
+    # the build reads the article again when that permalink changes.
+    sources: dict[str, str] = field(default_factory=dict)
     # Files of the publication it references, relative to the publication folder (posix).
     files: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -98,7 +101,9 @@ def resolve_references(
         if any(_under(file, made) for made in (pub.feeds_dir, pub.site_dir, pub.state_dir)):
             continue  # what a build makes (a feed, a page): there, and not copied
         if file.suffix.lower() in SUFFIXES and _under(file, pub.articles_dir) and file.is_file():
-            found.articles[_absolute(base, value)] = _permalink(pub, file)
+            permalink = _permalink(pub, file)
+            found.articles[_absolute(base, value)] = permalink
+            found.sources[target.as_posix()] = permalink
         elif file.is_file():
             if target.as_posix() not in found.files:
                 found.files.append(target.as_posix())
@@ -165,18 +170,23 @@ def _absolute(base: str, value: str) -> str:
 
 
 def _permalink(pub: Publication, file: Path) -> str:
-    """The permalink of the article in ``file``: its ``slug:`` if it gives one, else the
-    slug of its name (read from its front matter only)."""
+    """Where the article in ``file`` is read: its own ``link:``, else the permalink of its
+    ``slug:`` or of its name's slug (as the reader decides; read from its front matter
+    only)."""
     from publisher.content.frontmatter import split_front_matter
     from publisher.errors import PublisherError
 
     slug = slugify(file.stem)
     try:
-        given = split_front_matter(file.read_text("utf-8"), file.name).meta.slug
+        meta = split_front_matter(file.read_text("utf-8"), file.name).meta
     except (OSError, UnicodeDecodeError, PublisherError):
-        given = None
+        meta = None
+    if meta is not None and meta.link:
+        return meta.link
     site = pub.config.site
-    return site.base_url + site.permalink.format(slug=given or slug)
+    if meta is not None and meta.slug:
+        slug = meta.slug
+    return site.base_url + site.permalink.format(slug=slug)
 
 
 def _missing(shown: str, text: str, first_line: int, value: str, what: str) -> Problem:

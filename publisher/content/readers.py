@@ -197,6 +197,7 @@ def parse_article(text: str, path: Path, shown: str, pub: Publication, mtime: fl
         link=link,
         source=shown,
         files=tuple(files),
+        linked=tuple(sorted(references.sources.items())),
     )
     return Parsed(article, tuple(warnings), used_mtime)
 

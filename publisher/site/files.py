@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import orjson
 from publisher.config import Publication
 from publisher.content import slugify
 from publisher.content.cache import BuildCache, Entry
+from publisher.errors import Problem
 from publisher.files import replace_small, write_atomic
 from publisher.site.render import Listing, SiteRenderer
 
@@ -35,6 +36,7 @@ class SiteReport:
     files: int  # referenced files published
     copied: int  # of which copied by this build
     removed: int  # files of an earlier build removed
+    warnings: list[Problem] = field(default_factory=list)  # pages two articles claim
 
 
 def page_path(pub: Publication, link: str) -> str | None:
@@ -82,10 +84,10 @@ def write_site(
         written += 1
 
     # Article pages: what changed is rendered; the records are read from the cache there.
-    for entry in ordered:
-        target = page_path(pub, entry.link)
-        if target is None or target in after:
-            continue  # a page elsewhere, or a permalink another article has
+    warnings: list[Problem] = []
+    for target, entry in _page_owners(pub, ordered, warnings).items():
+        if target in after:
+            continue  # the style sheet's own path
         signature = _signature(frame, b"article", entry.digest)
         if not unchanged(target, signature):
             tasks.append((target, signature, [entry.path], None, None))
@@ -140,7 +142,41 @@ def write_site(
             after[relative] = {**stamp, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             copied += 1
     removed = _remove_stale(pub, before, after)
-    return SiteReport(pages, written, files, copied, removed)
+    return SiteReport(pages, written, files, copied, removed, warnings)
+
+
+def _page_owners(
+    pub: Publication, ordered: list[Entry], warnings: list[Problem]
+) -> dict[str, Entry]:
+    """Which article each page of the site shows. Two articles can claim one page: one
+    whose ``link:`` is another's permalink, or two with the same ``link:``. The page is
+    the article's whose own permalink it is, else the newest claimant's; each other one
+    is told that it has no page of its own (its feed item links to that page)."""
+    site = pub.config.site
+    claims: dict[str, list[Entry]] = {}
+    for entry in ordered:
+        target = page_path(pub, entry.link)
+        if target is not None:  # None: a page elsewhere (an article's own `link:`)
+            claims.setdefault(target, []).append(entry)
+    owners: dict[str, Entry] = {}
+    for target, claimants in claims.items():
+        own = [e for e in claimants if e.link == site.base_url + site.permalink.format(slug=e.slug)]
+        owner = own[0] if own else claimants[0]
+        owners[target] = owner
+        for other in claimants:
+            if other is not owner:
+                what = (
+                    f"'{other.link}' is the page of {_shown(owner.path)}: "
+                    "this article has no page of its own"
+                )
+                warnings.append(Problem(_shown(other.path), 1, "link", what))
+    return owners
+
+
+def _shown(path: str) -> str:
+    # As the catalog shows a file: relative to the current folder when inside it.
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _make_all(
