@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from publisher.config import Publication
 from publisher.content.cache import BuildCache
-from publisher.content.catalog import Catalog, catalog, load_articles, scan_articles
+from publisher.content.catalog import Catalog, Pages, catalog, load_articles, scan_articles
 from publisher.model import Article
 
 if TYPE_CHECKING:
@@ -49,7 +49,11 @@ def build(
     WebSub hubs which feeds changed (``sleep`` waits between a hub's attempts). Bad
     articles are skipped and reported; the others are published."""
     with BuildCache(pub.state_dir / CACHE_FILE, readonly=not write) as cache:
-        found = catalog(pub, cache, now, feed_fragments, jobs, keep=write)
+        pages: Pages | None = None
+        if write and pub.config.website.enabled:
+            # Each article's page is written while its reader has it (see site.files).
+            from publisher.site.files import write_article_page as pages
+        found = catalog(pub, cache, now, feed_fragments, jobs, keep=write, pages=pages)
         report = BuildReport(
             found.published, found.skipped, found.warnings, found.rendered, found.reused
         )
@@ -60,7 +64,7 @@ def build(
             if pub.config.website.enabled:
                 from publisher.site.files import write_site
 
-                report.site = write_site(pub, cache, report.published, jobs)
+                report.site = write_site(pub, cache, report.published, jobs, found.pages)
                 report.warnings.extend(report.site.warnings)
     changed = [f.url for f in report.feeds if f.written and not f.archive]
     if write and changed and pub.config.feeds.hubs:

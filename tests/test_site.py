@@ -109,6 +109,62 @@ def test_an_unchanged_page_is_not_written_again_and_a_stale_one_is_removed(
     assert not (pub.site_dir / "articles" / "welcome").exists()
 
 
+def test_a_page_follows_a_template_change_and_a_deleted_page_comes_back(
+    example: Path,
+) -> None:
+    """Article pages are made while the articles are read; a template changed later, or
+    a page deleted by hand, makes them again from the article files."""
+    pub = pub_of(example)
+    build(pub, NOW)
+    page = pub.site_dir / "articles/welcome/index.html"
+    (example / "templates" / "web").mkdir(parents=True, exist_ok=True)
+    article = (Path(__file__).parent.parent / "publisher/defaults/web/article.html").read_text()
+    (example / "templates/web/article.html").write_text(
+        article.replace("<article>", "<article class=x>")
+    )
+    report = build(pub, NOW)
+    assert report.rendered == 0 and report.site is not None and report.site.written > 10
+    assert "<article class=x>" in page.read_text() and "Kestrel" in page.read_text()
+    page.unlink()
+    build(pub, NOW)
+    assert "<article class=x>" in page.read_text()
+
+
+def test_a_new_article_taking_a_slug_leaves_the_page_to_the_first(example: Path) -> None:
+    """A new file claiming a published article's slug is skipped; the page its reader
+    wrote meanwhile is not left standing, wherever its `link:` put it."""
+    pub = pub_of(example)
+    build(pub, NOW)
+    page = pub.site_dir / "articles/welcome/index.html"
+    before = page.read_text()
+    articles = example / "articles"
+    (articles / "taker.md").write_text(
+        "---\ntitle: Taker\ndate: 2026-11-27 10:00\nslug: welcome\n---\nMine now.\n"
+    )
+    (articles / "taker-too.md").write_text(
+        f"---\ntitle: Taker too\ndate: 2026-11-27 10:00\nslug: welcome\n"
+        f"link: {BASE}elsewhere/\n---\nMine too.\n"
+    )
+    report = build(pub, NOW)
+    assert sum("already used" in p.what for p in report.skipped) == 2
+    assert page.read_text() == before
+    assert not (pub.site_dir / "elsewhere").exists()
+
+
+def test_a_front_page_template_may_show_whole_articles(example: Path) -> None:
+    """The cache keeps what lists show; a list template asking for `article.body` gets
+    it all the same."""
+    (example / "templates" / "web").mkdir(parents=True, exist_ok=True)
+    index = (Path(__file__).parent.parent / "publisher/defaults/web/index.html").read_text()
+    (example / "templates/web/index.html").write_text(
+        index.replace("<p>{{ article.summary }}</p>", "<div>{{ article.body }}</div>")
+    )
+    pub = pub_of(example)
+    build(pub, NOW)
+    front = (pub.site_dir / "index.html").read_text()
+    assert "editor@kestrelbay.example" in front  # the last paragraph of welcome.md
+
+
 def test_the_site_can_be_turned_off(example: Path) -> None:
     pub = pub_of(example, "state:\n", "website:\n  enabled: false\nstate:\n")
     report = build(pub, NOW)

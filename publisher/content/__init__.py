@@ -14,7 +14,7 @@ SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
 
 # Bump when a change in the readers alters what they produce from the same bytes: the
 # incremental build cache keys on it.
-READER_VERSION = "5"
+READER_VERSION = "6"
 
 
 def slugify(text: str) -> str:

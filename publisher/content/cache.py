@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from publisher.errors import Problem
 from publisher.files import private_file
@@ -115,6 +115,8 @@ class Row:
     atom: bytes | None
     json: bytes | None
     page: bytes | None = None
+    # The article's page, if the reader wrote it: (path below the site, its record).
+    written: tuple[str, dict[str, Any]] | None = None
 
 
 def stat_signature(fingerprint: bytes, size: int, mtime_ns: int, inode: int) -> str:

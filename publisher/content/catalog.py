@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -39,6 +40,10 @@ PARALLEL_FROM = 64
 
 # An article -> its feed fragments (rss, atom, json).
 Fragments = Callable[[Publication, Article], tuple[bytes, bytes, bytes]]
+# A published article and its digest -> its page written: (path below the site, the
+# record of what was written), or None (its page is not on this site).
+Pages = Callable[[Publication, Article, bytes], "tuple[str, dict[str, Any]] | None"]
+Publish = tuple[Pages, datetime] | None  # the page maker, and the moment published
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Catalog:
     warnings: list[Problem] = field(default_factory=list)
     rendered: int = 0
     reused: int = 0
+    # The pages the readers wrote while the articles were in hand: entry path -> (page,
+    # its record). The site checks each before it counts (see site.files).
+    pages: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def catalog(
@@ -57,12 +65,15 @@ def catalog(
     fragments: Fragments,
     jobs: int | None = None,
     keep: bool = True,
+    pages: Pages | None = None,
 ) -> Catalog:
     """What is published at ``now``, with every skipped article's problem. With ``keep``
-    false (``publisher check``) the cache is only read."""
+    false (``publisher check``) the cache is only read. ``pages``: each article read and
+    published at ``now`` has its page made by it, there and then."""
     files = scan_articles(pub)
     found = Catalog()
-    outcomes = _outcomes(pub, cache, files, found, fragments, jobs, keep)
+    publish = (pages, now) if pages is not None and keep else None
+    outcomes = _outcomes(pub, cache, files, found, fragments, jobs, keep, publish)
     candidates: list[tuple[str, Entry, float]] = []
     claims: dict[str, list[int]] = {}
     for name, shown in files:
@@ -193,6 +204,7 @@ def _outcomes(
     fragments: Fragments,
     jobs: int | None,
     keep: bool,
+    publish: Publish = None,
 ) -> dict[str, Outcome]:
     """Outcome of every file, from the cache where the file is unchanged. With ``keep``
     false (``publisher check``) the cache is only read."""
@@ -227,8 +239,8 @@ def _outcomes(
     pending.sort()
     report.rendered = len(pending)
     report.reused = len(results)
-    rows = _read_all(pub, fingerprint, fragments, pending, jobs)
-    _keep(cache, _collect(rows, results), keep)
+    rows = _read_all(pub, fingerprint, fragments, pending, jobs, publish)
+    _keep(cache, _collect(rows, results, report), keep)
     # An article whose links went stale since it was read (the article it links to has
     # another permalink now, or is gone; a file it references was deleted) is read again:
     # its page and items then link to what exists, and its warnings say what does not.
@@ -239,9 +251,12 @@ def _outcomes(
         report.rendered += len(again)
         report.reused -= len(again)
         rows = iter(
-            [read_file(pub, fingerprint, fragments, name, shown_of[name]) for name in again]
+            [
+                read_file(pub, fingerprint, fragments, name, shown_of[name], publish)
+                for name in again
+            ]
         )
-        _keep(cache, _collect(rows, results), keep)
+        _keep(cache, _collect(rows, results, report), keep)
     if keep:
         cache.forget([name for name in cached if name not in shown_of])
     return results
@@ -286,9 +301,11 @@ def _stale_links(pub: Publication, results: dict[str, Outcome]) -> list[str]:
     return sorted(again)
 
 
-def _collect(rows: Iterator[Row], results: dict[str, Outcome]) -> Iterator[Row]:
+def _collect(rows: Iterator[Row], results: dict[str, Outcome], report: Catalog) -> Iterator[Row]:
     for row in rows:
         results[row.path] = row.outcome
+        if row.written is not None:
+            report.pages[row.path] = row.written
         yield row
 
 
@@ -298,26 +315,33 @@ def _read_all(
     fragments: Fragments,
     tasks: list[tuple[str, str]],
     jobs: int | None,
+    publish: Publish = None,
 ) -> Iterator[Row]:
     workers = jobs or os.cpu_count() or 1
     if workers <= 1 or len(tasks) < PARALLEL_FROM:
         for name, shown in tasks:
-            yield read_file(pub, fingerprint, fragments, name, shown)
+            yield read_file(pub, fingerprint, fragments, name, shown, publish)
         return
     from concurrent.futures import ProcessPoolExecutor  # only a cold build pays for it
 
     chunk = max(1, min(32, len(tasks) // (workers * 8)))
     with ProcessPoolExecutor(
-        workers, initializer=_worker_init, initargs=(pub, fingerprint, fragments)
+        workers, initializer=_worker_init, initargs=(pub, fingerprint, fragments, publish)
     ) as pool:
         yield from pool.map(_worker_render, tasks, chunksize=chunk)
 
 
 def read_file(
-    pub: Publication, fingerprint: bytes, fragments: Fragments, name: str, shown: str
+    pub: Publication,
+    fingerprint: bytes,
+    fragments: Fragments,
+    name: str,
+    shown: str,
+    publish: Publish = None,
 ) -> Row:
-    """Read one article file and make its feed fragments. The key is computed from the
-    bytes actually read, so a file edited meanwhile is simply seen as changed next time."""
+    """Read one article file and make its feed fragments (and, with ``publish``, its page
+    when it is published). The key is computed from the bytes actually read, so a file
+    edited meanwhile is simply seen as changed next time."""
     try:
         raw, info = read_source(name, str(pub.articles_dir), shown, pub.config.content.max_size)
     except ContentError as exc:
@@ -343,12 +367,14 @@ def read_file(
     except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
         outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
         return Row(outcome, name, key, stat, None, None, None)
-    # The site's record of the article: only for a site (it doubles what the cache holds).
+    # The site's record of the article: only for a site (what its lists show).
     page = page_record(article) if pub.config.website.enabled else None
     digest = hashlib.sha256(rss)
     digest.update(atom)
     digest.update(json)
     digest.update(page or b"")
+    # The body, which a feed of summaries does not carry: the article's page shows it.
+    digest.update(article.body_html.encode("utf-8", "surrogatepass"))
     entry = Entry(
         name,
         digest.digest(),
@@ -362,33 +388,46 @@ def read_file(
         article.link,
         article.linked,
     )
+    written = None
+    if publish is not None and not article.draft and article.date <= publish[1]:
+        # Its page now, from the article in hand, rather than from the cache later.
+        written = publish[0](pub, article, entry.digest)
     outcome = Outcome(entry, parsed.warnings, info.st_mtime, parsed.used_mtime)
-    return Row(outcome, name, key, stat, rss, atom, json, page)
+    return Row(outcome, name, key, stat, rss, atom, json, page, written)
+
+
+def page_fields(article: Article) -> dict[str, Any]:
+    """The article as the site's pages show it."""
+    image = article.image
+    return {
+        "slug": article.slug, "title": article.title, "date": article.date.isoformat(),
+        "updated": None if article.updated is None else article.updated.isoformat(),
+        "author": article.author, "tags": list(article.tags),
+        "summary": article.summary_html, "body": article.body_html, "link": article.link,
+        "image": None if image is None else {"url": image.url, "alt": image.alt},
+    }  # fmt: skip
 
 
 def page_record(article: Article) -> bytes:
-    """The article as the site's pages need it (JSON): kept in the build cache, so that a
-    page is rendered again without reading its file."""
-    image = article.image
-    return orjson.dumps(
-        {
-            "slug": article.slug, "title": article.title, "date": article.date.isoformat(),
-            "updated": None if article.updated is None else article.updated.isoformat(),
-            "author": article.author, "tags": list(article.tags),
-            "summary": article.summary_html, "body": article.body_html, "link": article.link,
-            "image": None if image is None else {"url": image.url, "alt": image.alt},
-        }
-    )  # fmt: skip
+    """What the site's lists show of the article (JSON, without its body): kept in the
+    build cache, so that a list page is made again without reading its articles. An
+    article's own page is made from the article itself."""
+    fields = page_fields(article)
+    del fields["body"]
+    return orjson.dumps(fields)
 
 
-_WORKER: tuple[Publication, bytes, Fragments] | None = None
+_WORKER: tuple[Publication, bytes, Fragments, Publish] | None = None
 
 
-def _worker_init(pub: Publication, fingerprint: bytes, fragments: Fragments) -> None:
+def _worker_init(
+    pub: Publication, fingerprint: bytes, fragments: Fragments, publish: Publish
+) -> None:
     global _WORKER
-    _WORKER = (pub, fingerprint, fragments)
+    _WORKER = (pub, fingerprint, fragments, publish)
 
 
 def _worker_render(task: tuple[str, str]) -> Row:
     assert _WORKER is not None
-    return read_file(*_WORKER, *task)
+    pub, fingerprint, fragments, publish = _WORKER
+    return read_file(pub, fingerprint, fragments, *task, publish)

@@ -63,12 +63,23 @@ class _Collect(HTMLParser):
 def folder_url(pub: Publication, source: Path) -> str:
     """The URL relative paths of the article at ``source`` resolve against: its folder's
     place below the site's URL."""
-    try:  # the usual case, without resolving (two realpath calls an article: a tenth)
+    base = pub.config.site.base_url
+    key = (pub.root, base, str(source.parent))
+    url = _FOLDER_URLS.get(key)
+    if url is not None:  # 10,000 articles share a handful of folders
+        return url
+    try:  # the usual case, from the names alone (so it can be kept), without resolving
         folder: PurePosixPath | None = PurePosixPath(source.parent.relative_to(pub.root).as_posix())
     except ValueError:
-        folder = _inside(pub, source.parent)
-    base = pub.config.site.base_url
-    return base if folder in (None, PurePosixPath(".")) else f"{base}{folder.as_posix()}/"
+        folder = _inside(pub, source.parent)  # through links on disk: looked up each time
+        return base if folder in (None, PurePosixPath(".")) else f"{base}{folder.as_posix()}/"
+    if len(_FOLDER_URLS) >= 4096:
+        _FOLDER_URLS.clear()
+    url = _FOLDER_URLS[key] = base if folder == PurePosixPath(".") else f"{base}{folder}/"
+    return url
+
+
+_FOLDER_URLS: dict[tuple[Path, str, str], str] = {}
 
 
 def resolve_references(

@@ -194,6 +194,7 @@ def environment(folder: Path, *fallbacks: Path) -> BoundedEnvironment:
         env.filters[name] = _sized(env.filters[name])
     env.filters["format"] = _checked_format(env.filters["format"])
     env.filters["datefmt"] = lambda value, fmt="%-d %B %Y": value.strftime(fmt)
+    env.filters["isoformat"] = lambda value: value.isoformat()  # for <time datetime>
     return env
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,10 @@ import orjson
 from publisher.config import Publication
 from publisher.content import slugify
 from publisher.content.cache import BuildCache, Entry
+from publisher.content.catalog import page_fields
 from publisher.errors import Problem
 from publisher.files import replace_small, write_atomic
+from publisher.model import Article
 from publisher.site.render import Listing, SiteRenderer
 
 MANIFEST_FILE = "site-manifest.json"
@@ -58,9 +61,43 @@ Task = tuple[str, str, list[str], "Listing | None", "str | None"]
 PARALLEL_FROM = 64
 
 
+def write_article_page(
+    pub: Publication, article: Article, digest: bytes
+) -> tuple[str, dict[str, Any]] | None:
+    """Write the page of ``article`` (published, with the entry digest ``digest``) while
+    its reader has it in hand: (its path below the site, its manifest record), or None
+    when its page is not on this site. ``write_site`` then takes it as written, once it
+    knows the page is this article's (see ``_page_owners``)."""
+    target = page_path(pub, article.link)
+    if target is None:
+        return None
+    renderer, frame, folders = _renderer(pub)
+    signature = _signature(frame, b"article", digest)
+    return target, _written(pub, target, renderer.article(page_fields(article)), signature, folders)
+
+
+# Per process: the renderer of each publication, its fingerprint and the folders made.
+_RENDERERS: dict[int, tuple[Publication, SiteRenderer, bytes, set[Path]]] = {}
+
+
+def _renderer(pub: Publication) -> tuple[SiteRenderer, bytes, set[Path]]:
+    held = _RENDERERS.get(id(pub))
+    if held is None or held[0] is not pub:
+        renderer = SiteRenderer(pub)
+        held = _RENDERERS[id(pub)] = (pub, renderer, renderer.fingerprint(), set())
+    return held[1], held[2], held[3]
+
+
 def write_site(
-    pub: Publication, cache: BuildCache, entries: list[Entry], jobs: int | None = None
+    pub: Publication,
+    cache: BuildCache,
+    entries: list[Entry],
+    jobs: int | None = None,
+    written: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> SiteReport:
+    """Write the site of ``entries``. ``written``: the pages the readers already wrote
+    (entry path -> page, record), taken as they are when they are their article's."""
+    written = written or {}
     renderer = SiteRenderer(pub)
     frame = renderer.fingerprint()
     before = _read_manifest(pub)
@@ -77,18 +114,26 @@ def write_site(
         return False
 
     # The style sheet every page links to.
-    written = 0
+    made = 0
     signature = _signature(frame, b"style")
     if not unchanged("style.css", signature):
         after["style.css"] = _written(pub, "style.css", renderer.stylesheet(), signature, set())
-        written += 1
+        made += 1
 
-    # Article pages: what changed is rendered; the records are read from the cache there.
+    # Article pages: those the readers wrote are taken when they are their article's
+    # (and no other article's reader wrote there too); of the others, what changed is
+    # rendered, from the article file.
     warnings: list[Problem] = []
+    writers = Counter(target for target, _ in written.values())
     for target, entry in _page_owners(pub, ordered, warnings).items():
         if target in after:
             continue  # the style sheet's own path
         signature = _signature(frame, b"article", entry.digest)
+        done = written.get(entry.path)
+        if done and done[0] == target and writers[target] == 1 and done[1]["inputs"] == signature:
+            after[target] = done[1]
+            made += 1
+            continue
         if not unchanged(target, signature):
             tasks.append((target, signature, [entry.path], None, None))
 
@@ -110,7 +155,7 @@ def write_site(
 
     for relative, stamp in _make_all(pub, cache, renderer, tasks, jobs):
         after[relative] = stamp
-        written += 1
+        made += 1
     pages = sum(1 for path in after if path.endswith(".html"))
 
     # The files the articles reference, at their own path below the site.
@@ -124,8 +169,8 @@ def write_site(
             try:
                 info = source.stat()
             except OSError:
-                # Gone since the article was read: not published (and an earlier copy is
-                # removed below); the warning comes when the article is read again.
+                # Gone since the article was read: not published (an earlier copy is
+                # removed below; the next build reads the article again and warns).
                 continue
             stamp = {"size": info.st_size, "source_mtime_ns": info.st_mtime_ns}
             old = before.get(relative)
@@ -141,8 +186,11 @@ def write_site(
             stat = copy.stat()
             after[relative] = {**stamp, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             copied += 1
-    removed = _remove_stale(pub, before, after)
-    return SiteReport(pages, written, files, copied, removed, warnings)
+    # A page a reader wrote for an article that has none after all (its slug is another
+    # article's, say) goes with the stale ones.
+    orphans: dict[str, dict[str, Any]] = {t: {} for t, _ in written.values() if t not in after}
+    removed = _remove_stale(pub, {**orphans, **before}, after)
+    return SiteReport(pages, made, files, copied, removed, warnings)
 
 
 def _page_owners(
@@ -160,6 +208,9 @@ def _page_owners(
             claims.setdefault(target, []).append(entry)
     owners: dict[str, Entry] = {}
     for target, claimants in claims.items():
+        if len(claimants) == 1:
+            owners[target] = claimants[0]
+            continue
         own = [e for e in claimants if e.link == site.base_url + site.permalink.format(slug=e.slug)]
         owner = own[0] if own else claimants[0]
         owners[target] = owner
@@ -209,15 +260,34 @@ def _make(
     pub: Publication, cache: BuildCache, renderer: SiteRenderer, task: Task, folders: set[Path]
 ) -> dict[str, Any]:
     relative, signature, paths, listing, tag = task
+    if listing is None:  # an article's page: from the article (the cache keeps no body)
+        article = _read(pub, paths[0])
+        if article is None:
+            return {"inputs": ""}  # changed since the catalog read it: the next build
+        return _written(pub, relative, renderer.article(page_fields(article)), signature, folders)
     found = cache.records("page", paths)
     missing = [path for path in paths if path not in found]
     if missing:
         raise RuntimeError(f"build cache has no page of {missing[0]}")
     records = [orjson.loads(found[path]) for path in paths]
-    data = (
-        renderer.article(records[0]) if listing is None else renderer.listing(records, listing, tag)
-    )
+    data = renderer.listing(records, listing, tag, body=lambda n: _body(pub, paths[n]))
     return _written(pub, relative, data, signature, folders)
+
+
+def _read(pub: Publication, path: str) -> Article | None:
+    from publisher.content.readers import read_article
+    from publisher.errors import ContentError
+
+    try:
+        return read_article(Path(path), _shown(path), pub).article
+    except ContentError:
+        return None
+
+
+def _body(pub: Publication, path: str) -> str:
+    # A list page's template that shows whole articles: read on demand.
+    article = _read(pub, path)
+    return "" if article is None else article.body_html
 
 
 _WORKER: tuple[Publication, BuildCache, SiteRenderer, set[Path]] | None = None

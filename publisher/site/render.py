@@ -103,8 +103,14 @@ class SiteRenderer:
         return self._render("article.html", record["title"], article=article, **meta)
 
     def listing(
-        self, records: list[dict[str, Any]], listing: Listing, tag: str | None = None
+        self,
+        records: list[dict[str, Any]],
+        listing: Listing,
+        tag: str | None = None,
+        body: Callable[[int], str] | None = None,
     ) -> bytes:
+        """A list page. The records hold what lists show; ``body(n)`` gives the body of
+        the n-th, read only if the template shows it."""
         site = self.pub.config.site
         if tag is None:
             title = site.title if listing.number == 1 else f"{site.title}: page {listing.number}"
@@ -127,7 +133,8 @@ class SiteRenderer:
             ] + feeds  # fmt: skip
         return self._render(
             template, title, canonical=listing.url, og=og, tag=tag, paging=paging,
-            articles=[_article(record, self.pub, self._tag) for record in records], feeds=feeds,
+            articles=[_card(r, self.pub, self._tag, n, body) for n, r in enumerate(records)],
+            feeds=feeds,
         )  # fmt: skip
 
     def _tag(self, name: str) -> dict[str, str] | None:
@@ -199,3 +206,32 @@ def _article(
         "body": Markup(record["body"]),
         "image": record["image"],
     }
+
+
+class _Card(dict[str, Any]):
+    """An article on a list page: its body is read only when the template asks for it
+    (`article.body`), as a publication's own front page may."""
+
+    def __init__(self, fields: dict[str, Any], body: Callable[[], str]) -> None:
+        super().__init__(fields)
+        self._body = body  # not reachable from a template: the sandbox refuses "_"
+
+    def __missing__(self, key: str) -> Any:
+        if key != "body":
+            raise KeyError(key)
+        value = self["body"] = Markup(self._body())
+        return value
+
+
+def _card(
+    record: dict[str, Any],
+    pub: Publication,
+    tags: Callable[[str], dict[str, str] | None],
+    n: int,
+    body: Callable[[int], str] | None,
+) -> dict[str, Any]:
+    if "body" in record or body is None:
+        return _article({"body": "", **record}, pub, tags)
+    fields = _article({**record, "body": ""}, pub, tags)
+    del fields["body"]
+    return _Card(fields, lambda: body(n))
