@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
 
@@ -17,6 +18,7 @@ SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
 READER_VERSION = "6"
 
 
+@lru_cache(maxsize=4096)  # the same few dozen tags, for each of 10,000 articles a build
 def slugify(text: str) -> str:
     """``"Harbour Café, Part 2"`` -> ``"harbour-cafe-part-2"``."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()

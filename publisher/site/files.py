@@ -353,10 +353,21 @@ def _written(
 def _untouched(pub: Publication, relative: str, record: dict[str, Any]) -> bool:
     # A string path and os.stat: this runs for every page of the site at every build.
     try:
-        info = os.stat(os.path.join(pub.site_dir, relative))
+        info = os.stat(os.path.join(_site_root(pub), relative))
     except OSError:
         return False
     return bool(info.st_size == record.get("size") and info.st_mtime_ns == record.get("mtime_ns"))
+
+
+_ROOTS: dict[int, tuple[Publication, str]] = {}
+
+
+def _site_root(pub: Publication) -> str:
+    # The site folder as a string, worked out once (a property that makes a Path).
+    held = _ROOTS.get(id(pub))
+    if held is None or held[0] is not pub:
+        held = _ROOTS[id(pub)] = (pub, str(pub.site_dir))
+    return held[1]
 
 
 def _same_source(old: dict[str, Any], new: dict[str, Any]) -> bool:
