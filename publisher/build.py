@@ -52,7 +52,9 @@ def build(
         pages: Pages | None = None
         if write and pub.config.website.enabled:
             # Each article's page is written while its reader has it (see site.files).
-            from publisher.site.files import write_article_page as pages
+            from publisher.site.files import ArticlePages
+
+            pages = ArticlePages()
         found = catalog(pub, cache, now, feed_fragments, jobs, keep=write, pages=pages)
         report = BuildReport(
             found.published, found.skipped, found.warnings, found.rendered, found.reused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -88,22 +89,28 @@ class AtomicWriter:
         self.close()
 
 
-def replace_small(path: Path, data: bytes) -> os.stat_result:
+def replace_small(path: str | Path, data: bytes) -> os.stat_result:
     """Put ``data`` in place of ``path`` through a temporary file and a rename, for the
     thousands of small files of a site: the temporary name is this process's (no random
     names to try, as ``mkstemp`` does: a third of a page's cost), and the folder must
     exist. A temporary file left by a killed build of the same process id is simply
     overwritten. Returns the new file's status (the rename keeps it), saving a stat."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    name = os.fspath(path)
+    folder, base = os.path.split(name)
+    temporary = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        try:
+            view = memoryview(data)
+            while view:  # bounded: each write takes at least a byte or raises
+                view = view[os.write(fd, view) :]
             info = os.fstat(fd)
-        os.replace(temporary, path)
+        finally:
+            os.close(fd)
+        os.replace(temporary, name)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
     return info
 

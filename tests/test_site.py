@@ -128,6 +128,30 @@ def test_a_page_follows_a_template_change_and_a_deleted_page_comes_back(
     page.unlink()
     build(pub, NOW)
     assert "<article class=x>" in page.read_text()
+    # The same process (the scheduler's), the template changed again and the article
+    # edited: its page, made while it is read, has the new template.
+    (example / "templates/web/article.html").write_text(
+        article.replace("<article>", "<article class=y>")
+    )
+    welcome = example / "articles" / "welcome.md"
+    welcome.write_text(welcome.read_text().replace("Welcome to Kestrel", "Welcome back to Kestrel"))
+    build(pub, NOW)
+    assert "<article class=y>" in page.read_text() and "Welcome back" in page.read_text()
+
+
+def test_an_article_deleted_and_back_gets_its_page_again_in_the_same_process(
+    example: Path,
+) -> None:
+    pub = pub_of(example)
+    welcome = example / "articles" / "welcome.md"
+    text = welcome.read_text()
+    build(pub, NOW)
+    welcome.unlink()
+    build(pub, NOW)
+    assert not (pub.site_dir / "articles/welcome").exists()  # its folder went with it
+    welcome.write_text(text)
+    build(pub, NOW)
+    assert (pub.site_dir / "articles/welcome/index.html").is_file()
 
 
 def test_a_new_article_taking_a_slug_leaves_the_page_to_the_first(example: Path) -> None:

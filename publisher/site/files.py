@@ -61,31 +61,34 @@ Task = tuple[str, str, list[str], "Listing | None", "str | None"]
 PARALLEL_FROM = 64
 
 
-def write_article_page(
-    pub: Publication, article: Article, digest: bytes
-) -> tuple[str, dict[str, Any]] | None:
-    """Write the page of ``article`` (published, with the entry digest ``digest``) while
-    its reader has it in hand: (its path below the site, its manifest record), or None
-    when its page is not on this site. ``write_site`` then takes it as written, once it
-    knows the page is this article's (see ``_page_owners``)."""
-    target = page_path(pub, article.link)
-    if target is None:
-        return None
-    renderer, frame, folders = _renderer(pub)
-    signature = _signature(frame, b"article", digest)
-    return target, _written(pub, target, renderer.article(page_fields(article)), signature, folders)
+class ArticlePages:
+    """Writes the page of each article while its reader has it in hand: made once a
+    build (its renderer, with the templates as they are then, lives as long as it) and
+    handed to the reading worker processes, each of which makes its own renderer."""
 
+    def __init__(self) -> None:
+        self._held: tuple[Publication, SiteRenderer, bytes, set[str]] | None = None
 
-# Per process: the renderer of each publication, its fingerprint and the folders made.
-_RENDERERS: dict[int, tuple[Publication, SiteRenderer, bytes, set[Path]]] = {}
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_held": None}  # a worker process makes its own renderer
 
-
-def _renderer(pub: Publication) -> tuple[SiteRenderer, bytes, set[Path]]:
-    held = _RENDERERS.get(id(pub))
-    if held is None or held[0] is not pub:
-        renderer = SiteRenderer(pub)
-        held = _RENDERERS[id(pub)] = (pub, renderer, renderer.fingerprint(), set())
-    return held[1], held[2], held[3]
+    def __call__(
+        self, pub: Publication, article: Article, digest: bytes
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Write the page of ``article`` (published, with the entry digest ``digest``):
+        (its path below the site, its manifest record), or None when its page is not on
+        this site. ``write_site`` then takes it as written, once it knows the page is
+        this article's (see ``_page_owners``)."""
+        target = page_path(pub, article.link)
+        if target is None:
+            return None
+        if self._held is None or self._held[0] is not pub:
+            renderer = SiteRenderer(pub)
+            self._held = (pub, renderer, renderer.fingerprint(), set())
+        _, renderer, frame, folders = self._held
+        signature = _signature(frame, b"article", digest)
+        data = renderer.article(page_fields(article))
+        return target, _written(pub, target, data, signature, folders)
 
 
 def write_site(
@@ -243,7 +246,7 @@ def _make_all(
     site of 10,000 articles has 13,000 pages."""
     workers = jobs or os.cpu_count() or 1
     if workers <= 1 or len(tasks) < PARALLEL_FROM:
-        folders: set[Path] = set()
+        folders: set[str] = set()
         for task in tasks:
             yield task[0], _make(pub, cache, renderer, task, folders)
         return
@@ -257,7 +260,7 @@ def _make_all(
 
 
 def _make(
-    pub: Publication, cache: BuildCache, renderer: SiteRenderer, task: Task, folders: set[Path]
+    pub: Publication, cache: BuildCache, renderer: SiteRenderer, task: Task, folders: set[str]
 ) -> dict[str, Any]:
     relative, signature, paths, listing, tag = task
     if listing is None:  # an article's page: from the article (the cache keeps no body)
@@ -290,7 +293,7 @@ def _body(pub: Publication, path: str) -> str:
     return "" if article is None else article.body_html
 
 
-_WORKER: tuple[Publication, BuildCache, SiteRenderer, set[Path]] | None = None
+_WORKER: tuple[Publication, BuildCache, SiteRenderer, set[str]] | None = None
 
 
 def _worker_init(pub: Publication, file: Path) -> None:
@@ -340,12 +343,19 @@ def _signature(frame: bytes, kind: bytes, *digests: bytes) -> str:
 
 
 def _written(
-    pub: Publication, relative: str, data: bytes, signature: str, folders: set[Path]
+    pub: Publication, relative: str, data: bytes, signature: str, folders: set[str]
 ) -> dict[str, Any]:
-    target = pub.site_dir / relative
-    if target.parent not in folders:  # each folder made once a build, not once a page
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folders.add(target.parent)
+    # Strings and os calls, not Path objects: this runs for each of 13,000 pages.
+    target = os.path.join(_site_root(pub), relative)
+    folder = os.path.dirname(target)
+    if folder not in folders:  # each folder made once a build, not once a page
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+        folders.add(folder)
     info = replace_small(target, data)
     return {"inputs": signature, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
