@@ -62,12 +62,18 @@ def build(
         if write:
             from publisher.feeds.files import write_feeds  # a send writes no feeds
 
-            report.feeds = write_feeds(pub, cache, report.published)
+            def feeds() -> None:
+                report.feeds = write_feeds(pub, cache, report.published)
+
             if pub.config.website.enabled:
                 from publisher.site.files import write_site
 
-                report.site = write_site(pub, cache, report.published, jobs, found.pages)
-                report.warnings.extend(report.site.warnings)
+                # The feeds are written while worker processes make the list pages.
+                site = write_site(pub, cache, report.published, jobs, found.pages, feeds)
+                report.site = site
+                report.warnings.extend(site.warnings)
+            else:
+                feeds()
     changed = [f.url for f in report.feeds if f.written and not f.archive]
     if write and changed and pub.config.feeds.hubs:
         from publisher.feeds.websub import publish
