@@ -113,6 +113,16 @@ def listener() -> Iterator[tuple[str, list[str]]]:
         yield url, requests
 
 
+def add_reader(pub: Publication, address: str = "ann@example.org", name: str = "Ann") -> None:
+    """One confirmed subscriber of the weekly digest."""
+    from publisher import store
+
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        store.add_subscriber(db, address, name, "weekly", 0.0)
+    engine.dispose()
+
+
 @contextmanager
 def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """``handler`` on a real HTTP server on 127.0.0.1, stopped afterwards; its URL."""

@@ -26,7 +26,7 @@ from publisher.web import create_app
 from publisher.web.limits import MAX_CLIENTS, RateLimit
 from publisher.web.subscribe import CSRF
 
-from .conftest import NOW
+from .conftest import NOW, add_reader
 from .smtpserver import free_port, smtp_server
 from .test_web import KEY, fetch, form_token, serving, settle
 
@@ -36,10 +36,7 @@ def publication(example: Path, extra: str = "") -> Publication:
     config.write_text(config.read_text("utf-8") + extra, "utf-8")
     pub = load_config(config)
     build(pub, NOW)
-    engine = store.connect(pub.database_url)
-    with engine.begin() as db:
-        store.add_subscriber(db, "ann@example.org", "Ann", "weekly", 0.0)
-    engine.dispose()
+    add_reader(pub)
     return pub
 
 

@@ -384,18 +384,15 @@ def test_the_link_checker_finds_a_dangling_link(example: Path) -> None:
 def test_every_link_of_the_served_publication_leads_somewhere(example: Path) -> None:
     """Crawl `publisher serve` from its front page, the archive of an issue sent and the
     feeds, following every link and image of ours: each answers 200."""
-    from publisher import store
     from publisher.backends.memory import MemoryBackend
 
+    from .conftest import add_reader
     from .sending import send
     from .test_web import KEY
 
     pub = pub_of(example)
     build(pub, NOW)
-    engine = store.connect(pub.database_url)
-    with engine.begin() as db:
-        store.add_subscriber(db, "ann@example.org", "Ann", "weekly", 0.0)
-    engine.dispose()
+    add_reader(pub)
     assert [r.status for r in send(pub, [MemoryBackend({}, str(pub.root))], NOW, signer=KEY)] == [
         "done"
     ]

@@ -25,7 +25,7 @@ from publisher.tokens import Signer
 from publisher.web import create_app
 from publisher.web.server import server_config
 
-from .conftest import NOW
+from .conftest import NOW, add_reader
 from .sending import send
 from .smtpserver import free_port
 
@@ -36,12 +36,9 @@ KEY = Signer([b"web-test-key-0123456789abcdef"])
 def served(example: Path) -> Iterator[tuple[str, Publication]]:
     pub = load_config(example / "schedule.yaml")
     build(pub, NOW)
-    engine = store.connect(pub.database_url)
-    with engine.begin() as db:
-        store.add_subscriber(db, "ann@example.org", "Ann", "weekly", 0.0)
+    add_reader(pub)
     with serving(pub) as base:
         yield base, pub
-    engine.dispose()
 
 
 @contextmanager
