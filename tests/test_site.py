@@ -469,6 +469,21 @@ def test_check_renders_the_site_templates(example: Path, cli: Callable[..., Ran]
     assert "tag.html:1: template: 'str object' has no attribute 'name'" in done.stderr
 
 
+def test_a_broken_page_template_costs_the_site_not_the_feeds(
+    example: Path, cli: Callable[..., Ran]
+) -> None:
+    """A page template that fails (changed after `publisher check`) is reported with its
+    line, without a traceback; the feeds are written all the same."""
+    (example / "templates" / "web").mkdir(parents=True, exist_ok=True)
+    (example / "templates" / "web" / "article.html").write_text(
+        '{% extends "base.html" %}{% block content %}{{ article.nothing }}{% endblock %}\n'
+    )
+    done = cli("build", "--now", NOW.isoformat(), cwd=example)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "article.html:1: template: 'dict object' has no attribute 'nothing'" in done.stderr
+    assert (example / "feeds" / "rss.xml").is_file()
+
+
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 

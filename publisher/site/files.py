@@ -24,6 +24,7 @@ from publisher.config import Publication
 from publisher.content import slugify
 from publisher.content.cache import BuildCache, Entry
 from publisher.content.catalog import page_fields
+from publisher.digest.templates import TemplateError
 from publisher.errors import Problem
 from publisher.files import replace_small, write_atomic
 from publisher.model import Article
@@ -87,8 +88,13 @@ class ArticlePages:
             self._held = (pub, renderer, renderer.fingerprint(), set())
         _, renderer, frame, folders = self._held
         signature = _signature(frame, b"article", digest)
-        data = renderer.article(page_fields(article))
-        return target, _written(pub, target, data, signature, folders)
+        try:
+            data = renderer.article(page_fields(article))
+            return target, _written(pub, target, data, signature, folders)
+        except (TemplateError, OSError):
+            # Not this article's problem, nor a reason to stop reading the others: the
+            # site's own pass meets it again, after the feeds are written, and reports it.
+            return None
 
 
 def write_site(
