@@ -381,15 +381,15 @@ def _untouched(pub: Publication, relative: str, record: dict[str, Any]) -> bool:
     return bool(info.st_size == record.get("size") and info.st_mtime_ns == record.get("mtime_ns"))
 
 
-_ROOTS: dict[int, tuple[Publication, str]] = {}
+_ROOT: list[tuple[Publication, str]] = []  # the last publication's only
 
 
 def _site_root(pub: Publication) -> str:
-    # The site folder as a string, worked out once (a property that makes a Path).
-    held = _ROOTS.get(id(pub))
-    if held is None or held[0] is not pub:
-        held = _ROOTS[id(pub)] = (pub, str(pub.site_dir))
-    return held[1]
+    # The site folder as a string, worked out once a publication (a property that makes
+    # a Path) and kept for the last one only: a scheduler loads its settings anew.
+    if not _ROOT or _ROOT[0][0] is not pub:
+        _ROOT[:] = [(pub, str(pub.site_dir))]
+    return _ROOT[0][1]
 
 
 def _same_source(old: dict[str, Any], new: dict[str, Any]) -> bool:
