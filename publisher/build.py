@@ -62,18 +62,24 @@ def build(
         if write:
             from publisher.feeds.files import write_feeds  # a send writes no feeds
 
-            def feeds() -> None:
-                report.feeds = write_feeds(pub, cache, report.published)
+            feeds_done = False
 
-            if pub.config.website.enabled:
-                from publisher.site.files import write_site
+            def feeds() -> None:  # once, whether the site calls it or not
+                nonlocal feeds_done
+                if not feeds_done:
+                    feeds_done = True
+                    report.feeds = write_feeds(pub, cache, report.published)
 
-                # The feeds are written while worker processes make the list pages.
-                site = write_site(pub, cache, report.published, jobs, found.pages, feeds)
-                report.site = site
-                report.warnings.extend(site.warnings)
-            else:
-                feeds()
+            try:
+                if pub.config.website.enabled:
+                    from publisher.site.files import write_site
+
+                    # The feeds are written while worker processes make the list pages.
+                    site = write_site(pub, cache, report.published, jobs, found.pages, feeds)
+                    report.site = site
+                    report.warnings.extend(site.warnings)
+            finally:
+                feeds()  # a site that fails (a broken template) costs the site alone
     changed = [f.url for f in report.feeds if f.written and not f.archive]
     if write and changed and pub.config.feeds.hubs:
         from publisher.feeds.websub import publish

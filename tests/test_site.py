@@ -482,6 +482,13 @@ def test_a_broken_page_template_costs_the_site_not_the_feeds(
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "article.html:1: template: 'dict object' has no attribute 'nothing'" in done.stderr
     assert (example / "feeds" / "rss.xml").is_file()
+    # The style sheet, made before any page.
+    (example / "templates" / "web" / "article.html").unlink()
+    shutil.rmtree(example / "feeds")
+    (example / "templates" / "web" / "style.css").write_text("body { color: {{ nothing }} }\n")
+    done = cli("build", "--now", NOW.isoformat(), cwd=example)
+    assert done.returncode == 1 and "style.css:1: template: 'nothing' is undefined" in done.stderr
+    assert (example / "feeds" / "rss.xml").is_file()
 
 
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"

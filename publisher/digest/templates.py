@@ -264,7 +264,7 @@ def _template_line(exc: BaseException) -> int | None:
     tb = exc.__traceback__
     line = None
     while tb is not None:  # bounded: the traceback's length
-        if tb.tb_frame.f_code.co_filename.endswith((".html", ".htm", ".txt")):
+        if tb.tb_frame.f_code.co_filename.endswith((".html", ".htm", ".txt", ".css")):
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
