@@ -25,12 +25,17 @@ from corpus import write_corpus
 from measure import run, summary
 
 NOW = "2030-01-01T00:00:00Z"
-
-PUBLISHER_ONE_FEED = """\
+# The publication every benchmark's publisher builds: its settings follow this.
+SITE = """\
 site:
   title: Bench
   url: https://bench.example/
   author: Bench
+"""
+
+PUBLISHER_ONE_FEED = (
+    SITE
+    + """\
 feeds:
   items: 0
   content: full
@@ -39,16 +44,16 @@ feeds:
 website:
   enabled: false
 """
-PUBLISHER_DEFAULT = """\
-site:
-  title: Bench
-  url: https://bench.example/
-  author: Bench
+)
+PUBLISHER_DEFAULT = (
+    SITE
+    + """\
 feeds:
   items: 0
 website:
   enabled: false
 """
+)
 HUGO_CONFIG = """\
 baseURL = "https://bench.example/"
 title = "Bench"

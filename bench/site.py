@@ -29,21 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import write_corpus
 from measure import run, summary
 
-from feeds import hugo_binary
+from feeds import NOW, SITE, hugo_binary
 
-NOW = "2030-01-01T00:00:00Z"
-
-PUBLISHER = """\
-site:
-  title: Bench
-  url: https://bench.example/
-  author: Bench
+PUBLISHER = (
+    SITE
+    + """\
   permalink: "{slug}/"
 feeds:
   archive_size: 0
 website:
   per_page: 10
 """
+)
 SAME_AS_HUGO = PUBLISHER.replace("  archive_size: 0\n", "  archive_size: 0\n  formats: [rss]\n")
 HUGO_CONFIG = """\
 baseURL = "https://bench.example/"
