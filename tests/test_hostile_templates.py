@@ -201,3 +201,29 @@ def test_an_article_summary_is_never_run_as_a_template(example: Path) -> None:
     letters = prepare(pub, issue, Signer([b"test-key-0123456789abcdef"]))
     html = letters.render(Recipient("ann@example.org", "Ann", "p1")).decode()
     assert "Write {{ unsubscribe_url }} and {% if %} in your code" in html.replace("=\r\n", "")
+
+
+def test_attribute_lookups_answer_as_the_sandbox_does(example: Path) -> None:
+    """`card.title` on a dict is its key and `site.title` a settings field, however they are
+    looked up; what the sandbox refuses (internals, a key shadowed by a method) stays so."""
+    from publisher.digest.templates import environment, render_string
+
+    pub = load_config(example / "schedule.yaml")
+    env = environment(example / "templates" / "email")
+    context = {"card": {"title": "T", "_secret": "s", "items": "shadowed"}, "site": pub.config.site}
+
+    def render(source: str) -> str:
+        return render_string(env, source, context, "schedule.yaml", "subject")
+
+    assert render("{{ card.title }}|{{ card._secret }}|{{ site.title }}") == (
+        f"T|s|{pub.config.site.title}"
+    )
+    assert render("{{ card.items is callable }}|{{ card['items'] }}") == "True|shadowed"
+    assert render("{{ card.missing is defined }}") == "False"
+    for refused in ("card.__class__", "site.__class__", "site.__pydantic_fields__"):
+        try:
+            render("{{ " + refused + " }}")
+        except TemplateError as exc:
+            assert "unsafe" in str(exc) or "undefined" in str(exc), exc
+        else:
+            raise AssertionError(f"{refused} was rendered")

@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel
 
 from publisher.errors import Problem, PublisherError
 
@@ -121,6 +122,23 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         result = super().call_binop(context, op, left, right)
         _check_int(result, "the result")
         return result
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `article.title` on a dict: the sandbox first looks for an attribute, which for
+        # a key raises AttributeError before the key is tried; a page makes dozens of these,
+        # and the exceptions were a third of its rendering. A name the mapping's type does
+        # not define is simply its key (what the sandbox's own fallback returns).
+        if isinstance(obj, dict) and isinstance(attribute, str):
+            if not hasattr(type(obj), attribute):
+                try:
+                    return obj[attribute]
+                except KeyError:
+                    return self.undefined(obj=obj, name=attribute)
+        elif isinstance(obj, BaseModel) and attribute in type(obj).__pydantic_fields__:
+            # A settings field (`site.title`): data, never one of Python's internals, and
+            # the model is not one of the mutable containers the sandbox watches over.
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
 
     def call(
         __self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any
