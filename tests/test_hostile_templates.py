@@ -227,3 +227,50 @@ def test_attribute_lookups_answer_as_the_sandbox_does(example: Path) -> None:
             assert "unsafe" in str(exc) or "undefined" in str(exc), exc
         else:
             raise AssertionError(f"{refused} was rendered")
+
+
+def test_templates_render_as_jinja2_itself_renders_them(tmp_path: Path) -> None:
+    """The environment compiles templates its own way (one yield per run of output, its
+    own escaping); every construct still writes what Jinja2's own code writes."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from markupsafe import Markup
+
+    from publisher.digest.templates import environment, render_template
+
+    (tmp_path / "base.html").write_text(
+        "<title>{% block title %}{{ site }}{% endblock %}</title>\n"
+        "{% block body %}{% endblock %}<footer>{{ 3 }} & {{ none }}</footer>\n"
+    )
+    (tmp_path / "page.html").write_text(
+        '{% extends "base.html" %}{% import "macros.html" as m %}\n'
+        "{% block title %}{{ title }} · {{ super() }}{% endblock %}\n"
+        "{% block body %}{{ m.card(item) }}{% set kept %}<b>{{ item.name }}</b>{% endset %}"
+        "{{ kept }}{% filter upper %}a {{ item.name }}{% endfilter %}"
+        "{% call m.wrap() %}inside {{ item.markup }}{% endcall %}"
+        "{% for x in items %}{{ loop.index }}:{{ x }}{% if not loop.last %}, {% endif %}"
+        "{% else %}none{% endfor %}{% for y in [] %}{{ y }}{% else %}empty{% endfor %}"
+        '{% include "part.html" %}{{ "%s<%s" | format(1, 2) }}{{ item.markup ~ "<&>" }}'
+        "{% raw %}{{ not a tag }}{% endraw %}{% endblock %}\n"
+    )
+    (tmp_path / "macros.html").write_text(
+        '{% macro card(i) %}<p title="{{ i.name }}">{{ i.markup }}</p>{% endmacro %}'
+        "{% macro wrap() %}<div>{{ caller() }}</div>{% endmacro %}"
+    )
+    (tmp_path / "part.html").write_text("[{{ title }}|{{ item.name | e }}]")
+    context = {
+        "site": "Site & Co", "title": "<Title>", "none": None,
+        "item": {"name": "O'Neil \"q\" <x>", "markup": Markup("<em>ok</em>")},
+        "items": ["<a>", 2, Markup("<b>")],
+    }  # fmt: skip
+    reference = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(tmp_path)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    ours = render_template(environment(tmp_path), "page.html", context)
+    assert ours == reference.get_template("page.html").render(context)
+    assert "O&#39;Neil &#34;q&#34; &lt;x&gt;" in ours and "<em>ok</em>" in ours

@@ -18,9 +18,23 @@ import yaml
 from publisher.errors import ConfigError, Problem
 
 try:  # the C parser is ~10x faster; it is present in every PyYAML wheel
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # pragma: no cover - only on a PyYAML built without libyaml
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _Loader(_SafeLoader):
+    """The safe loader, minus guessing types: every node keeps its kind's plain tag.
+    Nothing is constructed from the tags (the schema decides types), and PyYAML's
+    resolver, in Python even under the C parser, tried its patterns on every scalar."""
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            return str(self.DEFAULT_SCALAR_TAG)
+        if kind is yaml.SequenceNode:
+            return str(self.DEFAULT_SEQUENCE_TAG)
+        return str(self.DEFAULT_MAPPING_TAG)
+
 
 Path = tuple[str | int, ...]
 
