@@ -42,7 +42,11 @@ PARALLEL_FROM = 64
 Fragments = Callable[[Publication, Article], tuple[bytes, bytes, bytes]]
 # A published article and its digest -> its page written: (path below the site, the
 # record of what was written), or None (its page is not on this site).
-Pages = Callable[[Publication, Article, bytes], "tuple[str, dict[str, Any]] | None"]
+# The page maker: writes the pages of (article, entry digest) pairs, each page's (path,
+# record) or None (see site.files.ArticlePages).
+Pages = Callable[
+    [Publication, list[tuple[Article, bytes]]], "list[tuple[str, dict[str, Any]] | None]"
+]
 Publish = tuple[Pages, datetime] | None  # the page maker, and the moment published
 
 
@@ -357,9 +361,10 @@ def read_files(
 
     rows: list[Row | None] = [None] * len(tasks)
     read: list[tuple[int, bytes, os.stat_result, bytes, str]] = []
+    folder, limit = str(pub.articles_dir), pub.config.content.max_size
     for index, (name, shown) in enumerate(tasks):
         try:
-            raw, info = read_source(name, str(pub.articles_dir), shown, pub.config.content.max_size)
+            raw, info = read_source(name, folder, shown, limit)
         except ContentError as exc:
             outcome = Outcome(None, exc.problems, 0.0, False)
             rows[index] = Row(outcome, name, b"", "", None, None, None)
@@ -393,14 +398,21 @@ def read_files(
         made.append(
             (index, info, key, stat, parse, feed, _entry(pub, tasks[index][0], parse.article, feed))
         )
+    # The pages of those published, now, from the articles in hand, rather than from the
+    # cache later.
+    written: dict[int, tuple[str, dict[str, Any]] | None] = {}
+    if publish is not None:
+        public = [
+            (index, parse.article, entry.digest)
+            for index, _, _, _, parse, _, (entry, _) in made
+            if not parse.article.draft and parse.article.date <= publish[1]
+        ]
+        pages = publish[0](pub, [(article, digest) for _, article, digest in public])
+        written = {index: page for (index, _, _), page in zip(public, pages, strict=True)}
     for index, info, key, stat, parse, (rss, atom, json), (entry, page) in made:
-        article = parse.article
-        written = None
-        if publish is not None and not article.draft and article.date <= publish[1]:
-            # Its page now, from the article in hand, rather than from the cache later.
-            written = publish[0](pub, article, entry.digest)
         outcome = Outcome(entry, parse.warnings, info.st_mtime, parse.used_mtime)
-        rows[index] = Row(outcome, entry.path, key, stat, rss, atom, json, page, written)
+        row = Row(outcome, entry.path, key, stat, rss, atom, json, page, written.get(index))
+        rows[index] = row
     return [row for row in rows if row is not None]
 
 

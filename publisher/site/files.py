@@ -74,27 +74,35 @@ class ArticlePages:
         return {"_held": None}  # a worker process makes its own renderer
 
     def __call__(
-        self, pub: Publication, article: Article, digest: bytes
-    ) -> tuple[str, dict[str, Any]] | None:
-        """Write the page of ``article`` (published, with the entry digest ``digest``):
-        (its path below the site, its manifest record), or None when its page is not on
-        this site. ``write_site`` then takes it as written, once it knows the page is
-        this article's (see ``_page_owners``)."""
-        target = page_path(pub, article.link)
-        if target is None:
-            return None
+        self, pub: Publication, articles: list[tuple[Article, bytes]]
+    ) -> list[tuple[str, dict[str, Any]] | None]:
+        """Write the page of each of ``articles`` (published, with its entry digest): for
+        each, (its path below the site, its manifest record), or None when its page is not
+        on this site. ``write_site`` then takes it as written, once it knows the page is
+        this article's (see ``_page_owners``). All are rendered, then all written: each
+        step stays in the processor's caches from one page to the next."""
         if self._held is None or self._held[0] is not pub:
             renderer = SiteRenderer(pub)
             self._held = (pub, renderer, renderer.fingerprint(), set())
         _, renderer, frame, folders = self._held
-        signature = _signature(frame, b"article", digest)
-        try:
-            data = renderer.article(page_fields(article))
-            return target, _written(pub, target, data, signature, folders)
-        except (TemplateError, OSError):
-            # Not this article's problem, nor a reason to stop reading the others: the
-            # site's own pass meets it again, after the feeds are written, and reports it.
-            return None
+        # A failure is not the article's problem, nor a reason to stop reading the others:
+        # the site's own pass meets it again, after the feeds are written, and reports it.
+        rendered: list[tuple[str, bytes, str] | None] = []
+        for article, digest in articles:
+            target = page_path(pub, article.link)
+            try:
+                data = None if target is None else renderer.article(page_fields(article))
+            except (TemplateError, OSError):
+                data = None
+            signature = _signature(frame, b"article", digest)
+            rendered.append(None if target is None or data is None else (target, data, signature))
+        written: list[tuple[str, dict[str, Any]] | None] = []
+        for page in rendered:
+            try:
+                written.append(None if page is None else (page[0], _written(pub, *page, folders)))
+            except OSError:
+                written.append(None)
+        return written
 
 
 def write_site(
