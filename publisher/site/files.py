@@ -262,39 +262,57 @@ def _make_all(
     from the build cache themselves (a site of 10,000 articles has 3,000 list pages),
     while this process does ``meanwhile`` (the feeds): one core is not left idle."""
     workers = jobs or os.cpu_count() or 1
+    size = max(1, min(32, len(tasks) // (workers * 8)))
+    batches = [tasks[at : at + size] for at in range(0, len(tasks), size)]
     if workers <= 1 or len(tasks) < PARALLEL_FROM:
         meanwhile()
         folders: set[str] = set()
-        for task in tasks:
-            yield task[0], _make(pub, cache, renderer, task, folders)
+        for batch in batches:
+            made = _make(pub, cache, renderer, batch, folders)
+            yield from zip((task[0] for task in batch), made, strict=True)
         return
     from concurrent.futures import ProcessPoolExecutor  # only a big rebuild pays for it
 
-    chunk = max(1, min(32, len(tasks) // (workers * 8)))
     init = (pub, cache.file)
     with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=init) as pool:
-        stamps = pool.map(_worker_make, tasks, chunksize=chunk)  # every task sent now
+        stamps = pool.map(_worker_make, batches)  # every batch sent now
         meanwhile()
-        for task, stamp in zip(tasks, stamps, strict=True):
-            yield task[0], stamp
+        for batch, made in zip(batches, stamps, strict=True):
+            yield from zip((task[0] for task in batch), made, strict=True)
 
 
 def _make(
-    pub: Publication, cache: BuildCache, renderer: SiteRenderer, task: Task, folders: set[str]
-) -> dict[str, Any]:
-    relative, signature, paths, listing, tag = task
-    if listing is None:  # an article's page: from the article (the cache keeps no body)
-        article = _read(pub, paths[0])
-        if article is None:
-            return {"inputs": ""}  # changed since the catalog read it: the next build
-        return _written(pub, relative, renderer.article(page_fields(article)), signature, folders)
-    found = cache.records("page", paths)
-    missing = [path for path in paths if path not in found]
+    pub: Publication,
+    cache: BuildCache,
+    renderer: SiteRenderer,
+    tasks: list[Task],
+    folders: set[str],
+) -> list[dict[str, Any]]:
+    """Make the pages of ``tasks``: the records of all in one query, then every page
+    rendered, then every page written (each step in the processor's caches throughout)."""
+    wanted = [path for _, _, paths, listing, _ in tasks if listing is not None for path in paths]
+    found = cache.records("page", wanted)
+    missing = [path for path in wanted if path not in found]
     if missing:
         raise RuntimeError(f"build cache has no page of {missing[0]}")
-    records = [orjson.loads(found[path]) for path in paths]
-    data = renderer.listing(records, listing, tag, body=lambda n: _body(pub, paths[n]))
-    return _written(pub, relative, data, signature, folders)
+    pages: list[bytes | None] = []
+    for _, _, paths, listing, tag in tasks:
+        if listing is None:  # an article's page: from the article (the cache keeps no body)
+            article = _read(pub, paths[0])
+            pages.append(None if article is None else renderer.article(page_fields(article)))
+            continue
+        records = [orjson.loads(found[path]) for path in paths]
+        body = _bodies(pub, paths)
+        pages.append(renderer.listing(records, listing, tag, body=body))
+    return [
+        # None: changed since the catalog read it; the next build makes its page.
+        {"inputs": ""} if data is None else _written(pub, relative, data, signature, folders)
+        for (relative, signature, _, _, _), data in zip(tasks, pages, strict=True)
+    ]
+
+
+def _bodies(pub: Publication, paths: list[str]) -> Callable[[int], str]:
+    return lambda n: _body(pub, paths[n])
 
 
 def _read(pub: Publication, path: str) -> Article | None:
@@ -321,10 +339,10 @@ def _worker_init(pub: Publication, file: Path) -> None:
     _WORKER = (pub, BuildCache(file, readonly=True), SiteRenderer(pub), set())
 
 
-def _worker_make(task: Task) -> dict[str, Any]:
+def _worker_make(tasks: list[Task]) -> list[dict[str, Any]]:
     assert _WORKER is not None
     pub, cache, renderer, folders = _WORKER
-    return _make(pub, cache, renderer, task, folders)
+    return _make(pub, cache, renderer, tasks, folders)
 
 
 def _listing(pub: Publication, prefix: str, number: int, pages: int) -> Listing:
