@@ -75,6 +75,39 @@ def test_parallel_and_serial_builds_agree(site: Callable[..., Publication]) -> N
     assert {p: p.read_bytes() for p in sorted(pub.feeds_dir.rglob("*.*"))} == parallel
 
 
+def test_bad_articles_in_a_batch_cost_only_themselves(
+    site: Callable[..., Publication],
+) -> None:
+    """Articles are read in batches, each step for the whole batch: a file that fails at
+    any step (not UTF-8, bad YAML, no title, a date no feed can carry) is skipped with its
+    own error, and every other article of its batch is published with its own page."""
+    broken = {
+        0: b"\xff\xfe not text\n",
+        1: b"---\ntitle: [unclosed\ndate: 2026-10-01\n---\nx\n",
+        2: b"---\ndate: 2026-10-01\n---\n\nno title anywhere\n",
+        3: b"---\ntitle: Far\ndate: 12026-10-01\n---\nx\n",
+    }
+    files: dict[str, str | bytes] = {}
+    for i in range(150):
+        name = f"articles/p{i:03}.md"
+        if i % 7 == 3:
+            files[name] = broken[(i // 7) % 4]
+        else:
+            files[name] = f"---\ntitle: P{i}\ndate: 2026-10-{1 + i % 28:02}\n---\nBody {i}.\n"
+    pub = site(files)
+    bad = {f"p{i:03}.md" for i in range(150) if i % 7 == 3}
+    for jobs in (2, 1):
+        (pub.state_dir / "build-cache.sqlite3").unlink(missing_ok=True)
+        report = build(pub, NOW, jobs=jobs)
+        assert report.rendered == 150
+        assert {Path(p.path).name for p in report.skipped} == bad
+        published = {e.slug for e in report.published}
+        assert published == {f"p{i:03}" for i in range(150) if i % 7 != 3}
+        for slug in published:  # each page is its own article's
+            page = (pub.site_dir / slug / "index.html").read_text()
+            assert f"<h1>P{int(slug[1:])}</h1>" in page and f"Body {int(slug[1:])}." in page
+
+
 def test_cli_build_json(example: Path, cli: Callable[..., Ran]) -> None:
     (example / "articles" / "broken.md").write_text("---\ntitle: B\ndate: soon\n---\nx\n")
     done = cli("build", "--json", "--now", "2026-11-28T12:00:00Z", cwd=example)
