@@ -45,3 +45,21 @@ class Article:
     @property
     def modified(self) -> datetime:
         return self.updated or self.date
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamEntry:
+    """One entry of an upstream feed as the feed gave it: its HTML not yet sanitized (that
+    happens where every article's does), its relative links resolved against ``base``."""
+
+    identity: str  # SHA-256 (hex) of its id, else of its link, else of its title and link
+    sameness: str  # SHA-256 (hex) of its link and title
+    title: str
+    link: str
+    published: str | None  # ISO 8601 in UTC; None: the feed gives no date
+    updated: str | None
+    author: str | None
+    tags: tuple[str, ...]
+    summary: str  # HTML
+    content: str  # HTML; empty when the feed carries a summary only
+    base: str

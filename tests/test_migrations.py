@@ -276,3 +276,28 @@ def test_0004_keeps_every_issue_and_gives_them_no_subject(tmp_path: Path) -> Non
             assert ledger.sent_issues(db, "weekly") == [(1, 90.0, None)]
     finally:
         engine.dispose()
+
+
+def test_0005_adds_the_sources_beside_everything_that_was(tmp_path: Path) -> None:
+    from publisher.model import UpstreamEntry
+    from publisher.store.upstream import record_entries, shown_entries, source_states
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate(engine, "0004")
+        with engine.begin() as db:
+            for statement in BASELINE_ROWS:
+                db.execute(text(statement))
+        migrate(engine)
+        with engine.begin() as db:
+            assert db.execute(text("SELECT count(*) FROM deliveries")).scalar() == 2
+            assert db.execute(text("SELECT html FROM archive")).scalar() == "<p>issue one</p>"
+            assert source_states(db) == {}
+            entry = UpstreamEntry(
+                "i", "s", "T", "https://up.example/1", None, None, None, (), "", "<p>x</p>",
+                "https://up.example/1",
+            )  # fmt: skip
+            assert record_entries(db, "up", [entry], 5.0, 50) == (1, 0)
+            assert [stored.entry for stored in shown_entries(db, ["up"])] == [entry]
+    finally:
+        engine.dispose()

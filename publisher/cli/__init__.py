@@ -200,6 +200,22 @@ def _parser() -> argparse.ArgumentParser:
                             type=_list_name)  # fmt: skip
     subs.set_defaults(handler="mail:subscribers_command")
 
+    upstream = commands.add_parser(
+        "sources", parents=[common], help="fetch upstream feeds (schedule.yaml's sources:)"
+    )
+    upstream_actions = upstream.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fetching = upstream_actions.add_parser(
+        "fetch", parents=[common], help="fetch the sources that are due, record new entries"
+    )
+    fetching.add_argument("--all", action="store_true", help="every source, due or not")
+    fetching.add_argument("--now", metavar="ISO", help="the moment to act at (default: now)")
+    _force(fetching)
+    releasing = upstream_actions.add_parser(
+        "release", parents=[common], help="publish a source's entries held back"
+    )
+    releasing.add_argument("source", metavar="NAME", help="the source's name in schedule.yaml")
+    upstream.set_defaults(handler="sources:sources_command")
+
     send = commands.add_parser(
         "send", parents=[common], help="deliver the issue of a digest due now"
     )

@@ -104,15 +104,18 @@ def load_config(path: Path) -> Publication:
     if not isinstance(doc.value, dict):
         raise ConfigError([Problem(shown, 1, "", "must be a mapping of sections (site:, feeds:)")])
     config = validate_document(Config, doc, shown)
-    seen: dict[str, int] = {}
-    for index, digest in enumerate(config.digests):
-        if digest.name in seen:
-            where = f"digests[{index}].name"
-            first = f"digests[{seen[digest.name]}]"
-            at = doc.line_of(("digests", index, "name"))
-            what = f"'{digest.name}' is already the name of {first}"
-            raise ConfigError([Problem(shown, at, where, what)])
-        seen[digest.name] = index
+    for section, names in (
+        ("digests", [digest.name for digest in config.digests]),
+        ("sources", [source.name for source in config.sources]),
+    ):
+        seen: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in seen:
+                where = f"{section}[{index}].name"
+                at = doc.line_of((section, index, "name"))
+                what = f"'{name}' is already the name of {section}[{seen[name]}]"
+                raise ConfigError([Problem(shown, at, where, what)])
+            seen[name] = index
     if config.website.enabled:
         _site_folder_apart(config, doc, shown)
     return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))

@@ -277,6 +277,30 @@ class WebSettings(StrictModel):
     max_connections: Int = Field(default=1000, ge=1)
 
 
+class SourceFilter(StrictModel):
+    """Which upstream entries a filter matches: one of the tags (the entry's own
+    categories or the source's tags), or one of the words in its title (case aside)."""
+
+    tags: list[Text] = Field(default_factory=list)
+    words: list[Text] = Field(default_factory=list)
+
+
+class Source(StrictModel):
+    """Another publication's feed (RSS, Atom or JSON Feed), fetched by `publisher sources
+    fetch` once its ``interval`` has passed; each of its entries is recorded once, in the
+    state database, so that nothing that reads them later needs the network."""
+
+    name: Name
+    url: HttpUrl
+    tags: list[Text] = Field(default_factory=list)  # given to every entry of the source
+    interval: Duration = Field(default=3600, ge=300)  # between two fetches
+    include: SourceFilter | None = None  # only the entries it matches
+    exclude: SourceFilter | None = None  # none of the entries it matches
+    # More unseen entries than this in one fetch (a feed reset or moved) are held back
+    # and reported, not sent, until `publisher sources release NAME`.
+    hold_above: Int = Field(default=50, ge=1)
+
+
 class Config(StrictModel):
     site: Site
     content: ContentSettings = ContentSettings()
@@ -288,4 +312,5 @@ class Config(StrictModel):
     backend: BackendSettings = BackendSettings()
     delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
     web: WebSettings = WebSettings()

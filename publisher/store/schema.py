@@ -130,6 +130,46 @@ archive = Table(
 )
 
 
+sources = Table(
+    "sources",
+    metadata,
+    # What the last fetches of each upstream feed (schedule.yaml's sources:) found.
+    Column("name", String(64), primary_key=True),
+    # Where it is fetched from: the configured URL, or where a permanent redirect led.
+    Column("url", Text, nullable=False),
+    Column("configured_url", Text, nullable=False),  # a new one in schedule.yaml starts over
+    Column("etag", String(1000)),  # for a conditional GET: a 304 costs nothing
+    Column("last_modified", String(200)),
+    Column("fetched_at", Float),  # the last attempt
+    Column("status", Integer),  # its HTTP status (None: no answer at all)
+    Column("error", String(1000)),  # what went wrong, None when it worked
+    Column("new_entries", Integer, nullable=False, server_default="0"),  # in the last fetch
+    Column("held", Integer, nullable=False, server_default="0"),  # entries held back
+    Column("next_fetch_at", Float, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),  # in a row: backoff
+    Column("gone_at", Float),  # 410 Gone: not fetched again
+)
+
+source_entries = Table(
+    "source_entries",
+    metadata,
+    # Every entry ever seen in a source: the first sight of its identity is what makes it
+    # new, so an entry is sent once, whatever the feed does later.
+    Column("source", String(64), primary_key=True),
+    # SHA-256 of its id (guid), else of its link, else of its title and link.
+    Column("identity", String(64), primary_key=True),
+    # SHA-256 of its link and title: an entry whose id changed but not these is not new.
+    Column("sameness", String(64), nullable=False),
+    Column("first_seen", Float, nullable=False),
+    # 1: one of a flood of unseen entries, not published until the operator releases it.
+    Column("held", Integer, nullable=False),
+    # The entry as the feed gave it, as JSON (title, link, dates, tags, HTML, its base):
+    # made into an article, through the sanitizer, at each build.
+    Column("data", Text, nullable=False),
+    Index("source_entries_sameness", "source", "sameness"),
+)
+
+
 def epoch(moment: datetime) -> float:
     return moment.timestamp()
 

@@ -1,0 +1,53 @@
+"""`publisher sources`: fetch the upstream feeds that are due, release held entries."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from publisher.config import Publication
+from publisher.errors import ConfigError, Problem
+
+
+def sources_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher.store import open_database
+
+    if args.action == "release":
+        names = [source.name for source in pub.config.sources]
+        if args.source not in names:
+            known = ", ".join(names) or "none"
+            what = f"no source '{args.source}' in schedule.yaml (its sources: {known})"
+            raise ConfigError([Problem(pub.path.name, pub.line_of("sources"), "sources", what)])
+        from publisher.store.upstream import release
+
+        engine = open_database(pub)
+        try:
+            with engine.begin() as db:
+                count = release(db, args.source)
+        finally:
+            engine.dispose()
+        print(f"{args.source}: {count} held entries released")
+        return 0
+    from publisher.sources.poll import poll
+
+    engine = open_database(pub)
+    try:
+        done = poll(pub, engine, now.timestamp(), force=args.all)
+    finally:
+        engine.dispose()
+    failed = False
+    for polled in done:
+        if polled.problem is not None:
+            failed = True
+            print(polled.problem, file=sys.stderr)
+            continue
+        if not polled.fetched:
+            when = datetime.fromtimestamp(polled.next_fetch_at, UTC).isoformat()
+            print(f"{polled.name}: {polled.note or f'not due (next fetch {when})'}")
+            continue
+        what = "not modified" if polled.status == 304 else f"{polled.new} new"
+        print(f"{polled.name}: {what}" + (f"; {polled.note}" if polled.note else ""))
+    if not pub.config.sources:
+        print("no sources in schedule.yaml")
+    return 1 if failed else 0

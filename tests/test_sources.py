@@ -1,0 +1,356 @@
+"""Upstream feeds against a real HTTP server on 127.0.0.1 serving feeds written for the
+tests: each kind of feed gives its entries, each entry is new once, and a failing source
+costs only itself."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from publisher import store
+from publisher.config import Publication
+from publisher.sources.poll import Polled, poll
+from publisher.store.upstream import entry_counts, release, shown_entries
+
+from .conftest import MINIMAL_CONFIG, Ran, http_server
+
+NOW = 1_790_000_000.0  # the moment every poll here happens at (no clock is read)
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None  # answered 304 to a request that has it
+
+
+@dataclass
+class Upstream:
+    url: str
+    routes: dict[str, Route]
+    seen: list[tuple[str, dict[str, str]]]  # (path, request headers) of every request
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    routes: dict[str, Route] = {}
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, dict(self.headers.items())))
+            route = routes.get(self.path)
+            if route is None:
+                self.send_error(404)
+                return
+            if route.etag is not None and self.headers.get("If-None-Match") == route.etag:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(route.status)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
+            if route.etag is not None:
+                self.send_header("ETag", route.etag)
+            self.send_header("Content-Length", str(len(route.body)))
+            self.end_headers()
+            self.wfile.write(route.body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http_server(Handler) as url:
+        yield Upstream(url, routes, seen)
+
+
+def rss(*items: tuple[str, str, str], extra: str = "") -> bytes:
+    """An RSS 2.0 feed of (guid, title, link) items."""
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>{link}</link>"
+        f"<pubDate>Mon, 02 Nov 2026 10:0{n}:00 GMT</pubDate>"
+        f"<description>&lt;p&gt;About {title}&lt;/p&gt;</description>{extra}</item>"
+        for n, (guid, title, link) in enumerate(items)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Up</title><link>https://up.example/</link><description>d</description>{body}"
+        "</channel></rss>"
+    ).encode()
+
+
+def item(n: int) -> tuple[str, str, str]:
+    return (f"urn:up:{n}", f"Story {n}", f"https://up.example/{n}")
+
+
+@pytest.fixture
+def make(
+    site: Callable[..., Publication], upstream: Upstream
+) -> Iterator[Callable[..., tuple[Publication, Engine]]]:
+    engines: list[Engine] = []
+
+    def build(*sources: str) -> tuple[Publication, Engine]:
+        config = MINIMAL_CONFIG + "sources:\n" + "".join(sources)
+        pub = site(config=config.replace("{up}", upstream.url))
+        engine = store.connect(pub.database_url)
+        engines.append(engine)
+        return pub, engine
+
+    yield build
+    for engine in engines:
+        engine.dispose()
+
+
+def source(name: str, path: str, **settings: str) -> str:
+    lines = f"  - name: {name}\n    url: {{up}}{path}\n"
+    return lines + "".join(f"    {key}: {value}\n" for key, value in settings.items())
+
+
+def titles(engine: Engine, name: str) -> list[str]:
+    with engine.connect() as db:
+        return [stored.entry.title for stored in shown_entries(db, [name])]
+
+
+def by_name(done: list[Polled]) -> dict[str, Polled]:
+    return {polled.name: polled for polled in done}
+
+
+def test_new_entries_once_then_a_304_then_only_the_two_new_ones(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(source("up", "/feed.xml"))
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(3))), etag='"v1"')
+    first = poll(pub, engine, NOW)[0]
+    assert (first.status, first.new, first.problem) == (200, 3, None)
+    assert titles(engine, "up") == ["Story 0", "Story 1", "Story 2"]
+    # Due again only after the interval (an hour by default); then a conditional GET.
+    assert poll(pub, engine, NOW + 60)[0].fetched is False
+    again = poll(pub, engine, NOW + 3600)[0]
+    assert (again.status, again.new) == (304, 0)
+    assert upstream.seen[-1][1]["If-None-Match"] == '"v1"'
+    assert "publisher/" in upstream.seen[-1][1]["User-Agent"]
+    assert "test.example" in upstream.seen[-1][1]["User-Agent"]
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(5))), etag='"v2"')
+    third = poll(pub, engine, NOW + 7200)[0]
+    assert third.new == 2
+    assert titles(engine, "up")[3:] == ["Story 3", "Story 4"]
+    # Served again unchanged, without an ETag this time: nothing is new.
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(5))))
+    assert poll(pub, engine, NOW + 10800)[0].new == 0
+    assert len(titles(engine, "up")) == 5
+
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://atom.example/blog/">
+<title>A</title><id>urn:a</id><updated>2026-11-02T10:00:00Z</updated>
+<entry><id>urn:a:1</id><title>Relative</title><link href="posts/1/"/>
+<updated>2026-11-02T10:00:00Z</updated>
+<content type="html">&lt;p&gt;See &lt;a href="../about/"&gt;about&lt;/a&gt;&lt;/p&gt;</content></entry>
+</feed>"""
+
+RDF = b"""<?xml version="1.0" encoding="utf-8"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">
+<channel rdf:about="https://rdf.example/"><title>R</title><link>https://rdf.example/</link>
+<description>d</description></channel>
+<item rdf:about="https://rdf.example/1"><title>Ten</title><link>https://rdf.example/1</link>
+<description>One point oh</description></item>
+</rdf:RDF>"""
+
+JSON_FEED = b"""{"version": "https://jsonfeed.org/version/1.1", "title": "J",
+"items": [{"id": "j1", "url": "https://json.example/1", "title": "Jay",
+"content_html": "<p>Hi</p>", "date_published": "2026-11-02T10:00:00+01:00",
+"tags": ["news"], "authors": [{"name": "Jo"}]}]}"""
+
+LATIN = (
+    '<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel><title>L</title>'
+    "<link>https://latin.example/</link><description>d</description>"
+    "<item><title>Caf\u00e9 cr\u00e8me</title><link>https://latin.example/1</link></item>"
+    "</channel></rss>"
+).encode("iso-8859-1")
+
+
+def test_every_kind_of_feed_gives_its_entries(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(
+        source("atom", "/atom.xml"), source("rdf", "/rdf.xml"), source("json", "/feed.json"),
+        source("gz", "/gz.xml"), source("latin", "/latin.xml"), source("bare", "/bare.xml"),
+    )  # fmt: skip
+    upstream.routes["/atom.xml"] = Route(
+        body=ATOM, headers={"Content-Type": "application/atom+xml"}
+    )
+    upstream.routes["/rdf.xml"] = Route(body=RDF, headers={"Content-Type": "application/rdf+xml"})
+    upstream.routes["/feed.json"] = Route(
+        body=JSON_FEED, headers={"Content-Type": "application/feed+json"}
+    )
+    upstream.routes["/gz.xml"] = Route(
+        body=gzip.compress(rss(item(1))),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/rss+xml"},
+    )
+    upstream.routes["/latin.xml"] = Route(body=LATIN, headers={"Content-Type": "application/xml"})
+    # No ids and no dates: the link is the identity, and the date is the first sighting's.
+    upstream.routes["/bare.xml"] = Route(
+        body=b'<rss version="2.0"><channel><title>B</title><link>https://b.example/</link>'
+        b"<description>d</description><item><title>No id</title>"
+        b"<link>https://b.example/x</link></item></channel></rss>"
+    )
+    done = by_name(poll(pub, engine, NOW))
+    assert all(p.problem is None and p.new == 1 for p in done.values()), done
+    assert "gzip" in upstream.seen[0][1]["Accept-Encoding"]
+    with engine.connect() as db:
+        entries = {s.source: s.entry for s in shown_entries(db, list(done))}
+    assert entries["atom"].link == "https://atom.example/blog/posts/1/"
+    assert 'href="https://atom.example/about/"' in entries["atom"].content
+    assert (entries["rdf"].title, entries["rdf"].link) == ("Ten", "https://rdf.example/1")
+    json_entry = entries["json"]
+    assert (json_entry.title, json_entry.author, json_entry.tags) == ("Jay", "Jo", ("news",))
+    assert json_entry.published == "2026-11-02T09:00:00+00:00"
+    assert entries["gz"].title == "Story 1"
+    assert entries["latin"].title == "Caf\u00e9 cr\u00e8me"
+    assert entries["bare"].published is None and entries["bare"].link == "https://b.example/x"
+
+
+def test_guids_that_all_change_at_once_are_not_new_entries(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(source("up", "/feed.xml"))
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(3))))
+    assert poll(pub, engine, NOW)[0].new == 3
+    renamed = [
+        (f"https://new-ids.example/{n}", f"Story {n}", f"https://up.example/{n}") for n in range(3)
+    ]
+    upstream.routes["/feed.xml"] = Route(body=rss(*renamed))
+    assert poll(pub, engine, NOW + 3600)[0].new == 0
+    assert titles(engine, "up") == ["Story 0", "Story 1", "Story 2"]
+
+
+def test_a_flood_of_unseen_entries_is_held_until_released(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(source("up", "/feed.xml", hold_above="5"))
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(3))))
+    poll(pub, engine, NOW)
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(3, 203))))
+    flood = poll(pub, engine, NOW + 3600)[0]
+    assert (flood.new, flood.held) == (200, 200)
+    assert flood.note is not None and "publisher sources release up" in flood.note
+    assert len(titles(engine, "up")) == 3
+    with engine.connect() as db:
+        assert entry_counts(db) == {"up": (3, 200)}
+    with engine.begin() as db:
+        assert release(db, "up") == 200
+    assert len(titles(engine, "up")) == 203
+
+
+def test_redirects_gone_and_retry_after(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(
+        source("moved", "/old.xml"), source("temporary", "/tmp.xml"),
+        source("gone", "/gone.xml"), source("busy", "/busy.xml", interval="10m"),
+    )  # fmt: skip
+    upstream.routes["/old.xml"] = Route(301, headers={"Location": "/older.xml"})
+    upstream.routes["/older.xml"] = Route(308, headers={"Location": "/new.xml"})
+    upstream.routes["/new.xml"] = Route(body=rss(item(1)))
+    upstream.routes["/tmp.xml"] = Route(302, headers={"Location": "/new.xml"})
+    upstream.routes["/gone.xml"] = Route(410)
+    upstream.routes["/busy.xml"] = Route(429, headers={"Retry-After": "7200"})
+    done = by_name(poll(pub, engine, NOW))
+    assert done["moved"].new == 1 and done["moved"].note is not None
+    assert f"{upstream.url}/new.xml" in done["moved"].note
+    assert done["temporary"].new == 1 and done["temporary"].note is None
+    assert done["gone"].problem is not None and "410" in done["gone"].problem.what
+    busy = done["busy"]
+    assert busy.problem is not None and str(busy.problem).startswith("schedule.yaml:")
+    assert "sources[3] (busy)" in str(busy.problem) and "HTTP 429" in busy.problem.what
+    assert busy.next_fetch_at == NOW + 7200
+    upstream.seen.clear()
+    later = by_name(poll(pub, engine, NOW + 7200, force=True))
+    asked = [path for path, _ in upstream.seen]
+    assert "/new.xml" in asked and "/old.xml" not in asked  # the stored URL followed
+    assert asked.count("/tmp.xml") == 1  # a temporary redirect keeps the configured URL
+    assert "/gone.xml" not in asked and later["gone"].fetched is False
+
+
+def test_failures_are_the_sources_own_and_back_off(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    with silent_server() as silent, endless_server() as endless:
+        pub, engine = make(
+            source("broken", "/broken.xml", interval="5m"), source("fine", "/feed.xml"),
+            source("html", "/page.html"),
+            f"  - name: silent\n    url: {silent}/feed.xml\n",
+            f"  - name: endless\n    url: {endless}/feed.xml\n",
+            "  - name: nowhere\n    url: http://127.0.0.1:9/feed.xml\n",
+        )  # fmt: skip
+        upstream.routes["/broken.xml"] = Route(body=b"<rss><channel><item><title>x</rss>")
+        upstream.routes["/feed.xml"] = Route(body=rss(item(1)))
+        upstream.routes["/page.html"] = Route(body=b"<html><body>Not a feed</body></html>")
+        done = by_name(poll(pub, engine, NOW, timeout=0.5, limit=100_000))
+        assert done["fine"].new == 1 and done["fine"].problem is None
+        problems = {name: str(p.problem) for name, p in done.items() if p.problem}
+        assert set(problems) == {"broken", "html", "silent", "endless", "nowhere"}
+        assert "not a feed that can be read" in problems["broken"]
+        assert "no answer within 0.5 s" in problems["silent"]
+        assert "larger than 100,000 bytes" in problems["endless"]
+        assert "sources[5] (nowhere)" in problems["nowhere"]
+        # Doubling: 5 min after the first failure, 10 after the second.
+        assert done["broken"].next_fetch_at == NOW + 300
+        assert by_name(poll(pub, engine, NOW + 300))["broken"].next_fetch_at == NOW + 300 + 600
+        assert titles(engine, "fine") == ["Story 1"]
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        listening.close()
+
+
+@contextmanager
+def endless_server() -> Iterator[str]:
+    """Answers 200 and sends a body that never ends (until the client goes away)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.end_headers()
+            try:
+                self.wfile.write(b'<rss version="2.0"><channel><title>')
+                for _ in range(100_000):  # bounded: 6.5 GB at most, the client stops first
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http_server(Handler) as url:
+        yield url
+
+
+def test_the_cli_fetches_and_reports(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream, cli: Callable[..., Ran]
+) -> None:
+    pub, _ = make(source("up", "/feed.xml"), source("bad", "/missing.xml"))
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(2))))
+    done = cli("sources", "fetch", cwd=pub.root)
+    assert done.returncode == 1
+    assert "up: 2 new" in done.stdout
+    assert "sources[1] (bad): HTTP 404" in done.stderr
+    assert "Traceback" not in done.stderr
+    released = cli("sources", "release", "nope", cwd=pub.root)
+    assert released.returncode == 1 and "no source 'nope'" in released.stderr
