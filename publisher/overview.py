@@ -4,7 +4,7 @@ status page."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -75,3 +75,43 @@ def confirmation_overview(db: Connection, now: datetime) -> dict[str, int]:
 def confirmation_line(entry: dict[str, int]) -> str:
     counts = ", ".join(f"{key} {entry[key]}" for key in STATUSES[:4])
     return f"confirmation mails, last 7 days: {counts}; {entry['unconfirmed']} not confirmed yet"
+
+
+def sources_overview(db: Connection, pub: Publication) -> list[dict[str, Any]]:
+    """Each source of schedule.yaml: its last fetch (when, the HTTP status, what went
+    wrong), the entries it brought, those recorded and held back, and its next fetch."""
+    from publisher.store.upstream import SourceState, entry_counts, source_states
+
+    states = source_states(db)
+    counts = entry_counts(db)
+    found = []
+    for source in pub.config.sources:
+        state = states.get(source.name)
+        if state is None or state.configured_url != source.url:  # not fetched at this URL
+            state = SourceState(source.name, source.url, source.url)
+        shown, held = counts.get(source.name, (0, 0))
+        found.append({
+            "source": source.name, "url": state.url, "last_fetch": _iso(state.fetched_at),
+            "status": state.status, "error": state.error, "new_entries": state.new_entries,
+            "entries": shown, "held": held, "gone": state.gone_at is not None,
+            "next_fetch": _iso(state.next_fetch_at) if state.fetched_at is not None else None,
+        })  # fmt: skip
+    return found
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def source_line(entry: dict[str, Any]) -> str:
+    if entry["last_fetch"] is None:
+        return f"source {entry['source']}: not fetched yet ({entry['url']})"
+    how = f"HTTP {entry['status']}" if entry["status"] is not None else "no answer"
+    if entry["error"]:
+        how += f": {entry['error']}"
+    then = "gone: not fetched again" if entry["gone"] else f"next fetch {entry['next_fetch']}"
+    held = f", {entry['held']} held back" if entry["held"] else ""
+    return (
+        f"source {entry['source']}: last fetch {entry['last_fetch']} ({how}), "
+        f"{entry['new_entries']} new; {entry['entries']} entries{held}; {then}"
+    )

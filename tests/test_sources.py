@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import json
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -354,3 +355,33 @@ def test_the_cli_fetches_and_reports(
     assert "Traceback" not in done.stderr
     released = cli("sources", "release", "nope", cwd=pub.root)
     assert released.returncode == 1 and "no source 'nope'" in released.stderr
+
+
+def test_run_once_fetches_the_due_sources_and_status_shows_them(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream, cli: Callable[..., Ran]
+) -> None:
+    pub, _ = make(source("up", "/feed.xml"), source("later", "/later.xml"))
+    upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(2))), etag='"e"')
+    upstream.routes["/later.xml"] = Route(500)
+    before = cli("status", cwd=pub.root)
+    assert "source up: not fetched yet" in before.stdout
+    secret = {"PUBLISHER_SECRET": "sources-test-secret-0123456789"}
+    ran = cli("run", "--once", "--now", "2026-11-28T12:00:00Z", cwd=pub.root, env=secret)
+    assert "up: 2 new" in ran.stdout
+    assert "sources[1] (later): HTTP 500" in ran.stderr and ran.returncode == 1
+    shown = cli("status", cwd=pub.root)
+    assert "source up: last fetch 2026-11-28T12:00:00+00:00 (HTTP 200), 2 new; 2 entries;" in (
+        shown.stdout
+    )
+    assert "next fetch 2026-11-28T13:00:00+00:00" in shown.stdout
+    assert "source later: last fetch 2026-11-28T12:00:00+00:00 (HTTP 500: HTTP 500" in (
+        shown.stdout
+    )
+    data = json.loads(cli("status", "--json", cwd=pub.root).stdout)
+    assert [s["source"] for s in data["sources"]] == ["up", "later"]
+    # Within the interval nothing is asked again.
+    asked = len(upstream.seen)
+    cli("run", "--once", "--now", "2026-11-28T12:30:00Z", cwd=pub.root)
+    assert len(upstream.seen) == asked + 0 or all(
+        p == "/later.xml" for p, _ in upstream.seen[asked:]
+    )

@@ -223,6 +223,8 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         confirmation_line,
         confirmation_overview,
         digest_overview,
+        source_line,
+        sources_overview,
     )
 
     engine = store.open_database(pub)
@@ -230,10 +232,12 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         with engine.connect() as db:
             result = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
             confirmations = confirmation_overview(db, now)
+            upstream = sources_overview(db, pub)
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps({"digests": result, "confirmations": confirmations}, indent=2))
+        shown = {"digests": result, "confirmations": confirmations, "sources": upstream}
+        print(json.dumps(shown, indent=2))
         return 0
     for entry in result:
         upcoming = f"; next run {entry['next_run']}" if entry["next_run"] else ""
@@ -258,4 +262,6 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         if not entry["issues"]:
             print("  no issue yet")
     print(confirmation_line(confirmations))
+    for entry in upstream:
+        print(source_line(entry))
     return 0

@@ -22,6 +22,12 @@ log = logging.getLogger("publisher.run")
 def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
     """What a pass did: printed by `run --once`, logged by the scheduler."""
     status = 0
+    for polled in tick.sources:
+        if polled.problem is not None:
+            print(polled.problem, file=sys.stderr)
+            status = 1
+        else:
+            say(polled.line())
     if tick.build is not None:
         print_problems(tick.build)
         changed = sum(f.written for f in tick.build.feeds)
@@ -29,7 +35,7 @@ def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
         if tick.build.site is not None:
             site = tick.build.site
             say(f"site: {site.pages} page(s), {site.written} written")
-        status = 1 if tick.build.skipped else 0
+        status = 1 if tick.build.skipped else status
     for report in tick.digests:
         say(report.line())
         if report.status not in ("done", "nothing new to send"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 
 from publisher.config import Publication
 from publisher.errors import ConfigError, Problem
@@ -41,13 +41,8 @@ def sources_command(pub: Publication, args: argparse.Namespace, now: datetime) -
         if polled.problem is not None:
             failed = True
             print(polled.problem, file=sys.stderr)
-            continue
-        if not polled.fetched:
-            when = datetime.fromtimestamp(polled.next_fetch_at, UTC).isoformat()
-            print(f"{polled.name}: {polled.note or f'not due (next fetch {when})'}")
-            continue
-        what = "not modified" if polled.status == 304 else f"{polled.new} new"
-        print(f"{polled.name}: {what}" + (f"; {polled.note}" if polled.note else ""))
+        else:
+            print(polled.line())
     if not pub.config.sources:
         print("no sources in schedule.yaml")
     return 1 if failed else 0

@@ -27,6 +27,8 @@ FEEDS_EVERY_SECONDS = 15 * 60  # without a feeds schedule
 # another process (the web side's sign-ups, a second sender) may have added one.
 RETRY_CHECK_SECONDS = 60
 RETRY_GAP_SECONDS = 1  # the least time between two retry passes
+# How often the sources are looked at: each is fetched when its own interval has passed.
+SOURCES_CHECK_SECONDS = 60
 
 
 class Foreground:
@@ -86,6 +88,9 @@ class Foreground:
             self.scheduler.add_job(self._feeds, "interval", id="job:feeds", **every, **common)
         else:
             self.scheduler.add_job(self._feeds, trigger(pub, feeds), id="job:feeds", **common)
+        if pub.config.sources:
+            self.scheduler.add_job(self._sources, "interval", seconds=SOURCES_CHECK_SECONDS,
+                                   id="job:sources", **common)  # fmt: skip
         for digest in pub.config.digests:
             if digest.schedule is not None:
                 when = trigger(pub, digest.schedule)
@@ -155,6 +160,15 @@ class Foreground:
         from publisher.build import build
 
         self._guard(lambda: self.report(Tick(build=build(self.pub, self._now()))))
+
+    def _sources(self) -> None:
+        from publisher.sources.poll import poll
+
+        def go() -> None:
+            done = poll(self.pub, self.engine, self._now().timestamp())
+            self.report(Tick(sources=[p for p in done if p.fetched]))
+
+        self._guard(go)
 
     def _digest(self, name: str) -> None:
         def go() -> None:

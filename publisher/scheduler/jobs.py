@@ -1,7 +1,7 @@
-"""What `publisher run` does at a moment: rebuild the feeds, send every digest issue that
-is due, and retry every row (of any issue, confirmation mails too) whose time has come. The
-ledger decides, not the scheduler's memory, so a restart, downtime or a second scheduler
-changes nothing about what is sent.
+"""What `publisher run` does at a moment: fetch the upstream feeds that are due, rebuild
+the feeds, send every digest issue that is due, and retry every row (of any issue,
+confirmation mails too) whose time has come. The ledger decides, not the scheduler's
+memory, so a restart, downtime or a second scheduler changes nothing about what is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
 from publisher.delivery import RunReport, Sender, last_period, send_digest, send_waiting
 from publisher.scheduler.triggers import due_period, trigger
+from publisher.sources.poll import Polled, poll
 from publisher.store import ledger
 from publisher.tokens import Signer
 
@@ -28,6 +29,7 @@ class Tick:
     build: BuildReport | None = None
     digests: list[RunReport] = field(default_factory=list)
     confirmations: list[RunReport] = field(default_factory=list)
+    sources: list[Polled] = field(default_factory=list)
 
 
 def run_due(
@@ -43,6 +45,8 @@ def run_due(
     """Everything due at ``now``: the feeds, each digest's issue for a period that has come,
     and every retry whose time has come; returns what was done."""
     tick = Tick()
+    if pub.config.sources:  # those due: their new entries before anything reads them
+        tick.sources = poll(pub, engine, now.timestamp())
     if build_feeds:
         tick.build = build(pub, now)
     sender = _sender(pub, engine, backends, should_stop, clock)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -37,6 +38,14 @@ class Polled:
     next_fetch_at: float = 0.0
     problem: Problem | None = None  # a failure, as schedule.yaml's line and the reason
     note: str | None = None  # moved permanently, gone, held back
+
+    def line(self) -> str:
+        """One line for the operator (a failure is its ``problem``)."""
+        if not self.fetched:
+            when = datetime.fromtimestamp(self.next_fetch_at, UTC).isoformat()
+            return f"{self.name}: {self.note or f'not due (next fetch {when})'}"
+        what = "not modified" if self.status == 304 else f"{self.new} new"
+        return f"{self.name}: {what}" + (f"; {self.note}" if self.note else "")
 
 
 def poll(
