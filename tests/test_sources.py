@@ -11,6 +11,8 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -21,6 +23,7 @@ from publisher.sources.poll import Polled, poll
 from publisher.store.upstream import entry_counts, release, shown_entries
 
 from .conftest import MINIMAL_CONFIG, Ran, http_server
+from .conftest import NOW as NOW_MOMENT
 
 NOW = 1_790_000_000.0  # the moment every poll here happens at (no clock is read)
 
@@ -385,3 +388,53 @@ def test_run_once_fetches_the_due_sources_and_status_shows_them(
     assert len(upstream.seen) == asked + 0 or all(
         p == "/later.xml" for p, _ in upstream.seen[asked:]
     )
+
+
+def test_a_sources_entries_go_out_once_each_in_the_digest(
+    example: Path, upstream: Upstream
+) -> None:
+    """Three entries upstream: an issue with them; two more: the next issue has exactly
+    those two; the same feed again: no issue. Each entry's title reaches the subscriber."""
+    from email import message_from_bytes, policy
+
+    from publisher.backends.memory import MemoryBackend
+    from publisher.config import load_config
+
+    from .sending import send
+    from .test_issue_truth import issue_slugs, subscribe
+
+    config = example / "schedule.yaml"
+    pub = load_config(config)
+    subscribe(pub, ("a@example.org", "Ann"))
+    outbox = MemoryBackend({}, str(pub.root))
+    assert [r.number for r in send(pub, [outbox], NOW_MOMENT)] == [1]  # the local articles
+    config.write_text(
+        config.read_text()
+        + f"sources:\n  - name: up\n    url: {upstream.url}/feed.xml\n    tags: [upstream]\n"
+    )
+    pub = load_config(config)
+    engine = store.connect(pub.database_url)
+    try:
+        upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(3))))
+        hour = 3600.0
+        assert poll(pub, engine, NOW_MOMENT.timestamp() + hour)[0].new == 3
+        second = send(pub, [outbox], NOW_MOMENT + timedelta(hours=1))
+        assert [r.number for r in second] == [2]
+        held = issue_slugs(pub)
+        assert len(held[2]) == 3 and all(slug.startswith("up-") for slug in held[2])
+        upstream.routes["/feed.xml"] = Route(body=rss(*map(item, range(5))))
+        assert poll(pub, engine, NOW_MOMENT.timestamp() + 2 * hour)[0].new == 2
+        third = send(pub, [outbox], NOW_MOMENT + timedelta(hours=2))
+        assert [r.number for r in third] == [3]
+        assert len(issue_slugs(pub)[3]) == 2 and not set(issue_slugs(pub)[3]) & set(held[2])
+        assert poll(pub, engine, NOW_MOMENT.timestamp() + 3 * hour)[0].new == 0
+        assert send(pub, [outbox], NOW_MOMENT + timedelta(hours=3)) == []
+    finally:
+        engine.dispose()
+    bodies = [
+        message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        for _, raw in outbox.outbox
+    ]
+    assert len(bodies) == 3  # one subscriber, three issues
+    assert all(f"Story {n}" in bodies[1] for n in range(3))
+    assert "Story 3" in bodies[2] and "Story 4" in bodies[2] and "Story 0" not in bodies[2]

@@ -286,9 +286,10 @@ class SourceFilter(StrictModel):
 
 
 class Source(StrictModel):
-    """Another publication's feed (RSS, Atom or JSON Feed), fetched by `publisher sources
-    fetch` once its ``interval`` has passed; each of its entries is recorded once, in the
-    state database, so that nothing that reads them later needs the network."""
+    """Another publication's feed (RSS, Atom or JSON Feed), fetched by `publisher run` (or
+    `publisher sources fetch`) once its ``interval`` has passed; each of its entries is
+    recorded once in the state database, and digests take them like articles (by tag),
+    without the network."""
 
     name: Name
     url: HttpUrl

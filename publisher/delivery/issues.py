@@ -70,12 +70,10 @@ def next_issue(
     end = period or now
     if start is not None and start >= end:
         return None
-    entries = build(pub, now, write=False).published
+    entries = candidates(engine, pub, now)
     chosen = select_articles(entries, digest, end, sent.slugs, moment(sent.until))
     # Chosen again once read: a file changed since the build may have changed its tags.
-    read = select_articles(
-        load_articles(pub, chosen.chosen), digest, end, sent.slugs, moment(sent.until)
-    )
+    read = select_articles(_read(pub, chosen.chosen), digest, end, sent.slugs, moment(sent.until))
     if not read.chosen and digest.skip_empty:
         return None
     rest = [entry.slug for entry in chosen.rest]
@@ -143,7 +141,7 @@ def waiting_articles(db: Connection, pub: Publication, digest: Digest, now: date
     """How many published articles are in no issue of the digest yet (what `status`
     shows): the next issue takes up to ``max_articles`` of them."""
     sent = ledger.sent_articles(db, digest.name)
-    entries = build(pub, now, write=False).published
+    entries = build(pub, now, write=False).published + _upstream(db, pub)
     selection = select_articles(entries, digest, now, sent.slugs, moment(sent.until))
     return len(selection.chosen) + len(selection.rest)
 
@@ -155,12 +153,42 @@ def articles_of(engine: Engine, pub: Publication, digest: Digest, plan: Plan) ->
     with engine.connect() as db:
         slugs = ledger.issue_slugs(db, plan.issue_id)
     at = plan.composed_at or plan.window.end
-    entries = build(pub, max(at, plan.window.end), write=False).published
+    entries = candidates(engine, pub, max(at, plan.window.end))
     if slugs is None:
-        return in_window(load_articles(pub, in_window(entries, digest, plan.window)), digest,
+        return in_window(_read(pub, in_window(entries, digest, plan.window)), digest,
                          plan.window)  # fmt: skip
-    by_slug: dict[str, Entry] = {entry.slug: entry for entry in entries}
-    return load_articles(pub, [by_slug[slug] for slug in slugs if slug in by_slug])
+    by_slug = {entry.slug: entry for entry in entries}
+    return _read(pub, [by_slug[slug] for slug in slugs if slug in by_slug])
+
+
+def candidates(engine: Engine, pub: Publication, now: datetime) -> list[Entry | Article]:
+    """What an issue may hold at ``now``: the build's records of the published articles,
+    and the entries of the upstream feeds (sources:), as articles."""
+    published: list[Entry | Article] = list(build(pub, now, write=False).published)
+    if not pub.config.sources:
+        return published
+    with engine.connect() as db:
+        return published + _upstream(db, pub)
+
+
+def _upstream(db: Connection, pub: Publication) -> list[Article]:
+    if not pub.config.sources:
+        return []
+    from publisher.content.upstream import upstream_article
+    from publisher.store.upstream import shown_entries
+
+    places = {source.name: (index, source) for index, source in enumerate(pub.config.sources)}
+    return [
+        upstream_article(pub, *places[found.source], found.first_seen, found.entry)
+        for found in shown_entries(db, list(places))
+    ]
+
+
+def _read(pub: Publication, chosen: list[Entry | Article]) -> list[Article]:
+    """The full articles of ``chosen``, in order: files read again, upstream entries as
+    they are."""
+    files = iter(load_articles(pub, [c for c in chosen if isinstance(c, Entry)]))
+    return [next(files) if isinstance(c, Entry) else c for c in chosen]
 
 
 def compose(
