@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from publisher import store
-from publisher.config import Publication
+from publisher.config import Publication, load_config
 from publisher.sources.poll import Polled, poll
 from publisher.store.upstream import entry_counts, release, shown_entries
 
@@ -438,3 +438,59 @@ def test_a_sources_entries_go_out_once_each_in_the_digest(
     assert len(bodies) == 3  # one subscriber, three issues
     assert all(f"Story {n}" in bodies[1] for n in range(3))
     assert "Story 3" in bodies[2] and "Story 4" in bodies[2] and "Story 0" not in bodies[2]
+
+
+OPML = """<?xml version="1.0" encoding="UTF-8"?>
+<opml version="2.0"><head><title>My feeds</title></head><body>
+  <outline text="News" title="News">
+    <outline type="rss" text="Harbour Office" title="Harbour Office"
+             xmlUrl="https://harbour.example/feed.xml" htmlUrl="https://harbour.example/"/>
+    <outline type="rss" text="Tides &amp; Times" xmlUrl="https://tides.example/atom.xml"/>
+  </outline>
+  <outline type="rss" text="Already" xmlUrl="https://known.example/feed.xml"/>
+  <outline type="link" text="Not a feed" url="https://plain.example/"/>
+</body></opml>
+"""
+
+
+@pytest.mark.parametrize("after", ["", "web:\n  double_opt_in: true\n"])
+def test_opml_import_adds_the_new_feeds_to_schedule_yaml_and_keeps_the_rest(
+    site: Callable[..., Publication], cli: Callable[..., Ran], after: str
+) -> None:
+    config = (
+        MINIMAL_CONFIG + "# the feeds we follow\nsources:\n"
+        "  - name: known   # since spring\n    url: https://known.example/feed.xml\n\n" + after
+    )
+    pub = site(config=config)
+    (pub.root / "feeds.opml").write_text(OPML)
+    done = cli("sources", "import", "feeds.opml", cwd=pub.root)
+    assert done.returncode == 0, done.stderr
+    assert "2 source(s) added, 1 already there" in done.stdout
+    text = pub.path.read_text()
+    assert "# the feeds we follow" in text and "# since spring" in text and after in text
+    fresh = load_config(pub.path)
+    assert [(s.name, s.url) for s in fresh.config.sources] == [
+        ("known", "https://known.example/feed.xml"),
+        ("harbour-office", "https://harbour.example/feed.xml"),
+        ("tides-times", "https://tides.example/atom.xml"),
+    ]
+    again = cli("sources", "import", "feeds.opml", cwd=pub.root)
+    assert "0 source(s) added, 3 already there" in again.stdout
+    assert pub.path.read_text() == text
+
+
+def test_opml_import_without_sources_and_with_a_broken_file(
+    site: Callable[..., Publication], cli: Callable[..., Ran]
+) -> None:
+    pub = site()
+    (pub.root / "feeds.opml").write_text(OPML)
+    assert cli("sources", "import", "feeds.opml", cwd=pub.root).returncode == 0
+    assert len(load_config(pub.path).config.sources) == 3
+    before = pub.path.read_text()
+    (pub.root / "bad.opml").write_text("<opml><body><outline xmlUrl='x'></body>")
+    bad = cli("sources", "import", "bad.opml", cwd=pub.root)
+    assert bad.returncode == 1 and bad.stderr.startswith("bad.opml:1: opml: not well-formed XML")
+    (pub.root / "ftp.opml").write_text("<opml><body>\n<outline xmlUrl='ftp://x/'/></body></opml>")
+    wrong = cli("sources", "import", "ftp.opml", cwd=pub.root)
+    assert wrong.returncode == 1 and "ftp.opml:2: opml: xmlUrl 'ftp://x/'" in wrong.stderr
+    assert pub.path.read_text() == before

@@ -210,6 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     fetching.add_argument("--all", action="store_true", help="every source, due or not")
     fetching.add_argument("--now", metavar="ISO", help="the moment to act at (default: now)")
     _force(fetching)
+    importing_opml = upstream_actions.add_parser(
+        "import", parents=[common], help="add the feeds of an OPML file to schedule.yaml"
+    )
+    importing_opml.add_argument("file", metavar="FILE.opml")
     releasing = upstream_actions.add_parser(
         "release", parents=[common], help="publish a source's entries held back"
     )

@@ -13,6 +13,19 @@ from publisher.errors import ConfigError, Problem
 def sources_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     from publisher.store import open_database
 
+    if args.action == "import":
+        from pathlib import Path
+
+        from publisher.sources.opml import import_opml
+
+        imported = import_opml(pub, Path(args.file), args.file)
+        for name, url in imported.added:
+            print(f"added source {name}: {url}")
+        print(
+            f"{pub.path.name}: {len(imported.added)} source(s) added"
+            + (f", {len(imported.known)} already there" if imported.known else "")
+        )
+        return 0
     if args.action == "release":
         names = [source.name for source in pub.config.sources]
         if args.source not in names:
