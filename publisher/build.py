@@ -9,15 +9,25 @@ the same way). The CLI and the scheduler both call ``build``; it reads no clock 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publisher.config import Publication
 from publisher.content.cache import BuildCache
-from publisher.content.catalog import Catalog, Pages, catalog, load_articles, scan_articles
+from publisher.content.catalog import (
+    Catalog,
+    Pages,
+    Upstream,
+    catalog,
+    load_articles,
+    scan_articles,
+)
 from publisher.model import Article
 
 if TYPE_CHECKING:
@@ -55,7 +65,10 @@ def build(
             from publisher.site.files import ArticlePages
 
             pages = ArticlePages()
-        found = catalog(pub, cache, now, feed_fragments, jobs, keep=write, pages=pages)
+        upstream = upstream_items(pub)
+        found = catalog(
+            pub, cache, now, feed_fragments, jobs, keep=write, pages=pages, upstream=upstream
+        )
         report = BuildReport(
             found.published, found.skipped, found.warnings, found.rendered, found.reused
         )
@@ -86,6 +99,41 @@ def build(
 
         report.pings = publish(pub.config.feeds.hubs, changed, sleep)
     return report
+
+
+def upstream_items(pub: Publication) -> list[Upstream]:
+    """The entries of the sources the publication publishes itself (``publish``), from
+    the state database where their fetches recorded them: no network."""
+    chosen = {s.name: (i, s) for i, s in enumerate(pub.config.sources) if s.publish}
+    if not chosen:
+        return []
+    from publisher.content.upstream import upstream_article, upstream_name
+    from publisher.store import open_database
+    from publisher.store.upstream import shown_entries
+
+    url = pub.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []  # nothing fetched yet; and `publisher check` makes no database
+    engine = open_database(pub)
+    try:
+        with engine.connect() as db:
+            stored = shown_entries(db, list(chosen))
+    finally:
+        engine.dispose()
+    items = []
+    for found in stored:
+        index, source = chosen[found.source]
+        # Its key: the entry, and what of its source's settings its article shows.
+        made_of = [index, source.model_dump(mode="json"), found.first_seen, asdict(found.entry)]
+        items.append(
+            Upstream(
+                upstream_name(source.name, found.entry.identity),
+                f"sources[{index}] ({source.name})",
+                json.dumps(made_of, sort_keys=True).encode(),
+                partial(upstream_article, pub, index, source, found.first_seen, found.entry),
+            )
+        )
+    return items
 
 
 def feed_fragments(pub: Publication, article: Article) -> tuple[bytes, bytes, bytes]:

@@ -494,3 +494,66 @@ def test_opml_import_without_sources_and_with_a_broken_file(
     wrong = cli("sources", "import", "ftp.opml", cwd=pub.root)
     assert wrong.returncode == 1 and "ftp.opml:2: opml: xmlUrl 'ftp://x/'" in wrong.stderr
     assert pub.path.read_text() == before
+
+
+def test_a_published_source_is_in_the_feeds_and_pages_and_its_entries_go_out_once(
+    example: Path, upstream: Upstream
+) -> None:
+    """``publish: true``: the entries are items of the publication's own feeds and cards
+    on its front page, linking to the original; a digest still sends each once; a build
+    with nothing new upstream renders nothing again, and an entry edited upstream is."""
+    from publisher.backends.memory import MemoryBackend
+    from publisher.build import build
+
+    from .sending import send
+    from .test_issue_truth import issue_slugs, subscribe
+
+    config = example / "schedule.yaml"
+    config.write_text(
+        config.read_text() + f"sources:\n  - name: up\n    url: {upstream.url}/feed.xml\n"
+        "    publish: true\n    content: summary\n    tags: [upstream]\n"
+    )
+    pub = load_config(config)
+    subscribe(pub, ("a@example.org", "Ann"))
+    upstream.routes["/feed.xml"] = Route(
+        body=rss(*map(item, range(2)), extra="<content:encoded xmlns:content="
+                 "'http://purl.org/rss/1.0/modules/content/'>&lt;p&gt;The whole long text"
+                 "&lt;/p&gt;</content:encoded>")
+    )  # fmt: skip
+    engine = store.connect(pub.database_url)
+    try:
+        assert poll(pub, engine, NOW_MOMENT.timestamp())[0].new == 2
+    finally:
+        engine.dispose()
+    first = build(pub, NOW_MOMENT)
+    assert not first.skipped, first.skipped
+    feed = (pub.feeds_dir / "rss.xml").read_text()
+    assert "<title>Story 0</title>" in feed and "https://up.example/1" in feed
+    assert "The whole long text" not in feed  # content: summary
+    assert "About Story 1" in feed
+    front = (pub.site_dir / "index.html").read_text()
+    assert 'href="https://up.example/0"' in front and "Story 0" in front
+    assert not (pub.site_dir / "up-").exists()  # no page of its own: it links to the original
+    again = build(pub, NOW_MOMENT)
+    assert again.rendered == 0
+    outbox = MemoryBackend({}, str(pub.root))
+    hour = 0
+    while send(pub, [outbox], NOW_MOMENT + timedelta(hours=hour)):  # bounded: 12 articles
+        hour += 1
+        assert hour < 5
+    sent = [slug for slugs in issue_slugs(pub).values() for slug in slugs]
+    assert len(sent) == len(set(sent)) == 12  # the example's ten and the source's two
+    assert sum(slug.startswith("up-") for slug in sent) == 2
+    # Edited upstream: the item follows; it is not sent again.
+    upstream.routes["/feed.xml"] = Route(
+        body=rss(("urn:up:0", "Story 0, corrected", "https://up.example/0"))
+    )
+    engine = store.connect(pub.database_url)
+    try:
+        assert poll(pub, engine, NOW_MOMENT.timestamp() + 3600)[0].new == 0
+    finally:
+        engine.dispose()
+    edited = build(pub, NOW_MOMENT + timedelta(hours=hour))
+    assert edited.rendered == 1
+    assert "Story 0, corrected" in (pub.feeds_dir / "rss.xml").read_text()
+    assert send(pub, [outbox], NOW_MOMENT + timedelta(hours=hour + 1)) == []

@@ -289,12 +289,16 @@ class Source(StrictModel):
     """Another publication's feed (RSS, Atom or JSON Feed), fetched by `publisher run` (or
     `publisher sources fetch`) once its ``interval`` has passed; each of its entries is
     recorded once in the state database, and digests take them like articles (by tag),
-    without the network."""
+    without the network; with ``publish``, the publication's own feeds and pages too."""
 
     name: Name
     url: HttpUrl
     tags: list[Text] = Field(default_factory=list)  # given to every entry of the source
+    # full: an entry's whole text, where the feed has it; summary: its summary only.
+    content: Literal["full", "summary"] = "full"
     interval: Duration = Field(default=3600, ge=300)  # between two fetches
+    # Its entries in the publication's own feeds and pages too (linking to the original).
+    publish: Bool = False
     include: SourceFilter | None = None  # only the entries it matches
     exclude: SourceFilter | None = None  # none of the entries it matches
     # More unseen entries than this in one fetch (a feed reset or moved) are held back

@@ -17,11 +17,11 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,6 +32,9 @@ from publisher.content.cache import BuildCache, Entry, Outcome, Row, sort_key, s
 from publisher.content.source import read_source
 from publisher.errors import ConfigError, ContentError, Problem
 from publisher.model import Article
+
+if TYPE_CHECKING:
+    from publisher.content.readers import Parsed
 
 # Files modified this recently are verified by content on the next build (see read_files).
 RACY_NS = 2_000_000_000
@@ -62,6 +65,17 @@ class Catalog:
     pages: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream entry the publication publishes itself (a source with ``publish``): a
+    row of the catalog as a file is, kept in the build cache under ``name``."""
+
+    name: str  # content.upstream.upstream_name: never a file's path
+    shown: str  # how its problems name it: "sources[0] (harbour)"
+    data: bytes  # what its article is made of (the entry, its source's settings): its key
+    make: Callable[[], Article]
+
+
 def catalog(
     pub: Publication,
     cache: BuildCache,
@@ -70,14 +84,16 @@ def catalog(
     jobs: int | None = None,
     keep: bool = True,
     pages: Pages | None = None,
+    upstream: Sequence[Upstream] = (),
 ) -> Catalog:
     """What is published at ``now``, with every skipped article's problem. With ``keep``
     false (``publisher check``) the cache is only read. ``pages``: each article read and
-    published at ``now`` has its page made by it, there and then."""
-    files = scan_articles(pub)
+    published at ``now`` has its page made by it, there and then. ``upstream``: entries of
+    upstream feeds, published like the files."""
+    files = scan_articles(pub) + [(item.name, item.shown) for item in upstream]
     found = Catalog()
     publish = (pages, now) if pages is not None and keep else None
-    outcomes = _outcomes(pub, cache, files, found, fragments, jobs, keep, publish)
+    outcomes = _outcomes(pub, cache, files, found, fragments, jobs, keep, publish, upstream)
     candidates: list[tuple[str, Entry, float]] = []
     claims: dict[str, list[int]] = {}
     for name, shown in files:
@@ -209,9 +225,10 @@ def _outcomes(
     jobs: int | None,
     keep: bool,
     publish: Publish = None,
+    upstream: Sequence[Upstream] = (),
 ) -> dict[str, Outcome]:
-    """Outcome of every file, from the cache where the file is unchanged. With ``keep``
-    false (``publisher check``) the cache is only read."""
+    """Outcome of every file (and upstream entry), from the cache where it is unchanged.
+    With ``keep`` false (``publisher check``) the cache is only read."""
     fingerprint = _fingerprint(pub)
     folder = str(pub.articles_dir)
     limit = pub.config.content.max_size
@@ -219,7 +236,18 @@ def _outcomes(
     cached = cache.cached()
     pending: list[tuple[str, str]] = []
     results: dict[str, Outcome] = {}
+    fresh: list[tuple[Upstream, bytes]] = []
+    for item in upstream:  # unchanged when what it is made of is
+        key = _key(fingerprint, item.name, item.data)
+        hit = cached.get(item.name)
+        if hit is not None and hit.key == key:
+            results[item.name] = hit.outcome
+        else:
+            fresh.append((item, key))
+    entries = {item.name for item in upstream}
     for name, shown in files:
+        if name in entries:
+            continue  # an upstream entry, above
         hit = cached.get(name)
         if hit is None:
             pending.append((name, shown))  # never seen: its worker reads and hashes it
@@ -241,10 +269,13 @@ def _outcomes(
             continue
         results[name] = hit.outcome
     pending.sort()
-    report.rendered = len(pending)
+    report.rendered = len(pending) + len(fresh)
     report.reused = len(results)
     rows = _read_all(pub, fingerprint, fragments, pending, jobs, publish)
     _keep(cache, _collect(rows, results, report), keep)
+    if fresh:
+        made = iter(_read_upstream(pub, fragments, fresh, publish))
+        _keep(cache, _collect(made, results, report), keep)
     # An article whose links went stale since it was read (the article it links to has
     # another permalink now, or is gone; a file it references was deleted) is read again:
     # its page and items then link to what exists, and its warnings say what does not.
@@ -357,7 +388,7 @@ def read_files(
     a cold build's reading a third faster. The key is computed from the bytes actually
     read, so a file edited meanwhile is simply seen as changed next time."""
     # Imported here: a rebuild with nothing to read never loads the readers.
-    from publisher.content.readers import decode_article, unreadable
+    from publisher.content.readers import decode_article
 
     rows: list[Row | None] = [None] * len(tasks)
     read: list[tuple[int, bytes, os.stat_result, bytes, str]] = []
@@ -376,7 +407,7 @@ def read_files(
             # content next time. (The clock decides only this, never what a build outputs.)
             stat = ""
         read.append((index, raw, info, _key(fingerprint, name, raw), stat))
-    parsed = []
+    parsed: list[_Parsed] = []
     for index, raw, info, key, stat in read:
         name, shown = tasks[index]
         try:
@@ -385,19 +416,56 @@ def read_files(
             outcome = Outcome(None, exc.problems, info.st_mtime, False)
             rows[index] = Row(outcome, name, key, stat, None, None, None)
             continue
-        parsed.append((index, info, key, stat, parse))
+        parsed.append((index, name, shown, info.st_mtime, key, stat, parse))
+    _finish(pub, fragments, publish, parsed, rows)
+    return [row for row in rows if row is not None]
+
+
+def _read_upstream(
+    pub: Publication, fragments: Fragments, fresh: list[tuple[Upstream, bytes]], publish: Publish
+) -> list[Row]:
+    """The rows of upstream entries new or changed since the last build (in this process:
+    they are few, and their text is in hand already)."""
+    from publisher.content.readers import Parsed, unreadable
+
+    rows: list[Row | None] = [None] * len(fresh)
+    parsed: list[_Parsed] = []
+    for index, (item, key) in enumerate(fresh):
+        try:
+            article = item.make()
+        except Exception as exc:  # noqa: BLE001 - this entry's problem; the others go on
+            outcome = Outcome(None, (unreadable(item.shown, exc),), 0.0, False)
+            rows[index] = Row(outcome, item.name, key, "", None, None, None)
+            continue
+        parsed.append((index, item.name, item.shown, 0.0, key, "", Parsed(article, (), False)))
+    _finish(pub, fragments, publish, parsed, rows)
+    return [row for row in rows if row is not None]
+
+
+# An article read: (its place in the batch, path, shown name, mtime, key, stat, parse).
+_Parsed = tuple[int, str, str, float, bytes, str, "Parsed"]
+
+
+def _finish(
+    pub: Publication,
+    fragments: Fragments,
+    publish: Publish,
+    parsed: list[_Parsed],
+    rows: list[Row | None],
+) -> None:
+    """The steps after parsing, each for the whole batch: the feed fragments, the
+    entries, the pages of those published; each article's row into ``rows``."""
+    from publisher.content.readers import unreadable
+
     made = []
-    for index, info, key, stat, parse in parsed:
+    for index, name, shown, mtime, key, stat, parse in parsed:
         try:
             feed = fragments(pub, parse.article)
         except Exception as exc:  # noqa: BLE001 - this article's problem; the others go on
-            name, shown = tasks[index]
-            outcome = Outcome(None, (unreadable(shown, exc),), info.st_mtime, False)
+            outcome = Outcome(None, (unreadable(shown, exc),), mtime, False)
             rows[index] = Row(outcome, name, key, stat, None, None, None)
             continue
-        made.append(
-            (index, info, key, stat, parse, feed, _entry(pub, tasks[index][0], parse.article, feed))
-        )
+        made.append((index, mtime, key, stat, parse, feed, _entry(pub, name, parse.article, feed)))
     # The pages of those published, now, from the articles in hand, rather than from the
     # cache later.
     written: dict[int, tuple[str, dict[str, Any]] | None] = {}
@@ -409,11 +477,9 @@ def read_files(
         ]
         pages = publish[0](pub, [(article, digest) for _, article, digest in public])
         written = {index: page for (index, _, _), page in zip(public, pages, strict=True)}
-    for index, info, key, stat, parse, (rss, atom, json), (entry, page) in made:
-        outcome = Outcome(entry, parse.warnings, info.st_mtime, parse.used_mtime)
-        row = Row(outcome, entry.path, key, stat, rss, atom, json, page, written.get(index))
-        rows[index] = row
-    return [row for row in rows if row is not None]
+    for index, mtime, key, stat, parse, (rss, atom, json), (entry, page) in made:
+        outcome = Outcome(entry, parse.warnings, mtime, parse.used_mtime)
+        rows[index] = Row(outcome, entry.path, key, stat, rss, atom, json, page, written.get(index))
 
 
 def _entry(

@@ -16,6 +16,17 @@ from publisher.content.sanitize import sanitize_html
 from publisher.model import Article, UpstreamEntry
 
 SUMMARY_CHARACTERS = 300  # a summary made from the text, cut at a word
+# Where an upstream entry stands in the build cache and the catalog: never a file's path
+# (those are absolute).
+PREFIX = "sources/"
+
+
+def upstream_name(source: str, identity: str) -> str:
+    return f"{PREFIX}{source}/{identity}"
+
+
+def is_upstream(name: str) -> bool:
+    return name.startswith(PREFIX)
 
 
 def upstream_article(
@@ -24,13 +35,17 @@ def upstream_article(
     """The article of ``entry`` of ``source`` (the ``index``-th of schedule.yaml's
     sources), first seen at ``first_seen``. Its slug is derived from the source and the
     entry's identity: the same on every build, so a digest sends it once."""
-    body, _ = sanitize_html(entry.content or entry.summary, entry.base)
-    teaser, _ = sanitize_html(entry.summary, entry.base) if entry.content else (body, 0)
+    full, _ = sanitize_html(entry.content or entry.summary, entry.base)
+    teaser, _ = sanitize_html(entry.summary, entry.base) if entry.summary else (full, 0)
+    words = _text(plain_text(teaser))
+    short = html.escape(_shorten(words, SUMMARY_CHARACTERS), quote=False)
+    body = full
+    if source.content == "summary":  # the summary only, however much the feed carries
+        body = teaser if entry.summary else f"<p>{short}</p>"
     zone = pub.config.site.zone
     date = _moment(entry.published, first_seen).astimezone(zone)
     updated = _moment(entry.updated, first_seen).astimezone(zone) if entry.updated else None
-    text = _text(plain_text(teaser))
-    title = _text(entry.title) or _shorten(text, 80) or entry.link or source.name
+    title = _text(entry.title) or _shorten(words, 80) or entry.link or source.name
     tags = tuple(dict.fromkeys(t for t in (*map(_text, entry.tags), *source.tags) if t))
     return Article(
         slug=f"{source.name}-{entry.identity[:16]}",
@@ -39,7 +54,7 @@ def upstream_article(
         updated=updated if updated is not None and updated > date else None,
         author=_text(entry.author or "") or None,
         tags=tags,
-        summary_html=html.escape(_shorten(text, SUMMARY_CHARACTERS), quote=False),
+        summary_html=short,
         body_html=body,
         image=None,
         draft=False,

@@ -73,7 +73,9 @@ def next_issue(
     entries = candidates(engine, pub, now)
     chosen = select_articles(entries, digest, end, sent.slugs, moment(sent.until))
     # Chosen again once read: a file changed since the build may have changed its tags.
-    read = select_articles(_read(pub, chosen.chosen), digest, end, sent.slugs, moment(sent.until))
+    read = select_articles(
+        _read(engine, pub, chosen.chosen), digest, end, sent.slugs, moment(sent.until)
+    )
     if not read.chosen and digest.skip_empty:
         return None
     rest = [entry.slug for entry in chosen.rest]
@@ -141,7 +143,7 @@ def waiting_articles(db: Connection, pub: Publication, digest: Digest, now: date
     """How many published articles are in no issue of the digest yet (what `status`
     shows): the next issue takes up to ``max_articles`` of them."""
     sent = ledger.sent_articles(db, digest.name)
-    entries = build(pub, now, write=False).published + _upstream(db, pub)
+    entries = _merged(list(build(pub, now, write=False).published), _upstream(db, pub))
     selection = select_articles(entries, digest, now, sent.slugs, moment(sent.until))
     return len(selection.chosen) + len(selection.rest)
 
@@ -155,10 +157,10 @@ def articles_of(engine: Engine, pub: Publication, digest: Digest, plan: Plan) ->
     at = plan.composed_at or plan.window.end
     entries = candidates(engine, pub, max(at, plan.window.end))
     if slugs is None:
-        return in_window(_read(pub, in_window(entries, digest, plan.window)), digest,
+        return in_window(_read(engine, pub, in_window(entries, digest, plan.window)), digest,
                          plan.window)  # fmt: skip
     by_slug = {entry.slug: entry for entry in entries}
-    return _read(pub, [by_slug[slug] for slug in slugs if slug in by_slug])
+    return _read(engine, pub, [by_slug[slug] for slug in slugs if slug in by_slug])
 
 
 def candidates(engine: Engine, pub: Publication, now: datetime) -> list[Entry | Article]:
@@ -168,7 +170,13 @@ def candidates(engine: Engine, pub: Publication, now: datetime) -> list[Entry | 
     if not pub.config.sources:
         return published
     with engine.connect() as db:
-        return published + _upstream(db, pub)
+        return _merged(published, _upstream(db, pub))
+
+
+def _merged(published: list[Entry | Article], upstream: list[Article]) -> list[Entry | Article]:
+    # A source the publication publishes itself is in the build already: each entry once.
+    have = {item.slug for item in published}
+    return published + [article for article in upstream if article.slug not in have]
 
 
 def _upstream(db: Connection, pub: Publication) -> list[Article]:
@@ -184,11 +192,28 @@ def _upstream(db: Connection, pub: Publication) -> list[Article]:
     ]
 
 
-def _read(pub: Publication, chosen: list[Entry | Article]) -> list[Article]:
-    """The full articles of ``chosen``, in order: files read again, upstream entries as
-    they are."""
-    files = iter(load_articles(pub, [c for c in chosen if isinstance(c, Entry)]))
-    return [next(files) if isinstance(c, Entry) else c for c in chosen]
+def _read(engine: Engine, pub: Publication, chosen: list[Entry | Article]) -> list[Article]:
+    """The full articles of ``chosen``, in order: files read again, upstream entries made
+    from what their fetches recorded (one gone since is left out)."""
+    from publisher.content.upstream import is_upstream
+
+    files = iter(
+        load_articles(pub, [c for c in chosen if isinstance(c, Entry) and not is_upstream(c.path)])
+    )
+    upstream: dict[str, Article] | None = None
+    found: list[Article] = []
+    for item in chosen:
+        if not isinstance(item, Entry):
+            found.append(item)
+        elif not is_upstream(item.path):
+            found.append(next(files))
+        else:
+            if upstream is None:
+                with engine.connect() as db:
+                    upstream = {article.slug: article for article in _upstream(db, pub)}
+            if item.slug in upstream:
+                found.append(upstream[item.slug])
+    return found
 
 
 def compose(
