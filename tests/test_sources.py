@@ -557,3 +557,34 @@ def test_a_published_source_is_in_the_feeds_and_pages_and_its_entries_go_out_onc
     assert edited.rendered == 1
     assert "Story 0, corrected" in (pub.feeds_dir / "rss.xml").read_text()
     assert send(pub, [outbox], NOW_MOMENT + timedelta(hours=hour + 1)) == []
+
+
+def test_include_and_exclude_filters_choose_the_entries(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    tagged = "<category>Ferries</category>"
+    pub, engine = make(
+        source("only", "/a.xml", include="{tags: [ferries], words: [timetable]}"),
+        source("not", "/b.xml", tags="[harbour]", exclude="{words: [sponsored]}"),
+        source("by-own-tag", "/c.xml", tags="[harbour]", include="{tags: [Harbour]}"),
+    )  # fmt: skip
+    entries = [
+        ("1", "New Timetable for winter", "https://up.example/1"),
+        ("2", "Sponsored: a boat", "https://up.example/2"),
+        ("3", "Weather", "https://up.example/3"),
+    ]
+    upstream.routes["/b.xml"] = Route(body=rss(*entries))
+    upstream.routes["/c.xml"] = Route(body=rss(*entries))
+    upstream.routes["/a.xml"] = Route(
+        body=rss(*entries).replace(b"<guid>3</guid>", b"<guid>3</guid>" + tagged.encode())
+    )
+    done = by_name(poll(pub, engine, NOW))
+    assert all(p.problem is None for p in done.values()), done
+    # include: a tag (the entry's own category, case aside) or a word of the title.
+    assert titles(engine, "only") == ["New Timetable for winter", "Weather"]
+    assert titles(engine, "not") == ["New Timetable for winter", "Weather"]
+    # The source's own tags count as the entry's.
+    assert len(titles(engine, "by-own-tag")) == 3
+    with engine.connect() as db:
+        tags = {s.entry.title: s.entry.tags for s in shown_entries(db, ["only"])}
+    assert tags["Weather"] == ("Ferries",)

@@ -5,6 +5,7 @@ source's interval, or later after failures (doubling) and when the server asks."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,7 +24,8 @@ from publisher.store.upstream import SourceState, record_entries, save_state, so
 if TYPE_CHECKING:
     import urllib3
 
-MAX_BACKOFF = 86400.0  # a failing source is still tried once a day
+MAX_BACKOFF = 86400.0
+_WORD = re.compile(r"\w+")  # a failing source is still tried once a day
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,14 @@ def _matches(rule: SourceFilter, source: Source, entry: UpstreamEntry) -> bool:
     tags = {tag.casefold() for tag in (*entry.tags, *source.tags)}
     if any(tag.casefold() in tags for tag in rule.tags):
         return True
-    words = set(entry.title.casefold().split())
-    return any(word.casefold() in words for word in rule.words)
+    # Words as words: "sponsored" is in "Sponsored: a boat", not in "unsponsored"; a
+    # filter of several words matches them in a row.
+    title = f" {' '.join(_WORD.findall(entry.title.casefold()))} "
+    return any(
+        f" {' '.join(_WORD.findall(word.casefold()))} " in title
+        for word in rule.words
+        if _WORD.search(word)
+    )
 
 
 def _span(seconds: float) -> str:
