@@ -78,6 +78,7 @@ def fetch(
             )  # fmt: skip
         except HTTPError as exc:
             return Answer(None, current, error=_network_error(exc, timeout))
+        complete = False  # the answer read to its end: its connection can be used again
         try:
             status = response.status
             if status in _REDIRECTS:
@@ -101,19 +102,24 @@ def fetch(
                 ),
             )  # fmt: skip
             if status == 304:
+                complete = True
                 return answer
             if status != 200:
                 return replace(answer, error=f"HTTP {status} {response.reason or ''}".strip())
             body = _read(response, limit, deadline)
             if body is None:
                 return replace(answer, error=f"the feed is larger than {limit:,} bytes")
+            complete = True
             return replace(answer, body=body)
         except HTTPError as exc:  # while reading the body (a timeout, a broken gzip)
             return Answer(None, current, error=_network_error(exc, timeout))
         except TimeoutError:
             return Answer(None, current, error=f"no answer within {timeout:g} s")
         finally:
-            response.release_conn()
+            if complete:
+                response.release_conn()
+            else:  # a body left unread (an error page, a redirect, one too large): not reused
+                response.close()
     return Answer(None, current, error=f"more than {redirects} redirects")
 
 
