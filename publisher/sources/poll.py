@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import urllib3
 
 MAX_BACKOFF = 86400.0
+# Sources whose fetch state is written in one transaction: a poll killed halfway fetches
+# those again without their ETag next time, and finds nothing new in them.
+SAVE_EVERY = 50
 _WORD = re.compile(r"\w+")  # a failing source is still tried once a day
 
 
@@ -70,24 +73,54 @@ def poll(
         states = source_states(db)
     agent = user_agent(pub.config.site.url)
     done = []
-    for index, source in enumerate(pub.config.sources):
-        state = states.get(source.name)
-        if state is None or state.configured_url != source.url:
-            # New in schedule.yaml, or given another URL there: from the start.
-            state = SourceState(source.name, source.url, source.url)
-        if state.gone_at is not None:
-            note = "gone (HTTP 410): not fetched again until its url changes"
-            done.append(Polled(source.name, False, state.status, note=note))
-            continue
-        if not force and state.next_fetch_at > now:
-            done.append(Polled(source.name, False, state.status, next_fetch_at=state.next_fetch_at))
-            continue
-        answer = fetch(pool, state.url, agent, state.etag, state.last_modified, timeout, limit)
-        polled, state = _outcome(pub, index, source, state, answer, engine, now)
-        with engine.begin() as db:
-            save_state(db, state)
-        done.append(polled)
+    unsaved: list[SourceState] = []
+    try:
+        for index, source in enumerate(pub.config.sources):
+            polled, state = _poll_one(pub, engine, index, source, states, now, force, pool,
+                                      agent, timeout, limit)  # fmt: skip
+            done.append(polled)
+            if state is not None:
+                unsaved.append(state)
+            if len(unsaved) >= SAVE_EVERY:
+                _save(engine, unsaved)
+    finally:
+        _save(engine, unsaved)
     return done
+
+
+def _save(engine: Engine, states: list[SourceState]) -> None:
+    if states:
+        with engine.begin() as db:
+            for state in states:
+                save_state(db, state)
+        states.clear()
+
+
+def _poll_one(
+    pub: Publication,
+    engine: Engine,
+    index: int,
+    source: Source,
+    states: dict[str, SourceState],
+    now: float,
+    force: bool,
+    pool: urllib3.PoolManager,
+    agent: str,
+    timeout: float,
+    limit: int,
+) -> tuple[Polled, SourceState | None]:
+    """One source: fetched if due; its new state (None when it was not fetched)."""
+    state = states.get(source.name)
+    if state is None or state.configured_url != source.url:
+        # New in schedule.yaml, or given another URL there: from the start.
+        state = SourceState(source.name, source.url, source.url)
+    if state.gone_at is not None:
+        note = "gone (HTTP 410): not fetched again until its url changes"
+        return Polled(source.name, False, state.status, note=note), None
+    if not force and state.next_fetch_at > now:
+        return Polled(source.name, False, state.status, next_fetch_at=state.next_fetch_at), None
+    answer = fetch(pool, state.url, agent, state.etag, state.last_modified, timeout, limit)
+    return _outcome(pub, index, source, state, answer, engine, now)
 
 
 def _outcome(
