@@ -304,7 +304,7 @@ def test_failures_are_the_sources_own_and_back_off(
         assert "not a feed that can be read" in problems["broken"]
         assert "no answer within 0.5 s" in problems["silent"]
         assert "larger than 100,000 bytes" in problems["endless"]
-        assert "sources[5] (nowhere)" in problems["nowhere"]
+        assert "sources[5] (nowhere): cannot connect: Connection refused" in problems["nowhere"]
         # Doubling: 5 min after the first failure, 10 after the second.
         assert done["broken"].next_fetch_at == NOW + 300
         assert by_name(poll(pub, engine, NOW + 300))["broken"].next_fetch_at == NOW + 300 + 600

@@ -6,13 +6,14 @@ follows), and the server's Retry-After. urllib3 does the HTTP; this module decid
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
 
 from publisher import __version__
 
@@ -24,6 +25,7 @@ ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
 )
 _REDIRECTS = {301, 302, 303, 307, 308}
+_ERRNO = re.compile(r"^\[Errno -?\d+\] ")
 _PERMANENT = {301, 308}
 
 
@@ -160,4 +162,9 @@ def _network_error(exc: HTTPError, timeout: float) -> str:
     text = str(reason)
     if "timed out" in text.lower():
         return f"no answer within {timeout:g} s"
+    if isinstance(reason, NewConnectionError):
+        # "HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno
+        # 111] Connection refused": the reason, without what the operator wrote already.
+        what = _ERRNO.sub("", text.rpartition(": ")[2] if ": " in text else text)
+        return f"cannot connect: {what}"
     return text.splitlines()[0][:300] if text else type(exc).__name__
