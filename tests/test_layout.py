@@ -18,7 +18,7 @@ TIERS: dict[str, int] = {
     "headers": 1, "files": 1,
     "config": 2,
     "tokens": 3, "backends": 3, "store": 3, "content": 3,
-    "feeds": 4, "digest": 4, "subscribers": 4, "sources": 4,
+    "feeds": 4, "digest": 4, "subscribers": 4, "sources": 4, "returns": 4,
     "site": 5,
     "build": 6,
     "delivery": 7,
