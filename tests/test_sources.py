@@ -588,3 +588,13 @@ def test_include_and_exclude_filters_choose_the_entries(
     with engine.connect() as db:
         tags = {s.entry.title: s.entry.tags for s in shown_entries(db, ["only"])}
     assert tags["Weather"] == ("Ferries",)
+
+
+def test_an_entry_listed_twice_in_one_feed_is_one_entry(
+    make: Callable[..., tuple[Publication, Engine]], upstream: Upstream
+) -> None:
+    pub, engine = make(source("up", "/feed.xml"))
+    upstream.routes["/feed.xml"] = Route(body=rss(item(1), item(2), item(1)))
+    polled = poll(pub, engine, NOW)[0]
+    assert (polled.new, polled.problem) == (2, None)
+    assert titles(engine, "up") == ["Story 1", "Story 2"]

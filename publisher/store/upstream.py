@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from publisher.model import UpstreamEntry
@@ -68,31 +68,37 @@ def record_entries(
     """Record a fetch's entries: those never seen are new (first seen ``now``); those seen
     before keep their first sighting and take the feed's current text. More than
     ``hold_above`` new entries at once are held back. Returns (new, held)."""
-    known: dict[str, int] = {}
+    known: dict[str, str] = {}  # identity -> the text recorded
     sameness: set[str] = set()
     rows = db.execute(
-        select(source_entries.c.identity, source_entries.c.sameness, source_entries.c.held)
+        select(source_entries.c.identity, source_entries.c.sameness, source_entries.c.data)
         .where(source_entries.c.source == source)
     )  # fmt: skip
-    for identity, same, held in rows:
-        known[identity] = held
+    for identity, same, data in rows:
+        known[identity] = data
         sameness.add(same)
     fresh: list[UpstreamEntry] = []
     repeats: list[UpstreamEntry] = []
+    changed: list[dict[str, str]] = []
     for entry in entries:
+        data = _data(entry)
         if entry.identity in known:
-            db.execute(
-                update(source_entries)
-                .where(and_(source_entries.c.source == source,
-                            source_entries.c.identity == entry.identity))
-                .values(data=_data(entry))
-            )  # fmt: skip
+            if known[entry.identity] != data:  # edited upstream: the new text, kept
+                changed.append({"key": entry.identity, "text": data})
         elif entry.sameness in sameness:
             repeats.append(entry)  # rss2email's classic duplicate: a new id, the same entry
         else:
             fresh.append(entry)
-        known.setdefault(entry.identity, SHOWN)
+        known[entry.identity] = data
         sameness.add(entry.sameness)
+    if changed:  # one statement for all of them
+        db.execute(
+            update(source_entries)
+            .where(and_(source_entries.c.source == source,
+                        source_entries.c.identity == bindparam("key")))
+            .values(data=bindparam("text")),
+            changed,
+        )  # fmt: skip
     held = HELD if len(fresh) > hold_above else SHOWN
     rows_to_add = [(entry, held) for entry in fresh] + [(entry, REPEAT) for entry in repeats]
     if rows_to_add:
