@@ -306,3 +306,28 @@ def test_an_auto_reply_is_never_a_bounce() -> None:
     # It quotes what bounces say, comes back to the VERP address, and is still a reply.
     decided = classify(OUT_OF_OFFICE.encode(), "bounces", "unsubscribe@notes.example")
     assert decided.kind == "auto-reply" and decided.addresses == ()
+
+
+def test_damaged_return_mail_is_decided_never_a_crash() -> None:
+    """Every corpus message cut, spliced and sprinkled with stray bytes (undecodable
+    headers, broken MIME parameters): each still comes to a decision."""
+    import random
+
+    chance = random.Random(7)  # the same damage on every run
+    corpus = [raw.encode() for raw, _ in CASES.values()]
+    for _ in range(1500):  # bounded
+        damaged = bytearray(chance.choice(corpus))
+        for _ in range(chance.randint(1, 30)):
+            if not damaged:
+                break
+            at = chance.randrange(len(damaged))
+            roll = chance.random()
+            if roll < 0.4:
+                damaged[at] = chance.randrange(256)
+            elif roll < 0.7:
+                del damaged[at : at + chance.randint(1, 50)]
+            else:
+                damaged[at:at] = bytes(chance.randrange(256) for _ in range(chance.randint(1, 20)))
+        assert isinstance(
+            classify(bytes(damaged), "bounces", "unsubscribe@notes.example"), Decision
+        )

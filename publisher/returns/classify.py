@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import email.policy
 import re
 from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
@@ -43,7 +44,16 @@ def classify(
     raw: bytes, bounce_prefix: str = "bounces", unsubscribe: str | None = None
 ) -> Decision:
     """Decide what ``raw`` is. ``bounce_prefix``: the local part before the ``+token``
-    of the envelope senders (VERP); ``unsubscribe``: the ``mailto:`` unsubscribe address."""
+    of the envelope senders (VERP); ``unsubscribe``: the ``mailto:`` unsubscribe address.
+    A message the email package itself cannot read is ``unknown``, with why."""
+    try:
+        return _classify(raw, bounce_prefix, unsubscribe)
+    except Exception as exc:  # noqa: BLE001 - hostile input; the reason says what failed
+        what = f"not a readable message ({type(exc).__name__}: {_one_line(str(exc))})"
+        return Decision("unknown", reason=what)
+
+
+def _classify(raw: bytes, bounce_prefix: str, unsubscribe: str | None) -> Decision:
     message = email.message_from_bytes(raw)
     token = _token(_returned_to(message), bounce_prefix)
     report = _report_type(message)
@@ -54,15 +64,15 @@ def classify(
         if found is not None:
             return found
     if _from_mail_system(message):
-        found = _legacy_bounce(message, token)
+        found = _legacy_bounce(raw, token)
         if found is not None:
             return found
     if _auto_reply(message):
-        return Decision("auto-reply", token=token, reason=_one_line(message.get("Subject", "")))
+        return Decision("auto-reply", token=token, reason=_one_line(_h(message, "Subject", "")))
     if unsubscribe is not None and _to_unsubscribe(message, unsubscribe):
-        sender = parseaddr(message.get("From", ""))[1].lower()
+        sender = parseaddr(_h(message, "From", ""))[1].lower()
         wanted = _token(_returned_to(message), unsubscribe.split("@")[0]) or _subject_token(
-            message.get("Subject", "")
+            _h(message, "Subject", "")
         )
         return Decision(
             "unsubscribe", (sender,) if sender else (), wanted, "a mail to the unsubscribe address"
@@ -90,7 +100,7 @@ def _complaint(message: email.message.Message, token: str | None) -> Decision:
         elif part.get_content_type() in ("message/rfc822", "text/rfc822-headers") and not addresses:
             inner = _inner(part)
             if inner is not None:
-                addresses += [a for _, a in getaddresses(inner.get_all("To", []))]
+                addresses += [a for _, a in getaddresses([str(v) for v in inner.get_all("To", [])])]
     return Decision("complaint", _clean(addresses), token, f"feedback report: {feedback}")
 
 
@@ -123,10 +133,20 @@ def _dsn(message: email.message.Message, token: str | None) -> Decision | None:
     return None
 
 
-def _legacy_bounce(message: email.message.Message, token: str | None) -> Decision | None:
+def _legacy_bounce(raw: bytes, token: str | None) -> Decision | None:
+    import logging
+
     from flufl.bounce import all_failures
 
-    temporary, permanent = all_failures(message)
+    # Its detectors call str methods on headers: parsed with the modern policy, every
+    # header is text (with compat32, one with undecodable bytes is a Header object).
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)  # what fails is said below
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        temporary, permanent = all_failures(message)
+    except Exception as exc:  # noqa: BLE001 - a detector's fault on odd input: this message's
+        what = f"not readable as a bounce ({type(exc).__name__}: {_one_line(str(exc))})"
+        return Decision("unknown", token=token, reason=what)
     if permanent:
         return Decision("hard", _clean([a.decode("utf-8", "replace") for a in permanent]), token,
                         "a bounce without a delivery status report")  # fmt: skip
@@ -137,20 +157,20 @@ def _legacy_bounce(message: email.message.Message, token: str | None) -> Decisio
 
 
 def _from_mail_system(message: email.message.Message) -> bool:
-    sender = parseaddr(message.get("From", ""))[1]
-    return_path = message.get("Return-Path", "").strip()
+    sender = parseaddr(_h(message, "From", ""))[1]
+    return_path = _h(message, "Return-Path", "").strip()
     return return_path in ("<>", "") and bool(_MAIL_SYSTEM.match(sender.split("@")[0]))
 
 
 def _auto_reply(message: email.message.Message) -> bool:
-    auto = message.get("Auto-Submitted", "no").strip().lower()
+    auto = _h(message, "Auto-Submitted", "no").strip().lower()
     if auto and not auto.startswith("no"):
         return True
     if any(message.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
         return True
-    if message.get("Precedence", "").strip().lower() in ("auto_reply", "bulk", "junk"):
+    if _h(message, "Precedence", "").strip().lower() in ("auto_reply", "bulk", "junk"):
         return True
-    return bool(_AUTO_SUBJECT.match(message.get("Subject", "")))
+    return bool(_AUTO_SUBJECT.match(_h(message, "Subject", "")))
 
 
 def _to_unsubscribe(message: email.message.Message, address: str) -> bool:
@@ -167,7 +187,7 @@ def _returned_to(message: email.message.Message) -> list[str]:
     found = []
     for header in ("Delivered-To", "X-Original-To", "Envelope-To", "To"):
         # As written: a VERP token is opaque, and its case is part of it.
-        found += [a for _, a in getaddresses(message.get_all(header, [])) if a]
+        found += [a for _, a in getaddresses([str(v) for v in message.get_all(header, [])]) if a]
     return found
 
 
@@ -228,6 +248,12 @@ def _inner(part: email.message.Message) -> email.message.Message | None:
 
 def _clean(addresses: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.strip().strip("<>").lower() for a in addresses if "@" in a))
+
+
+def _h(message: email.message.Message, name: str, default: str = "") -> str:
+    # A header with undecodable bytes comes back as a Header object: as text, always.
+    value = message.get(name)
+    return default if value is None else str(value)
 
 
 def _one_line(text: str) -> str:
