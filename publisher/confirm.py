@@ -147,7 +147,7 @@ def send(
 ) -> RunReport:
     """Send one subscriber's confirmation now (the sign-up request does this)."""
     message = mail(sender.pub, signer, plan, now)
-    outgoing = Outgoing(CONFIRMATIONS, plan, message, None)
+    outgoing = Outgoing(CONFIRMATIONS, plan, message, None, signer)
     return deliver(sender, outgoing, only=subscriber_id)
 
 
@@ -160,5 +160,5 @@ def resume(sender: Sender, signer: Signer, now: datetime) -> list[RunReport]:
         if sender.should_stop():
             break
         message = mail(sender.pub, signer, plan, now)
-        reports.append(deliver(sender, Outgoing(CONFIRMATIONS, plan, message, None)))
+        reports.append(deliver(sender, Outgoing(CONFIRMATIONS, plan, message, None, signer)))
     return reports

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from publisher.config import Publication
 from publisher.errors import ConfigError, Problem
 
+UNSUBSCRIBE = "unsubscribe"  # the token purpose ("salt") of unsubscribe links
+
 _PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAC_BYTES = 16  # 128 bits: forging one needs 2^128 tries
 

@@ -249,7 +249,15 @@ def test_a_database_fault_stops_the_run_at_once_and_loses_nothing(
     assert sum(counts.values()) - 30 <= every * 2  # duplicates: only the unrecorded
 
 
+def without_returns(example: Path) -> None:
+    config = example / "schedule.yaml"
+    text_ = config.read_text()
+    config.write_text(text_[: text_.index("returns:\n")])
+
+
 def test_hard_bounces_count_in_a_row(example: Path) -> None:
+    # Without returned mail read, a message accepted is the end of the story.
+    without_returns(example)
     pub = configure(example)
     subscribe(pub, "flaky@example.org")
     engine = store.connect(pub.database_url)
@@ -261,6 +269,22 @@ def test_hard_bounces_count_in_a_row(example: Path) -> None:
     assert report.sent == 1
     with engine.connect() as db:
         assert db.execute(select(store.subscribers.c.hard_bounces)).scalar_one() == 0
+    engine.dispose()
+
+
+def test_with_returned_mail_read_an_accepted_message_keeps_the_count(example: Path) -> None:
+    # The server's 250 is not the end of the story: the bounce may come an hour later.
+    pub = configure(example)
+    subscribe(pub, "flaky@example.org")
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        db.execute(store.subscribers.update().values(hard_bounces=2))
+    outbox = MemoryBackend({}, str(pub.root))
+    clock = Clock()
+    [report] = send(pub, [outbox], NOW, clock, clock.sleep)
+    assert report.sent == 1
+    with engine.connect() as db:
+        assert db.execute(select(store.subscribers.c.hard_bounces)).scalar_one() == 2
     engine.dispose()
 
 

@@ -89,7 +89,9 @@ def test_headers(example_pub: Publication) -> None:
     assert line == (
         b"List-Unsubscribe: <https://notes.kestrelbay.example/unsubscribe/"
         + token.encode()
-        + b">, <mailto:unsubscribe@kestrelbay.example?subject=unsubscribe>"
+        + b">, <mailto:unsubscribe@kestrelbay.example?subject=unsubscribe%20"
+        + token.encode()
+        + b">"
     )
     assert b"zoe@example.org" not in token.encode()
     for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):

@@ -20,8 +20,7 @@ from starlette.applications import Starlette
 from publisher import store
 from publisher.build import build
 from publisher.config import Publication, load_config
-from publisher.digest.personalize import UNSUBSCRIBE
-from publisher.tokens import Signer
+from publisher.tokens import UNSUBSCRIBE, Signer
 from publisher.web import create_app
 from publisher.web.server import server_config
 

@@ -220,6 +220,22 @@ def _parser() -> argparse.ArgumentParser:
     releasing.add_argument("source", metavar="NAME", help="the source's name in schedule.yaml")
     upstream.set_defaults(handler="sources:sources_command")
 
+    bounces = commands.add_parser(
+        "bounces", parents=[common], help="returned mail: bounces, complaints, unsubscribes"
+    )
+    bounce_actions = bounces.add_subparsers(dest="action", metavar="ACTION", required=True)
+    reading = bounce_actions.add_parser(
+        "fetch", parents=[common], help="read the return mailbox once and act on it"
+    )
+    reading.add_argument("--now", metavar="ISO", help="the moment to act at (default: now)")
+    reading.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    _force(reading)
+    resuming = bounce_actions.add_parser(
+        "resume", parents=[common], help="send a digest held for its complaint or bounce rate"
+    )
+    resuming.add_argument("digest", metavar="DIGEST")
+    bounces.set_defaults(handler="returns:bounces_command")
+
     send = commands.add_parser(
         "send", parents=[common], help="deliver the issue of a digest due now"
     )

@@ -28,6 +28,13 @@ def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
             status = 1
         else:
             say(polled.line())
+    for problem in tick.problems:
+        print(problem, file=sys.stderr)
+        status = 1
+    if tick.returns is not None and tick.returns.read:
+        for line in tick.returns.lines:
+            say(f"  {line}")
+        say(tick.returns.line())
     if tick.build is not None:
         print_problems(tick.build)
         changed = sum(f.written for f in tick.build.feeds)

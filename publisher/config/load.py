@@ -118,6 +118,14 @@ def load_config(path: Path) -> Publication:
             seen[name] = index
     if config.website.enabled:
         _site_folder_apart(config, doc, shown)
+    if config.returns is not None and config.delivery.bounce_address is not None:
+        # Two envelope senders: returned mail would go where nothing reads it.
+        at = doc.line_of(("delivery", "bounce_address"))
+        what = (
+            "give the envelope sender once: returns.address (which reads what comes "
+            "back) replaces it"
+        )
+        raise ConfigError([Problem(shown, at, "delivery.bounce_address", what)])
     return Publication(path=path.resolve(), config=config, lines=dict(doc.lines))
 
 

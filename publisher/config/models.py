@@ -306,6 +306,84 @@ class Source(StrictModel):
     hold_above: Int = Field(default=50, ge=1)
 
 
+def _rate(value: Any) -> Any:
+    # "0.3%" as people write it, or a fraction such as 0.003.
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"'{value}' is not a percentage such as 0.3%") from None
+    return value
+
+
+Rate = Annotated[float, BeforeValidator(_rate), Field(ge=0, le=1)]
+
+
+def _verp_base(value: str) -> str:
+    # The token takes up to 40 characters of the 64 a local part may have (RFC 5321).
+    if len(value.rsplit("@", 1)[0]) > 20:
+        raise ValueError("the part before @ must be at most 20 characters (VERP adds a token)")
+    return value
+
+
+class ImapMailbox(StrictModel):
+    """The return mailbox on an IMAP server. TLS: implicit (port 993) or STARTTLS (143),
+    with the server's certificate verified; ``none`` only for a server on this machine."""
+
+    host: Text
+    port: Int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    user: Text
+    # The environment variable holding the password (never the password itself).
+    password_env: Text
+    folder: Text = "INBOX"
+
+
+class Webhooks(StrictModel):
+    """ESPs that report bounces and complaints over HTTP to ``publisher serve``: the URLs
+    are /returns/ses, /returns/postmark and /returns/mailgun."""
+
+    # Amazon SES through SNS: the topic ARNs whose (signed) notifications are accepted.
+    ses_topics: list[Text] = Field(default_factory=list)
+    # Postmark: an environment variable holding "user:password", the HTTP basic
+    # credentials written into the webhook URL configured at Postmark.
+    postmark_auth_env: Text | None = None
+    # Mailgun: an environment variable holding the HTTP webhook signing key.
+    mailgun_key_env: Text | None = None
+
+
+class ReturnsSettings(StrictModel):
+    """Mail that comes back: bounces, complaints, auto-replies, mailed unsubscribes. Each
+    message goes out with the envelope sender ``local+TOKEN@domain`` of ``address``
+    (VERP: the token names the recipient and the issue, signed), so the server that
+    receives returned mail must deliver ``local+anything`` to ``local`` (Postfix:
+    recipient_delimiter = +), into the Maildir or IMAP mailbox named here."""
+
+    address: Annotated[Address, AfterValidator(_verp_base)]
+    maildir: Folder | None = None  # relative to schedule.yaml
+    imap: ImapMailbox | None = None
+    # Where processed messages are moved (a Maildir subfolder, an IMAP folder); messages
+    # that are not understood stay where they are, for a person to read.
+    processed: Text = "processed"
+    interval: Duration = Field(default=300, ge=60)  # between two reads of the mailbox
+    # An address is suppressed after this many soft bounces (a full mailbox, a delay)
+    # within `soft_window`.
+    soft_bounces: Int = Field(default=5, ge=1)
+    soft_window: Duration = Field(default=30 * 86400, ge=3600)
+    # A digest pauses when its latest issue passes one of these rates (Gmail's and
+    # Yahoo's limit for complaints is 0.3%), once it went to at least `min_sent` people.
+    complaint_rate: Rate = 0.003
+    bounce_rate: Rate = 0.05
+    min_sent: Int = Field(default=100, ge=1)
+    webhooks: Webhooks = Webhooks()
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> ReturnsSettings:
+        if self.maildir is not None and self.imap is not None:
+            raise ValueError("give at most one of maildir and imap")
+        return self
+
+
 class Config(StrictModel):
     site: Site
     content: ContentSettings = ContentSettings()
@@ -318,4 +396,5 @@ class Config(StrictModel):
     delivery: DeliverySettings = DeliverySettings()
     digests: list[Digest] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
+    returns: ReturnsSettings | None = None
     web: WebSettings = WebSettings()

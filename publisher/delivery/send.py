@@ -55,8 +55,10 @@ from publisher.digest.issue import Window
 from publisher.digest.personalize import Letters, Recipient
 from publisher.errors import Problem, StateError
 from publisher.headers import InvalidAddress
+from publisher.returns.verp import envelope_sender
 from publisher.store import database_reason, ledger, moment
-from publisher.tokens import Signer
+from publisher.store import returns as returned
+from publisher.tokens import Signer, publication_signer
 
 LEASE = 600.0  # seconds a claim holds; renewed while its sender works
 ANSWER_SECONDS = 120.0  # a sending thread silent this long is a bug
@@ -84,7 +86,7 @@ class RunReport:
 
     def line(self) -> str:
         if self.number is None:
-            return f"{self.digest}: {self.status}"
+            return f"{self.digest}: {self.status}" + (f": {self.reason}" if self.reason else "")
         return (
             f"{self.digest} #{self.number}: {self.status}; sent {self.sent}, deferred "
             f"{self.deferred}, failed {self.failed}, pending {self.pending} of "
@@ -143,6 +145,9 @@ def send_digest(
 
     The new issue is opened first so that a second sender that lost the race to make it
     finds it among the unfinished ones and helps to send it."""
+    held = _held(sender.engine, digest)
+    if held is not None:
+        return [held]
     opened = open_issue(sender.engine, sender.pub, digest, now, period)
     reports = send_waiting(sender, digest, now, signer, composed)
     for report in reports:
@@ -161,6 +166,9 @@ def send_waiting(
     """The due rows of every unfinished issue of the digest, oldest first (retries, and
     issues another sender has begun); a report for each issue that had any."""
     engine, pub = sender.engine, sender.pub
+    held = _held(engine, digest)
+    if held is not None:
+        return [held]
     reports: list[RunReport] = []
     sent: list[Plan] = []
     plans = waiting_issues(engine, digest.name, sender.clock())
@@ -177,7 +185,8 @@ def send_waiting(
                 break
             letters = compose(engine, pub, digest, plan, now, signer)
             composed(letters)
-            reports.append(deliver(sender, Outgoing(digest.name, plan, letters, digest.list_name)))
+            outgoing = Outgoing(digest.name, plan, letters, digest.list_name, signer)
+            reports.append(deliver(sender, outgoing))
             sent.append(plan)
     finally:
         if helpers:
@@ -189,6 +198,17 @@ def send_waiting(
                 _finish(db, plan, report)
             db.commit()
     return reports
+
+
+def _held(engine: Engine, digest: Digest) -> RunReport | None:
+    """A digest held for its complaint or bounce rate sends nothing, not even retries,
+    until the operator resumes it."""
+    with engine.connect() as db:
+        reason = returned.held(db, digest.name)
+    if reason is None:
+        return None
+    what = f"{reason}; after a look, resume it with: publisher bounces resume {digest.name}"
+    return RunReport(digest.name, status="held", reason=what)
 
 
 @dataclass(frozen=True)
@@ -264,8 +284,9 @@ class _Worker:
             try:
                 message = mail.letter(task.recipient)
                 envelope = Envelope(
-                    run.envelope_from, task.recipient.address, mail.message_id(task.recipient)
-                )
+                    run.envelope_for(task.recipient), task.recipient.address,
+                    mail.message_id(task.recipient),
+                )  # fmt: skip
             except InvalidAddress as exc:
                 error = DeliveryError(str(exc), permanent=True)
                 if not self.failed(_Result(self.number, task, None, error)):
@@ -377,6 +398,7 @@ class Outgoing:
     plan: Plan
     mail: Mail
     list_name: str | None
+    signer: Signer | None = None  # what signs the VERP tokens (default: the publication's)
 
 
 def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunReport:
@@ -429,6 +451,11 @@ class _Run:
         self.only = only
         self.settings = sender.pub.config.delivery
         self.envelope_from = self.settings.bounce_address or outgoing.mail.sender
+        returns = sender.pub.config.returns
+        # VERP: each envelope sender names its recipient and issue (returned mail is read).
+        self.verp = None
+        if returns is not None:
+            self.verp = (returns.address, outgoing.signer or publication_signer(sender.pub))
         self.report = RunReport(outgoing.name, outgoing.plan.number)
         self.limiter = RateLimiter(self.settings.rate, sender.clock, sender.sleep)
         count = len(sender.backends)
@@ -451,6 +478,12 @@ class _Run:
         self.stop = False
         self.pause: str | None = None
         self.lease_renewed = 0.0
+
+    def envelope_for(self, recipient: Recipient) -> str:
+        if self.verp is None:
+            return self.envelope_from
+        address, signer = self.verp
+        return envelope_sender(address, signer, self.out.plan.issue_id, recipient.id)
 
     def go(self) -> RunReport:
         sender, plan = self.sender, self.out.plan
@@ -527,6 +560,11 @@ class _Run:
             if size == 0:
                 self.report.limited = True
                 return []
+            if self.out.list_name is not None:
+                held = returned.held(db, self.out.name)
+                if held is not None:  # the brake came on while this issue was going out
+                    self._pause(f"held: {held}")
+                    return []
             rows = ledger.claim(db, self.out.plan.issue_id, sender.owner, now, now + LEASE,
                                 size, self.out.list_name, self.only)  # fmt: skip
             # Another sender's failures count too: the next success here resets them.
@@ -597,7 +635,9 @@ class _Run:
             provider = (result.provider or "")[:200]
             rows.append((row.subscriber_id, row.attempts + 1, row.first_attempt_at or at, at,
                          provider))  # fmt: skip
-            if row.hard_bounces:
+            if row.hard_bounces and self.verp is None:
+                # Accepted is the end of the story only when no bounce can come later:
+                # with returned mail read, an accepted message may still bounce.
                 ledger.reset_hard_bounces(db, row.subscriber_id)
             self.slowed[result.worker] = 0
         ledger.record_sent(db, issue_id, sender.owner, rows)

@@ -19,9 +19,7 @@ from publisher.digest import dkim
 from publisher.digest.issue import Issue
 from publisher.errors import ConfigError, Problem
 from publisher.headers import clean_text, format_address
-from publisher.tokens import Signer
-
-UNSUBSCRIBE = "unsubscribe"  # the token purpose ("salt") of unsubscribe links
+from publisher.tokens import UNSUBSCRIBE, Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +59,14 @@ class Letters:
         return bytes(self.letter(recipient))
 
     def letter(self, recipient: Recipient) -> Message:
-        link = self.unsubscribe_link(recipient)
+        token = self.signer.sign(UNSUBSCRIBE, recipient.id)
+        link = self.unsubscribe_url.replace("{token}", token)
         # RFC 8058 §3.1: one HTTPS URI (a mailto may follow), on one line, never encoded.
         unsubscribe = f"<{link}>"
         if self.unsubscribe_mailto:
-            unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"
+            # The token in the subject says who asks, whatever address the mail comes
+            # from (a forwarding or an alias); the token alphabet needs no escaping.
+            unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
         headers = (
             f"To: {format_address(recipient.name, recipient.address)}\r\n"
             f"Message-ID: {self.message_id(recipient)}\r\n"

@@ -15,7 +15,7 @@ import email
 import email.message
 import email.policy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import getaddresses, parseaddr
 from typing import Literal
 
@@ -38,6 +38,8 @@ class Decision:
     addresses: tuple[str, ...] = ()  # the recipients it is about, lower-cased
     token: str | None = None  # from the address it came back to (VERP) or its subject
     reason: str = ""  # one line: the status and diagnostic, the feedback type
+    # The Message-ID of the message of ours it returns, when it quotes its headers.
+    original: str | None = None
 
 
 def classify(
@@ -55,6 +57,15 @@ def classify(
 
 def _classify(raw: bytes, bounce_prefix: str, unsubscribe: str | None) -> Decision:
     message = email.message_from_bytes(raw)
+    decision = _decide(message, raw, bounce_prefix, unsubscribe)
+    if decision.kind in ("hard", "soft", "complaint"):
+        return replace(decision, original=_original(message))
+    return decision
+
+
+def _decide(
+    message: email.message.Message, raw: bytes, bounce_prefix: str, unsubscribe: str | None
+) -> Decision:
     token = _token(_returned_to(message), bounce_prefix)
     report = _report_type(message)
     if report == "feedback-report":
@@ -235,6 +246,19 @@ def _blocks(part: email.message.Message) -> list[dict[str, str]]:
         for chunk in re.split(r"\n\s*\n", text)
         if chunk.strip()
     ]
+
+
+def _original(message: email.message.Message) -> str | None:
+    """The Message-ID of the returned message, from the copy or the headers a report
+    includes (never the report's own)."""
+    for part in message.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            inner = _inner(part)
+            found = None if inner is None else inner.get("Message-ID")
+            if found is not None:
+                text = str(found).strip()
+                return text[:250] if re.fullmatch(r"<[^<>\s]+>", text) else None
+    return None
 
 
 def _inner(part: email.message.Message) -> email.message.Message | None:

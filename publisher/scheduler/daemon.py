@@ -16,7 +16,14 @@ from publisher.backends import backend_pool
 from publisher.config import Publication, load_config
 from publisher.delivery import Sender
 from publisher.errors import PublisherError
-from publisher.scheduler.jobs import Tick, next_retry, retry_due, run_digest, run_due
+from publisher.scheduler.jobs import (
+    Tick,
+    next_retry,
+    read_returns,
+    retry_due,
+    run_digest,
+    run_due,
+)
 from publisher.scheduler.triggers import trigger
 from publisher.tokens import publication_signer
 
@@ -91,6 +98,10 @@ class Foreground:
         if pub.config.sources:
             self.scheduler.add_job(self._sources, "interval", seconds=SOURCES_CHECK_SECONDS,
                                    id="job:sources", **common)  # fmt: skip
+        returns = pub.config.returns
+        if returns is not None and (returns.maildir is not None or returns.imap is not None):
+            self.scheduler.add_job(self._returns, "interval", seconds=returns.interval,
+                                   id="job:returns", **common)  # fmt: skip
         for digest in pub.config.digests:
             if digest.schedule is not None:
                 when = trigger(pub, digest.schedule)
@@ -169,6 +180,15 @@ class Foreground:
             self.report(Tick(sources=[p for p in done if p.fetched]))
 
         self._guard(go)
+
+    def _returns(self) -> None:
+        def go() -> None:
+            fetched, problems = read_returns(self.pub, self.engine, self._now(),
+                                             publication_signer(self.pub))  # fmt: skip
+            self.report(Tick(returns=fetched, problems=problems))
+
+        self._guard(go)
+        self.plan_retries()  # a digest resumed, an issue paused: the retries change
 
     def _digest(self, name: str) -> None:
         def go() -> None:

@@ -18,6 +18,8 @@ from publisher.backends import Backend
 from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
 from publisher.delivery import RunReport, Sender, last_period, send_digest, send_waiting
+from publisher.errors import PublisherError
+from publisher.returns.read import Fetched, fetch_returns
 from publisher.scheduler.triggers import due_period, trigger
 from publisher.sources.poll import Polled, poll
 from publisher.store import ledger
@@ -30,6 +32,8 @@ class Tick:
     digests: list[RunReport] = field(default_factory=list)
     confirmations: list[RunReport] = field(default_factory=list)
     sources: list[Polled] = field(default_factory=list)
+    returns: Fetched | None = None
+    problems: list[str] = field(default_factory=list)  # a part that failed; the rest went on
 
 
 def run_due(
@@ -47,6 +51,8 @@ def run_due(
     tick = Tick()
     if pub.config.sources:  # those due: their new entries before anything reads them
         tick.sources = poll(pub, engine, now.timestamp())
+    # What came back first: a bounce or a complaint counts before the next issue goes out.
+    tick.returns, tick.problems = read_returns(pub, engine, now, signer)
     if build_feeds:
         tick.build = build(pub, now)
     sender = _sender(pub, engine, backends, should_stop, clock)
@@ -57,6 +63,17 @@ def run_due(
     if not should_stop():
         tick.confirmations = confirmation.resume(sender, signer, now)
     return tick
+
+
+def read_returns(
+    pub: Publication, engine: Engine, now: datetime, signer: Signer
+) -> tuple[Fetched | None, list[str]]:
+    """One read of the return mailbox, if there is one. A mailbox that cannot be read is
+    a problem of its own: the feeds and digests go on."""
+    try:
+        return fetch_returns(engine, pub, signer, now.timestamp()), []
+    except PublisherError as exc:
+        return None, [str(problem) for problem in exc.problems]
 
 
 def retry_due(

@@ -170,6 +170,36 @@ source_entries = Table(
 )
 
 
+returns = Table(
+    "returns",
+    metadata,
+    # Every returned message and ESP report acted on, once: a bounce, a complaint, a
+    # mailed unsubscribe. What status counts per issue, and what soft bounces are
+    # counted from.
+    Column("id", Integer, primary_key=True),
+    # SHA-256 of the message (or the ESP's event id): read twice, acted on once.
+    Column("key", String(64), nullable=False, unique=True),
+    Column("received_at", Float, nullable=False),
+    Column("source", String(16), nullable=False),  # mailbox | ses | postmark | mailgun
+    Column("kind", String(16), nullable=False),  # hard | soft | complaint | unsubscribe
+    Column("subscriber_id", ForeignKey("subscribers.id")),  # None: nobody of ours
+    Column("issue_id", ForeignKey("issues.id")),  # None: no issue could be told
+    Column("reason", String(1000), nullable=False),
+    Index("returns_issue", "issue_id", "kind"),
+    Index("returns_subscriber", "subscriber_id", "kind", "received_at"),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    # A digest that passed returns.complaint_rate or bounce_rate: nothing of it is sent
+    # until the operator resumes it (publisher bounces resume DIGEST).
+    Column("digest", String(64), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("held_at", Float, nullable=False),
+)
+
+
 def epoch(moment: datetime) -> float:
     return moment.timestamp()
 

@@ -24,9 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import store
 from publisher.config import Publication
-from publisher.digest.personalize import UNSUBSCRIBE
 from publisher.feeds.render import FILENAMES, MEDIA_TYPES
-from publisher.tokens import Signer
+from publisher.tokens import UNSUBSCRIBE, Signer
 from publisher.web import archive
 from publisher.web import subscribe as signup
 from publisher.web.limits import RateLimit
