@@ -21,7 +21,7 @@ from publisher import store
 from publisher.build import build
 from publisher.config import Publication, load_config
 from publisher.confirm import CONFIRM
-from publisher.digest.personalize import UNSUBSCRIBE
+from publisher.tokens import UNSUBSCRIBE
 from publisher.web import create_app
 from publisher.web.limits import MAX_CLIENTS, RateLimit
 from publisher.web.subscribe import CSRF
