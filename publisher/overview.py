@@ -13,6 +13,7 @@ from publisher import store
 from publisher.config import Digest, Publication
 from publisher.delivery.issues import waiting_articles
 from publisher.store import ledger
+from publisher.store import returns as returned
 
 STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
 
@@ -30,8 +31,13 @@ def digest_overview(
     db: Connection, pub: Publication, digest: Digest, now: datetime
 ) -> dict[str, Any]:
     recent: list[dict[str, Any]] = []
+    newer: float | None = None  # when the issue after this one was composed
     for row in ledger.latest_issues(db, digest.name, 5):
         counts = ledger.row_counts(db, row.id)
+        came_back = returned.counts(db, row.id)
+        unsubscribes = returned.unsubscribed_after(db, row.id, digest.list_name,
+                                                   row.created_at, newer)  # fmt: skip
+        newer = row.created_at
         end = store.moment(row.window_end)
         recent.append(
             {
@@ -42,6 +48,11 @@ def digest_overview(
                 # Rows a sender holds right now (claimed, being sent).
                 "sending": counts.get("sending", 0),
                 "reason": row.paused_reason,  # why a paused issue is paused
+                # What came back (bounces after the server accepted, complaints) and who
+                # of its recipients unsubscribed before the next issue.
+                "bounces": {"hard": came_back["hard"], "soft": came_back["soft"]},
+                "complaints": came_back["complaint"],
+                "unsubscribes": unsubscribes,
                 # Why rows wait or failed: the most frequent last replies.
                 "why": [
                     {"status": status, "reply": reply, "rows": rows}
@@ -57,6 +68,8 @@ def digest_overview(
         # Published articles in no issue yet; the next issue takes up to max_articles.
         "articles_waiting": waiting_articles(db, pub, digest, now),
         "max_articles": digest.max_articles,
+        # Why the digest is held (its complaint or bounce rate), None when it is not.
+        "held": returned.held(db, digest.name),
         "issues": recent,
     }
 

@@ -202,6 +202,7 @@ def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Ran]
     assert status[0]["issues"][0] | {"window_end": None} == {
         "number": 1, "status": "done", "window_end": None, "sent": 2, "deferred": 0,
         "failed": 0, "pending": 0, "skipped": 0, "sending": 0, "reason": None, "why": [],
+        "bounces": {"hard": 0, "soft": 0}, "complaints": 0, "unsubscribes": 0,
     }  # fmt: skip
     text = run_cli(example, "status").stdout
     assert "#1 done: sent 2, deferred 0, failed 0, pending 0, skipped 0" in text

@@ -300,7 +300,10 @@ def test_archive_and_status(
     right = base64.b64encode(b"op:s3cret-status").decode()
     status, _, body = fetch(f"{base}/status", headers={"Authorization": f"Basic {right}"})
     assert status == 200 and b"1 subscriber(s)" in body
-    assert b"<tr><td>#1</td><td>done</td><td>1</td><td>0</td><td>0</td><td>0</td></tr>" in body
+    assert (
+        b"<tr><td>#1</td><td>done</td><td>1</td><td>0</td><td>0</td><td>0</td>"
+        b"<td>0/0</td><td>0</td><td>0</td></tr>"
+    ) in body
     assert b"@" not in body.split(b"<main")[1]  # no address shown
 
 
@@ -541,10 +544,14 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
     pub = load_config(example / "schedule.yaml")
     issue = {"number": 3, "status": "paused", "sent": 0, "deferred": 0, "failed": 0,
              "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required",
+             "bounces": {"hard": 2, "soft": 1}, "complaints": 1, "unsubscribes": 4,
              "why": [{"status": "deferred", "reply": "RCPT TO: 451 <grey>", "rows": 2}]}  # fmt: skip
     digest = {"digest": "weekly", "list": "weekly", "subscribers": 20, "next_run": None,
               "articles_waiting": 0, "max_articles": 10,
+              "held": "issue 3: 1 complaints of 20 (5.00%, limit 0.30%)",
               "issues": [issue]}  # fmt: skip
     body = Pages(pub).render("status.html", "Status", digests=[digest], confirmations="").body
     assert b"<td>paused: MAIL FROM: 530 5.7.0 &lt;auth&gt; required</td>" in body
-    assert b'<td colspan="5">2 deferred: RCPT TO: 451 &lt;grey&gt;</td>' in body
+    assert b'<td colspan="8">2 deferred: RCPT TO: 451 &lt;grey&gt;</td>' in body
+    assert b"<td>2/1</td><td>1</td><td>4</td></tr>" in body
+    assert b"<strong>Held</strong>: issue 3: 1 complaints of 20 (5.00%, limit 0.30%)" in body

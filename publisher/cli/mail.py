@@ -251,10 +251,18 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                 else ""
             )
         )
+        if entry["held"]:
+            print(f"  held: {entry['held']}; after a look: publisher bounces resume "
+                  f"{entry['digest']}")  # fmt: skip
         for issue in entry["issues"]:
             counts = ", ".join(f"{key} {issue[key]}" for key in STATUSES)
             if issue["sending"]:
                 counts += f", being sent {issue['sending']}"
+            bounces = issue["bounces"]
+            if bounces["hard"] or bounces["soft"] or issue["complaints"] or issue["unsubscribes"]:
+                counts += (f"; came back: {bounces['hard']} hard bounce(s), {bounces['soft']} "
+                           f"soft, {issue['complaints']} complaint(s); "
+                           f"{issue['unsubscribes']} unsubscribed")  # fmt: skip
             why = f" ({issue['reason']})" if issue["status"] == "paused" and issue["reason"] else ""
             print(f"  #{issue['number']} {issue['status']}{why}: {counts}")
             for reason in issue["why"]:

@@ -54,9 +54,11 @@ class Pages:
         sample_issue = {"number": 1, "date": "1 January 2026", "href": "/issues/x/1/",
                         "subject": "Sample"}  # fmt: skip
         sample_digest = {"digest": "x", "list": "x", "subscribers": 1, "next_run": None,
-                         "articles_waiting": 1, "max_articles": 1,
+                         "articles_waiting": 1, "max_articles": 1, "held": "sample",
                          "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
                                      "failed": 0, "pending": 0, "sending": 0,
+                                     "bounces": {"hard": 1, "soft": 1}, "complaints": 1,
+                                     "unsubscribes": 1,
                                      "reason": "sample", "why": [{"status": "deferred",
                                      "reply": "sample", "rows": 1}]}]}  # fmt: skip
         self.message("Sample", "A paragraph.")
