@@ -30,6 +30,7 @@ from publisher.web import archive
 from publisher.web import subscribe as signup
 from publisher.web.limits import RateLimit
 from publisher.web.pages import Pages, fallback
+from publisher.web.returns import routes as returned_mail
 
 PREFERENCES = "preferences"  # the token purpose of preference links
 # Feed files by name (rss.xml, atom.xml, feed.json, in every tag folder too); anything
@@ -175,6 +176,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
+        *returned_mail(pub, signer, database),
     ]
     app = Starlette(
         routes=routes,
