@@ -1,5 +1,8 @@
 """A private Postfix on 127.0.0.1 for end-to-end tests: accepts mail for any address into
-one Maildir, and answers recipients named tempfail* with 451 and reject* with 550.
+one Maildir, and answers recipients named tempfail* with 451 and reject* with 550. Those
+named gone* it accepts and then bounces, as a relay does when the mailbox behind it is
+gone: the DSN goes to the envelope sender, and one to bounces+*@ lands in the Maildir
+``Returns`` beside the other.
 
 Needs Debian's postfix and root (Postfix drops privileges to its own users); .ci/run
 installs it. Everything lives in a temporary folder and is stopped by the fixture.
@@ -76,6 +79,12 @@ def _running(folder: Path, port: int, discard: bool) -> Iterator[Path]:
     (conf / "recipients").write_text(
         "/^tempfail[^@]*@/ 451 4.3.0 try again later\n/^reject[^@]*@/ 550 5.1.1 no such user\n"
     )
+    (conf / "transport").write_text("/^gone[^@]*@/ error:5.1.1 mailbox unavailable\n")
+    (conf / "mailboxes").write_text("/^bounces\\+[^@]*@/ Returns/\n/./ Maildir/\n")
+    returns = folder / "Returns"
+    for path in (returns, returns / "new", returns / "cur", returns / "tmp"):
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.chown(path, nobody.pw_uid, nobody.pw_gid)
     (conf / "main.cf").write_text(
         f"""\
 compatibility_level = 3.6
@@ -93,7 +102,10 @@ alias_database =
 smtp_dns_support_level = disabled
 virtual_mailbox_domains = static:all
 virtual_mailbox_base = {folder}
-virtual_mailbox_maps = static:Maildir/
+virtual_mailbox_maps = regexp:{conf}/mailboxes
+transport_maps = regexp:{conf}/transport
+# Accepted at RCPT, bounced after: the error transport of gone* is not looked at then.
+smtpd_reject_unlisted_recipient = no
 virtual_uid_maps = static:{nobody.pw_uid}
 virtual_gid_maps = static:{nobody.pw_gid}
 default_transport = error:5.7.1 relays nothing

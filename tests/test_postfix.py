@@ -109,3 +109,48 @@ def test_greylisting_through_postfix_costs_only_its_retry(example: Path) -> None
             for f in files
         )
         assert counts == Counter({address: 1 for address in people})
+
+
+def test_bounces_that_postfix_sends_after_accepting_fail_only_whom_they_name(
+    example: Path, cli: Callable[..., Ran]
+) -> None:
+    """Postfix says 250 to every recipient, then finds two mailboxes gone and sends real
+    DSNs to the VERP envelope senders, into the return Maildir: the reader fails and
+    (hard_bounces: 1) suppresses those two; nobody else changes."""
+    port = free_port()
+    secret = {"PUBLISHER_SECRET": "postfix-test-secret-0123456789"}
+    with postfix(port) as maildir:
+        returns = maildir.parent / "Returns"
+        config = example / "schedule.yaml"
+        config.write_text(config.read_text().replace(
+            "backend:\n  type: maildir\n  path: outbox",
+            f"backend:\n  type: smtp\n  host: 127.0.0.1\n  port: {port}\n  tls: none",
+        ).replace("  hard_bounces: 3", "  hard_bounces: 1").replace(
+            "  maildir: var/returns", f"  maildir: {returns}"
+        ))  # fmt: skip
+        pub = load_config(config)
+        engine = store.connect(pub.database_url)
+        people = ["ann@example.org", "bob@example.net", "gone-1@example.org", "gone-2@example.net"]
+        with engine.begin() as db:
+            for address in people:
+                store.add_subscriber(db, address, "", "weekly", 0.0)
+        done = cli("send", "weekly", "--now", "2026-11-28T12:00:00Z", cwd=example, env=secret)
+        assert "sent 4, deferred 0, failed 0" in done.stdout, done.stdout + done.stderr
+        assert len(wait_for_files(maildir / "new", 2)) == 2
+        dsns = wait_for_files(returns / "new", 2)
+        assert len(dsns) == 2, (maildir.parent / "maillog").read_text()[-3000:]
+        fetched = cli("bounces", "fetch", cwd=example, env=secret)
+        assert fetched.returncode == 0, fetched.stderr
+        assert "returns: 2 message(s) read; acted on: 2 hard" in fetched.stdout, fetched.stdout
+        with engine.connect() as db:
+            rows = db.execute(
+                select(store.subscribers.c.key, store.deliveries.c.status,
+                       store.subscribers.c.suppressed_at.is_not(None))
+                .join(store.deliveries, store.deliveries.c.subscriber_id == store.subscribers.c.id)
+            ).all()  # fmt: skip
+        engine.dispose()
+        assert {tuple(r) for r in rows} == {
+            ("ann@example.org", "sent", False), ("bob@example.net", "sent", False),
+            ("gone-1@example.org", "failed", True), ("gone-2@example.net", "failed", True),
+        }  # fmt: skip
+        assert len(list((returns / ".processed" / "cur").iterdir())) == 2
