@@ -301,3 +301,28 @@ def test_0005_adds_the_sources_beside_everything_that_was(tmp_path: Path) -> Non
             assert [stored.entry for stored in shown_entries(db, ["up"])] == [entry]
     finally:
         engine.dispose()
+
+
+def test_0006_adds_returned_mail_beside_everything_that_was(tmp_path: Path) -> None:
+    from publisher.store import returns
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate(engine, "0005")
+        with engine.begin() as db:
+            for statement in BASELINE_ROWS:
+                db.execute(text(statement))
+        migrate(engine)
+        with engine.begin() as db:
+            assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
+            assert db.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 2
+            assert returns.counts(db, 1) == {"hard": 0, "soft": 0, "complaint": 0,
+                                             "unsubscribe": 0}  # fmt: skip
+            returns.record(db, "k" * 64, 5.0, "mailbox", "hard", 2, 1, "5.1.1 gone")
+            returns.fail_delivery(db, 1, 2, "returned: 5.1.1 gone", 5.0)
+            assert returns.counts(db, 1)["hard"] == 1 and returns.seen(db, "k" * 64)
+            assert ledger.row_counts(db, 1) == {"deferred": 1, "failed": 1}
+            assert returns.hold(db, "weekly", "issue 1: too many complaints", 6.0)
+            assert returns.held(db, "weekly") == "issue 1: too many complaints"
+    finally:
+        engine.dispose()
