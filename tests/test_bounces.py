@@ -270,3 +270,36 @@ def test_a_return_mailbox_that_is_not_a_maildir_is_one_clear_line(
     assert done.returncode == 1
     assert done.stderr.strip().endswith("is not a Maildir (no new/ folder)")
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_digest_held_while_its_issue_goes_out_stops_at_the_next_claim(example: Path) -> None:
+    from publisher.backends.memory import MemoryBackend
+    from publisher.delivery import Sender, send_digest
+    from publisher.store import returns as held_digests
+
+    pub = load_config(example / "schedule.yaml")
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        for n in range(300):
+            store.add_subscriber(db, f"r{n}@example.org", "", "weekly", 0.0)
+    outbox = MemoryBackend({}, str(pub.root))
+
+    def hold(count: int) -> None:  # another process's brake, after the first messages
+        with engine.begin() as db:
+            held_digests.hold(db, "weekly", "issue 1: 9 complaints of 300", NOW.timestamp())
+
+    sender = Sender(engine, pub, [outbox], clock=lambda: NOW.timestamp(), progress=hold)
+    [report] = send_digest(sender, pub.config.digests[0], NOW, KEY)
+    # A connection sends at most record_every (100) messages before they are recorded.
+    assert report.status == "paused" and 0 < report.sent <= 200, report.line()
+    assert report.reason is not None and report.reason.startswith("held: issue 1: 9 complaints")
+    sender.progress = None
+    assert [r.status for r in send_digest(sender, pub.config.digests[0], NOW, KEY)] == ["held"]
+    assert len(outbox.outbox) == report.sent
+    with engine.begin() as db:
+        assert held_digests.release(db, "weekly")
+    [rest] = send_digest(sender, pub.config.digests[0], NOW, KEY)
+    assert rest.status == "done"
+    counts = Counter(envelope.recipient for envelope, _ in outbox.outbox)
+    assert counts == {f"r{n}@example.org": 1 for n in range(300)}
+    engine.dispose()
