@@ -303,3 +303,27 @@ def test_a_digest_held_while_its_issue_goes_out_stops_at_the_next_claim(example:
     counts = Counter(envelope.recipient for envelope, _ in outbox.outbox)
     assert counts == {f"r{n}@example.org": 1 for n in range(300)}
     engine.dispose()
+
+
+def test_a_processed_folder_that_cannot_be_made_is_one_line_and_loses_nothing(
+    example: Path, server: tuple[int, Script], cli: Callable[..., Ran]
+) -> None:
+    port, script = server
+    pub = publication(example, port)
+    assert cli("send", "weekly", "--now", NOW.isoformat(), cwd=example, env=ENV).returncode == 0
+    token = token_of(envelopes(script)["gone@example.org"])
+    maildir = deliver_returns(pub, {
+        "1.hard": returned(corpus.POSTFIX_DSN, token, "gone@example.org", "gone@example.org"),
+    })  # fmt: skip
+    (maildir / ".processed").write_text("in the way")  # a file where the folder goes
+    failed = cli("bounces", "fetch", cwd=example, env=ENV)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.startswith("returns: the return mailbox: ")
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert states(pub)["gone@example.org"] == ("active", 1, False)  # acted on, committed
+    assert [p.name for p in (maildir / "new").iterdir()] == ["1.hard"]  # still there
+    (maildir / ".processed").unlink()
+    again = cli("bounces", "fetch", cwd=example, env=ENV)
+    assert "acted on: nothing; 1 changed nothing" in again.stdout
+    assert states(pub)["gone@example.org"] == ("active", 1, False)  # not counted twice
+    assert list((maildir / "new").iterdir()) == []

@@ -7,6 +7,7 @@ next time and changes nothing twice (its key is recorded).
 
 from __future__ import annotations
 
+import imaplib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from publisher.config import Publication
 from publisher.errors import ConfigError, Problem
 from publisher.returns.act import Report, act
 from publisher.returns.classify import classify
-from publisher.returns.mailbox import Imap, Mailbox, Maildir
+from publisher.returns.mailbox import Imap, Mailbox, MailboxError, Maildir
 from publisher.tokens import Signer
 
 
@@ -67,24 +68,43 @@ def fetch_returns(engine: Engine, pub: Publication, signer: Signer, now: float) 
     unsubscribe = pub.config.email.unsubscribe_mailto
     fetched = Fetched()
     try:
-        for message in mailbox.messages():
-            fetched.read += 1
-            decision = classify(message.raw, prefix, unsubscribe) if message.raw else None
-            if decision is None or decision.kind == "unknown":
-                mailbox.leave(message)
-                fetched.left += 1
-                continue
-            try:
-                with engine.begin() as db:
-                    outcome = act(db, pub, signer, Report(message.key, "mailbox", decision), now)
-            except IntegrityError:
-                outcome = None  # another reader acted on it at the same moment
-            if outcome is not None and outcome.acted:
-                fetched.acted[outcome.kind] += 1
-                fetched.lines.append(outcome.what)
-            else:
-                fetched.unchanged += 1
-            mailbox.processed(message)
+        _read(engine, pub, signer, now, mailbox, prefix, unsubscribe, fetched)
+    except (OSError, imaplib.IMAP4.error) as exc:
+        # A folder that cannot be written, a connection lost half-way: what was acted on
+        # is committed, and the message it stopped at is read again next time.
+        what = f"the return mailbox: {getattr(exc, 'strerror', None) or exc}"
+        raise MailboxError([Problem("", None, "returns", " ".join(what.split())[:300])]) from exc
     finally:
         mailbox.close()
     return fetched
+
+
+def _read(
+    engine: Engine,
+    pub: Publication,
+    signer: Signer,
+    now: float,
+    mailbox: Mailbox,
+    prefix: str,
+    unsubscribe: str | None,
+    fetched: Fetched,
+) -> None:
+    """Each new message: classified, acted on (committed), then moved."""
+    for message in mailbox.messages():
+        fetched.read += 1
+        decision = classify(message.raw, prefix, unsubscribe) if message.raw else None
+        if decision is None or decision.kind == "unknown":
+            mailbox.leave(message)
+            fetched.left += 1
+            continue
+        try:
+            with engine.begin() as db:
+                outcome = act(db, pub, signer, Report(message.key, "mailbox", decision), now)
+        except IntegrityError:
+            outcome = None  # another reader acted on it at the same moment
+        if outcome is not None and outcome.acted:
+            fetched.acted[outcome.kind] += 1
+            fetched.lines.append(outcome.what)
+        else:
+            fetched.unchanged += 1
+        mailbox.processed(message)
