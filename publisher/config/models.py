@@ -177,15 +177,16 @@ Name = Annotated[Text, AfterValidator(list_name_rule)]
 
 
 def _cron(value: str) -> str:
-    from publisher.scheduler.triggers import cron_trigger
+    from publisher.scheduler.triggers import crontab_fields
 
-    cron_trigger(value, ZoneInfo("UTC"))  # raises ValueError naming the wrong field
+    crontab_fields(value)  # raises ValueError naming the wrong field
     return value
 
 
 class Schedule(StrictModel):
-    """When a job runs: a 5-field crontab expression (weekday 0 and 7 are Sunday, names
-    such as mon-fri work) or an interval, in an IANA time zone (default: the site's)."""
+    """When a job runs: a crontab line as crontab(5) defines it (5 fields or a macro such as
+    @daily; weekday 0 and 7 are Sunday; names such as mon-fri) or an interval, in an IANA
+    time zone (default: the site's)."""
 
     cron: Annotated[Text, AfterValidator(_cron)] | None = None
     interval: Duration | None = Field(default=None, ge=60)

@@ -1,10 +1,13 @@
 """When things run: cron expressions as crontab means them, across DST, and the one
 decision that matters after downtime — is an issue due now, and for which period?
 
-Pure: expressions and moments in, moments out. APScheduler computes fire times; two of its
-habits are corrected here. Its numeric day of week starts at Monday (crontab's 0 is
-Sunday), so every weekday field is rewritten into day names first. And in the repeated hour
-of a DST fall-back it fires a fixed-time job twice; like cron, we run it once.
+Pure: expressions and moments in, moments out. Fire times come from cronsim, which follows
+Debian's cron: when both day of month and day of week are restricted either may match; a
+job at a fixed time that falls in a skipped DST hour runs right after the gap, and one in a
+repeated hour runs once, at its first occurrence; a job whose minute or hour is `*` (or
+`*/n`) runs in every real hour. APScheduler runs the jobs: ``CronSchedule`` is one of its
+triggers. Its own cron trigger disagrees with crontab on weekday numbers, the OR rule,
+wide steps and DST gaps.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from cronsim import CronSim, CronSimError
 
 from publisher.config import Publication, Schedule
 
@@ -24,42 +28,38 @@ DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
           ("day of week", 0, 7))  # fmt: skip
+# crontab(5)'s nicknames; @reboot has no fire times and is refused.
+MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+          "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+          "@hourly": "0 * * * *"}  # fmt: skip
 # A run up to this late still counts as on time (a busy machine, a slow previous job).
 GRACE = timedelta(minutes=5)
 # Bounds every walk over fire times (a minutely schedule across a long lateness window).
 MAX_STEPS = 100_000
 
 
-def _values(field: str, index: int) -> set[int]:
-    """The numbers a crontab field selects; ValueError with a plain message if invalid."""
+def _check_field(field: str, index: int) -> None:
+    """ValueError with a plain message if ``field`` is not crontab syntax: values, names,
+    ranges, steps (a step wider than the range selects its first value, as in cron)."""
     name, low, high = FIELDS[index]
     names = DAYS if index == 4 else MONTHS if index == 3 else ()
-    found: set[int] = set()
     for part in field.lower().split(","):
         match = re.fullmatch(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?", part)
         if not match:
             raise ValueError(f"{name}: '{part}' is not a value, range or step")
-        body, step = match.group(1), int(match.group(2) or 1)
-        if step == 0:
+        body, step = match.group(1), match.group(2)
+        if step is not None and int(step) == 0:
             raise ValueError(f"{name}: a step of 0 never fires")
         if body == "*":
-            start, end = low, (6 if index == 4 else high)
-        else:
-            ends = [_number(x, names, index, name, low, high) for x in body.split("-")]
-            start, end = ends[0], ends[-1]
-            if match.group(2) and len(ends) == 1:
-                end = 6 if index == 4 else high
-        if start > end:
+            continue
+        ends = [_number(x, names, name, low, high) for x in body.split("-")]
+        if ends[0] > ends[-1]:
             raise ValueError(f"{name}: range '{body}' runs backwards")
-        found.update(range(start, end + 1, step))
-    if index == 4:
-        found = {0 if v == 7 else v for v in found}  # crontab: 0 and 7 are both Sunday
-    return found
 
 
-def _number(text: str, names: tuple[str, ...], index: int, name: str, low: int, high: int) -> int:
+def _number(text: str, names: tuple[str, ...], name: str, low: int, high: int) -> int:
     if text in names:
-        return names.index(text) + (1 if index == 3 else 0)
+        return names.index(text) + (1 if name == "month" else 0)
     if not text.isdigit():
         raise ValueError(
             f"{name}: '{text}' is not a number"
@@ -71,25 +71,71 @@ def _number(text: str, names: tuple[str, ...], index: int, name: str, low: int, 
     return value
 
 
-def cron_trigger(expression: str, zone: tzinfo) -> CronTrigger:
-    """A 5-field crontab expression; raises ValueError saying which field is wrong."""
-    fields = expression.split()
+def crontab_fields(expression: str) -> str:
+    """The 5 fields ``expression`` stands for (a macro such as @daily expanded);
+    ValueError saying which field is wrong."""
+    text = expression.strip()
+    if text.startswith("@"):
+        if text.lower() == "@reboot":
+            raise ValueError("@reboot has no time to run at; give a schedule such as @daily")
+        if text.lower() not in MACROS:
+            raise ValueError(f"'{text}' is not one of {', '.join(MACROS)}")
+        return MACROS[text.lower()]
+    fields = text.split()
     if len(fields) != 5:
         raise ValueError(
             f"'{expression}' has {len(fields)} fields; cron needs 5 (minute hour day month weekday)"
         )
     for index, field in enumerate(fields):
-        _values(field, index)  # validate every field with crontab's rules
-    minute, hour, day, month, _ = fields
-    weekdays = ",".join(DAYS[d] for d in sorted(_values(fields[4], 4)))
-    if fields[4] == "*":
-        weekdays = "*"
-    # crontab: when both day of month and day of week are restricted, either may match.
-    # APScheduler requires both; such expressions are refused rather than misread.
-    if day != "*" and fields[4] != "*":
-        raise ValueError("restricting both day of month and day of week is ambiguous; use one")
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month.lower(),
-                       day_of_week=weekdays, timezone=zone)  # fmt: skip
+        _check_field(field, index)
+    try:
+        CronSim(" ".join(fields), datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError:  # the one check left to it: a day no month it names has
+        raise ValueError(f"'{expression}' never fires: no month it names has that day") from None
+    return " ".join(fields)
+
+
+class CronSchedule(BaseTrigger):  # type: ignore[misc]
+    """A crontab line in a time zone, as an APScheduler trigger."""
+
+    __slots__ = ("expression", "timezone")
+
+    def __init__(self, expression: str, zone: tzinfo) -> None:
+        self.expression = crontab_fields(expression)
+        self.timezone = zone
+
+    def after(self, moment: datetime) -> Iterator[datetime]:
+        """Fire times after ``moment``, in order (each a real moment with its offset)."""
+        start = moment.astimezone(self.timezone)
+        for fire in CronSim(self.expression, start):
+            # cronsim walks a fixed-time job on the wall clock and answers the first of a
+            # repeated hour's two moments: from inside its second one, that is past.
+            if fire.timestamp() <= start.timestamp():
+                continue
+            real = datetime.fromtimestamp(fire.timestamp(), self.timezone)
+            # A wildcard job's day can begin in a skipped hour (Santiago's clocks skip
+            # midnight): cronsim then answers a wall time that never exists, where cron
+            # runs nothing.
+            if real.replace(tzinfo=None) == fire.replace(tzinfo=None, fold=0):
+                yield real
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # As APScheduler's own triggers: the first fire time after the previous one,
+        # and not before `now` when there is none yet.
+        start = now if previous_fire_time is None else min(now, previous_fire_time)
+        if previous_fire_time is None:
+            start -= timedelta(microseconds=1)  # `now` itself may be a fire time
+        return next(self.after(start), None)
+
+    def __str__(self) -> str:
+        return f"cron[{self.expression}]"
+
+
+def cron_trigger(expression: str, zone: tzinfo) -> CronSchedule:
+    """A crontab line (5 fields or a macro); raises ValueError saying which field is wrong."""
+    return CronSchedule(expression, zone)
 
 
 def interval_trigger(seconds: int, zone: tzinfo, anchor: datetime) -> IntervalTrigger:
@@ -97,36 +143,33 @@ def interval_trigger(seconds: int, zone: tzinfo, anchor: datetime) -> IntervalTr
 
 
 def runs(
-    trigger: CronTrigger | IntervalTrigger, after: datetime, until: datetime
+    trigger: CronSchedule | IntervalTrigger, after: datetime, until: datetime
 ) -> Iterator[datetime]:
-    """Fire times in (after, until], each once (see the module's note on DST)."""
-    zone = trigger.timezone
-    fixed_hour = isinstance(trigger, CronTrigger) and str(trigger.fields[5]) != "*"
-    previous: datetime | None = None
-    seen_local: set[tuple[int, ...]] = set()
-    moment = after + timedelta(microseconds=1)
-    last = after.timestamp()
-    for _ in range(MAX_STEPS):
-        fire = trigger.get_next_fire_time(previous, moment)
+    """Fire times in (after, until], in order."""
+    if isinstance(trigger, CronSchedule):
+        fires: Iterator[datetime] = trigger.after(after)
+    else:
+        fires = _interval_fires(trigger, after)
+    for _, fire in zip(range(MAX_STEPS), fires, strict=False):
         # Compared as timestamps: Python compares two times of one zone as wall clocks.
-        if fire is None or fire.timestamp() > until.timestamp():
+        if fire.timestamp() > until.timestamp():
             return
-        if fire.timestamp() <= last:
-            # Inside a repeated hour APScheduler can hand back a moment already passed
-            # (it ignores `fold`): step past the ambiguity instead of circling in it.
-            moment += timedelta(hours=1)
-            continue
-        fire = datetime.fromtimestamp(fire.timestamp(), zone)  # a real moment, real offset
-        last = fire.timestamp()
-        wall = fire.replace(tzinfo=None).timetuple()[:5]
-        if not (fixed_hour and wall in seen_local):
-            yield fire
-        seen_local.add(wall)
+        yield fire
+
+
+def _interval_fires(trigger: IntervalTrigger, after: datetime) -> Iterator[datetime]:
+    previous: datetime | None = None
+    moment = after + timedelta(microseconds=1)
+    while True:
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            return
+        yield fire
         previous, moment = fire, fire + timedelta(microseconds=1)
 
 
 def due_period(
-    trigger: CronTrigger | IntervalTrigger,
+    trigger: CronSchedule | IntervalTrigger,
     now: datetime,
     last_period: datetime | None,
     catch_up: str,
