@@ -4,7 +4,7 @@ status page."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -12,18 +12,28 @@ from sqlalchemy.engine import Connection
 from publisher import store
 from publisher.config import Digest, Publication
 from publisher.delivery.issues import waiting_articles
+from publisher.delivery.local import hours_ahead
+from publisher.localtime import zone_of
 from publisher.store import ledger
 from publisher.store import returns as returned
 
 STATUSES = ("sent", "deferred", "failed", "pending", "skipped")
 
 
-def next_run(pub: Publication, digest: Digest, now: datetime) -> str | None:
-    from publisher.scheduler.triggers import runs, trigger
+def next_run(
+    pub: Publication, digest: Digest, now: datetime, zones: list[tzinfo] | None = None
+) -> str | None:
+    """When the digest's next issue is composed: its next fire time, or for a local-time
+    digest, when that hour comes in the first of the subscribers' ``zones``."""
+    from publisher.scheduler.triggers import CronSchedule, LocalStart, runs, trigger
 
     if digest.schedule is None:
         return None
-    upcoming = next(runs(trigger(pub, digest.schedule), now, now + timedelta(days=400)), None)
+    fires = trigger(pub, digest.schedule)
+    if digest.deliver_at == "local" and isinstance(fires, CronSchedule):
+        found = next(LocalStart(fires, lambda: zones or []).starts(now), None)
+        return None if found is None else found[1].astimezone(fires.timezone).isoformat()
+    upcoming = next(runs(fires, now, now + timedelta(days=400)), None)
     return None if upcoming is None else upcoming.isoformat()
 
 
@@ -32,8 +42,14 @@ def digest_overview(
 ) -> dict[str, Any]:
     recent: list[dict[str, Any]] = []
     newer: float | None = None  # when the issue after this one was composed
+    spread = digest.deliver_at == "local" or digest.quiet is not None
     for row in ledger.latest_issues(db, digest.name, 5):
         counts = ledger.row_counts(db, row.id)
+        # A local-time issue being sent: its rows by the hour they fall due, a day ahead.
+        hours = []
+        if spread and row.status == "sending":
+            pairs = ledger.due_times(db, row.id, now.timestamp() + 86400)
+            hours = [count.as_dict() for count in hours_ahead(pairs, now.timestamp())]
         came_back = returned.counts(db, row.id)
         unsubscribes = returned.unsubscribed_after(db, row.id, digest.list_name,
                                                    row.created_at, newer)  # fmt: skip
@@ -53,6 +69,7 @@ def digest_overview(
                 "bounces": {"hard": came_back["hard"], "soft": came_back["soft"]},
                 "complaints": came_back["complaint"],
                 "unsubscribes": unsubscribes,
+                "due_by_hour": hours,
                 # Why rows wait or failed: the most frequent last replies.
                 "why": [
                     {"status": status, "reply": reply, "rows": rows}
@@ -60,11 +77,15 @@ def digest_overview(
                 ],
             }
         )
+    zones = None
+    if digest.deliver_at == "local":
+        own = pub.zone_of(digest.schedule)
+        zones = [zone_of(name, own) for name in store.zones_present(db, digest.list_name)]
     return {
         "digest": digest.name,
         "list": digest.list_name,
         "subscribers": store.count_active(db, digest.list_name),
-        "next_run": next_run(pub, digest, now),
+        "next_run": next_run(pub, digest, now, zones),
         # Published articles in no issue yet; the next issue takes up to max_articles.
         "articles_waiting": waiting_articles(db, pub, digest, now),
         "max_articles": digest.max_articles,

@@ -7,6 +7,7 @@ a bad row of a CSV file is reported with its line number while the good rows are
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,10 +18,31 @@ from sqlalchemy.engine import Connection
 
 from publisher.errors import Problem
 from publisher.headers import InvalidAddress, check_address, clean_text
+from publisher.localtime import zone_names
 from publisher.store import Member, add_subscriber, members
 
 # Column names of the address, lower-cased; "email address" is Mailchimp's export.
 ADDRESS_COLUMNS = ("email", "email address", "address", "e-mail", "mail")
+# And of the time zone (Mailchimp's export calls it TIMEZONE).
+ZONE_COLUMNS = ("timezone", "time zone", "tz")
+
+
+@functools.cache
+def zone_choices() -> tuple[str, ...]:
+    """The zones a form offers: the IANA names of places, and UTC (not the old aliases
+    such as US/Eastern, which are still accepted)."""
+    legacy = ("Etc/", "SystemV/", "US/", "posix", "right/")
+    places = sorted(n for n in zone_names().values() if "/" in n and not n.startswith(legacy))
+    return (*places, "UTC")
+
+
+def normalize_zone(text: str) -> str:
+    """The IANA time zone name as stored (its own spelling), or ValueError saying what is
+    wrong."""
+    found = zone_names().get(text.strip().lower())
+    if found is None:
+        raise ValueError(f"'{text.strip()}' is not an IANA time zone (such as Europe/Berlin)")
+    return found
 
 
 def normalize_address(text: str) -> str:
@@ -74,6 +96,7 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
         )
         return report
     name_column = fields.get("name")
+    zone_column = next((fields[c] for c in ZONE_COLUMNS if c in fields), None)
     # Mailchimp's export has the name in two columns.
     first, last = fields.get("first name"), fields.get("last name")
     line = reader.line_num
@@ -94,8 +117,14 @@ def import_csv(db: Connection, path: Path, list_name: str, now: float) -> Import
         except ValueError as exc:
             report.problems.append(Problem(shown, where, column, f"{raw!r}: {exc}"))
             continue
+        zone = (row.get(zone_column) or "").strip() if zone_column else ""
+        try:
+            timezone = normalize_zone(zone) if zone else None
+        except ValueError as exc:
+            report.problems.append(Problem(shown, where, zone_column or "", str(exc)))
+            continue
         name = clean_text(name, 200)
-        outcome = add_subscriber(db, address, name, list_name, now)
+        outcome = add_subscriber(db, address, name, list_name, now, timezone=timezone)
         if outcome == "added":
             report.added += 1
         elif outcome == "unchanged":
@@ -118,12 +147,12 @@ def _undecodable(value: str) -> bool:
 def export_csv(db: Connection, list_name: str) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "name", "status"])
+    writer.writerow(["email", "name", "status", "timezone"])
     yield out.getvalue()
     for member in members(db, list_name):
         out.seek(0)
         out.truncate()
-        writer.writerow([member.address, member.name, status_of(member)])
+        writer.writerow([member.address, member.name, status_of(member), member.timezone or ""])
         yield out.getvalue()
 
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "publisher"
 # package below publisher/.
 TIERS: dict[str, int] = {
     "errors": 0, "model": 0, "characters": 0,
-    "headers": 1, "files": 1,
+    "headers": 1, "files": 1, "localtime": 1,
     "config": 2,
     "tokens": 3, "backends": 3, "store": 3, "content": 3,
     "feeds": 4, "digest": 4, "subscribers": 4, "sources": 4, "returns": 4,

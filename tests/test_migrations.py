@@ -326,3 +326,21 @@ def test_0006_adds_returned_mail_beside_everything_that_was(tmp_path: Path) -> N
             assert returns.held(db, "weekly") == "issue 1: too many complaints"
     finally:
         engine.dispose()
+
+
+def test_0007_gives_every_subscriber_an_empty_time_zone(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate(engine, "0006")
+        with engine.begin() as db:
+            for statement in BASELINE_ROWS:
+                db.execute(text(statement))
+        migrate(engine)
+        with engine.begin() as db:
+            assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
+            assert store.zone_counts(db, "weekly") == {None: 1}  # the other left
+            member = next(store.members(db, "weekly"))
+            store.set_zone(db, member.public_id, "Asia/Kolkata")
+            assert store.zone_of_subscriber(db, member.public_id) == "Asia/Kolkata"
+    finally:
+        engine.dispose()

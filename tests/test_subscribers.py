@@ -51,8 +51,8 @@ def test_import_reports_bad_rows_and_keeps_good_ones(
         run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
     )
     assert listed == [
-        {"email": "ann@example.org", "name": "Ann again", "status": "active"},
-        {"email": "bob@example.org", "name": "Multi line", "status": "active"},
+        {"email": "ann@example.org", "name": "Ann again", "status": "active", "timezone": None},
+        {"email": "bob@example.org", "name": "Multi line", "status": "active", "timezone": None},
     ]
 
 
@@ -170,7 +170,10 @@ def test_add_remove_export(example: Path, run_cli: Callable[..., Ran]) -> None:
         == 0
     )
     exported = run_cli(example, "subscribers", "export", "--list", "weekly").stdout
-    assert exported.splitlines() == ["email,name,status", "Zoe@xn--exmple-cua.org,Zoë,unsubscribed"]
+    assert exported.splitlines() == [
+        "email,name,status,timezone",
+        "Zoe@xn--exmple-cua.org,Zoë,unsubscribed,",
+    ]
     utf8 = run_cli(example, "subscribers", "add", "zoë@example.org", "--list", "weekly")
     assert (
         utf8.stderr
@@ -203,6 +206,7 @@ def test_send_dry_run_test_and_status(example: Path, run_cli: Callable[..., Ran]
         "number": 1, "status": "done", "window_end": None, "sent": 2, "deferred": 0,
         "failed": 0, "pending": 0, "skipped": 0, "sending": 0, "reason": None, "why": [],
         "bounces": {"hard": 0, "soft": 0}, "complaints": 0, "unsubscribes": 0,
+        "due_by_hour": [],
     }  # fmt: skip
     text = run_cli(example, "status").stdout
     assert "#1 done: sent 2, deferred 0, failed 0, pending 0, skipped 0" in text
@@ -257,3 +261,45 @@ def test_run_once_sends_the_due_issue_once(example: Path, run_cli: Callable[...,
     assert "weekly" not in again.stdout and again.returncode == 0
     monday = run_cli(example, "run", "--once", "--now", "2026-11-30T08:01:00Z")
     assert "weekly: nothing new to send" in monday.stdout  # due, but no new article
+
+
+def test_time_zones_from_a_csv_column_and_the_command_line(
+    example: Path, run_cli: Callable[..., Ran]
+) -> None:
+    (example / "people.csv").write_text(
+        "Email,Name,TIMEZONE\n"
+        "ann@example.org,Ann,Europe/Berlin\n"
+        "bob@example.org,Bob,Mars/Olympus\n"
+        "cy@example.org,Cy,\n"
+        "di@example.org,Di,america/new_york\n",
+        "utf-8",
+    )
+    done = run_cli(example, "subscribers", "import", "people.csv", "--list", "weekly")
+    assert done.returncode == 1
+    assert done.stderr == (
+        "people.csv:3: TIMEZONE: 'Mars/Olympus' is not an IANA time zone (such as "
+        "Europe/Berlin) (row skipped)\n"
+    )
+    added = run_cli(example, "subscribers", "add", "eve@example.org", "--list", "weekly",
+                    "--timezone", "Pacific/Chatham")  # fmt: skip
+    assert added.returncode == 0
+    refused = run_cli(example, "subscribers", "add", "fay@example.org", "--list", "weekly",
+                      "--timezone", "Europe/Lyon")  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "--timezone: 'Europe/Lyon' is not an IANA time zone (such as Europe/Berlin)\n"
+    )
+    # An operator sets the zone of one already subscribed.
+    run_cli(example, "subscribers", "add", "cy@example.org", "--list", "weekly",
+            "--timezone", "Asia/Kolkata")  # fmt: skip
+    listed = json.loads(
+        run_cli(example, "subscribers", "list", "--list", "weekly", "--json").stdout
+    )
+    assert {entry["email"]: entry["timezone"] for entry in listed} == {
+        "ann@example.org": "Europe/Berlin",
+        "cy@example.org": "Asia/Kolkata",
+        "di@example.org": "America/New_York",
+        "eve@example.org": "Pacific/Chatham",
+    }
+    exported = run_cli(example, "subscribers", "export", "--list", "weekly").stdout
+    assert "ann@example.org,Ann,active,Europe/Berlin" in exported.splitlines()

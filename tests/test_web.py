@@ -22,6 +22,7 @@ from publisher.build import build
 from publisher.config import Publication, load_config
 from publisher.tokens import UNSUBSCRIBE, Signer
 from publisher.web import create_app
+from publisher.web.app import PREFERENCES as PREFERENCES_PURPOSE
 from publisher.web.server import server_config
 
 from .conftest import NOW, add_reader
@@ -167,10 +168,11 @@ def form_token(base: str) -> tuple[str, str]:
     return cookie, field
 
 
-def sign_up(base: str, cookie: str, field: str, email: str) -> tuple[int, bytes]:
+def sign_up(base: str, cookie: str, field: str, email: str, **more: str) -> tuple[int, bytes]:
     from urllib.parse import urlencode
 
-    data = urlencode({"csrf": field, "email": email, "name": "Nia", "list": "weekly"}).encode()
+    form = {"csrf": field, "email": email, "name": "Nia", "list": "weekly", **more}
+    data = urlencode(form).encode()
     status, _, body = fetch(f"{base}/subscribe", data=data, headers={"Cookie": cookie})
     return status, body
 
@@ -354,8 +356,11 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
                 view.goto(f"{base}/subscribe")
                 view.screenshot(path=str(SHOTS / f"web-subscribe-{width}.png"), full_page=True)
                 view.close()
-            page = browser.new_page(viewport={"width": 375, "height": 900})
+            page = browser.new_page(viewport={"width": 375, "height": 900},
+                                    timezone_id="Asia/Kolkata")  # fmt: skip
             page.goto(f"{base}/subscribe")
+            # The form's script fills the time zone from the browser's own (CSP allows it).
+            assert page.input_value("#timezone") == "Asia/Kolkata"
             page.fill("#email", "mira@example.org")
             page.fill("#name", "Mira")
             page.click("button[type=submit]")
@@ -370,6 +375,11 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
             page.click("button[type=submit]")
             assert page.inner_text("h1") == "Subscribed"
             page.screenshot(path=str(SHOTS / "web-subscribed-375.png"))
+            engine = store.connect(pub.database_url)
+            with engine.connect() as db:
+                mira = [m for m in store.members(db, "weekly") if m.address == "mira@example.org"]
+            engine.dispose()
+            assert mira[0].timezone == "Asia/Kolkata"
 
             send_issue(NOW)
             issue_mails = [m for m in mails_to("mira@example.org") if m["List-Unsubscribe"]]
@@ -432,6 +442,54 @@ def test_preferences(served: tuple[str, Publication]) -> None:
         fetch(f"{base}/preferences/{KEY.sign(UNSUBSCRIBE, member.public_id)}")[0] == 400
     )  # wrong purpose
     engine.dispose()
+
+
+def zones_by_address(pub: Publication) -> dict[str, str | None]:
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        found = {m.address: m.timezone for m in store.members(db, "weekly")}
+    engine.dispose()
+    return found
+
+
+def test_the_time_zone_from_sign_up_to_preferences(served: tuple[str, Publication]) -> None:
+    base, pub = served
+    status, headers, script = fetch(f"{base}/zone.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    assert b"resolvedOptions().timeZone" in script
+    cookie, field = form_token(base)
+    form = fetch(f"{base}/subscribe")[2]
+    assert b'<script src="/zone.js" defer>' in form and b'name="timezone"' in form
+    assert b'<option value="America/Santiago">' in form and b'value="US/Eastern"' not in form
+    # A name that is not a zone: a plain answer, nobody recorded.
+    status, answer = sign_up(base, cookie, field, "kai@example.org", timezone="Mars/Olympus")
+    assert status == 400 and b"Check the time zone" in answer
+    assert "kai@example.org" not in zones_by_address(pub)
+    # Any spelling of a real one is stored as the zone database spells it.
+    assert sign_up(base, cookie, field, "kai@example.org", timezone=" asia/tokyo ")[0] == 200
+    assert sign_up(base, cookie, field, "lu@example.org", timezone="")[0] == 200
+    assert zones_by_address(pub)["kai@example.org"] == "Asia/Tokyo"
+    assert zones_by_address(pub)["lu@example.org"] is None
+    # Anybody can type an address into the form: it does not change a zone already given.
+    assert sign_up(base, cookie, field, "kai@example.org", timezone="Europe/Paris")[0] == 200
+    assert zones_by_address(pub)["kai@example.org"] == "Asia/Tokyo"
+    # The subscriber's own preferences page shows it and changes it.
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        kai = next(m for m in store.members(db, "weekly") if m.address == "kai@example.org")
+    engine.dispose()
+    url = f"{base}/preferences/{KEY.sign(PREFERENCES_PURPOSE, kai.public_id)}"
+    assert b'value="Asia/Tokyo"' in fetch(url)[2]
+    posted = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, body = fetch(url, data=b"list=weekly&timezone=Mars", headers=posted)
+    assert status == 400 and zones_by_address(pub)["kai@example.org"] == "Asia/Tokyo"
+    status, _, body = fetch(url, data=b"list=weekly&timezone=Pacific%2FChatham", headers=posted)
+    assert status == 200 and b'value="Pacific/Chatham"' in body
+    assert zones_by_address(pub)["kai@example.org"] == "Pacific/Chatham"
+    fetch(url, data=b"list=weekly", headers=posted)  # a form without the field: kept
+    assert zones_by_address(pub)["kai@example.org"] == "Pacific/Chatham"
+    fetch(url, data=b"list=weekly&timezone=", headers=posted)  # emptied: ours again
+    assert zones_by_address(pub)["kai@example.org"] is None
 
 
 def test_a_publication_restyles_and_rewords_its_pages(example: Path) -> None:

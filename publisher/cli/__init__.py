@@ -187,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     adding.add_argument("address", metavar="EMAIL")
     adding.add_argument("--name", default="", help="the subscriber's name")
     adding.add_argument(
+        "--timezone", metavar="ZONE",
+        help="their IANA time zone (Europe/Berlin): deliver_at: local digests arrive at "
+        "their local hour",
+    )  # fmt: skip
+    adding.add_argument(
         "--resubscribe", action="store_true",
         help="subscribe again an address that unsubscribed (only if they asked you to)",
     )  # fmt: skip
@@ -255,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="issues and their delivery counts"
     )
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
+    status.add_argument("--now", metavar="ISO", help="the moment to report at (default: now)")
     status.set_defaults(handler="mail:status")
     run = commands.add_parser("run", parents=[common], help="the scheduler, in the foreground")
     run.add_argument("--once", action="store_true", help="do what is due now, then exit")

@@ -47,10 +47,17 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
             except ValueError as exc:
                 print(f"{args.address}: {exc}", file=sys.stderr)
                 return 1
+            zone = getattr(args, "timezone", None)
+            try:
+                zone = None if zone is None else subscribers.normalize_zone(zone)
+            except ValueError as exc:
+                print(f"--timezone: {exc}", file=sys.stderr)
+                return 1
             with engine.begin() as db:
                 if args.action == "add":
                     outcome = store.add_subscriber(db, address, clean_text(args.name),
-                                                   list_name, stamp, args.resubscribe)  # fmt: skip
+                                                   list_name, stamp, args.resubscribe,
+                                                   timezone=zone)  # fmt: skip
                     changed = outcome == "added"
                 else:
                     changed = store.remove_subscriber(db, address, list_name, stamp)
@@ -73,13 +80,16 @@ def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetim
                 return 0
             rows = list(store.members(db, list_name))
         listed = [
-            {"email": m.address, "name": m.name, "status": subscribers.status_of(m)} for m in rows
-        ]
+            {"email": m.address, "name": m.name, "status": subscribers.status_of(m),
+             "timezone": m.timezone}
+            for m in rows
+        ]  # fmt: skip
         if args.json:
             print(json.dumps(listed, indent=2, ensure_ascii=False))
         else:
             for entry in listed:
-                print(f"{entry['email']}\t{entry['name']}\t{entry['status']}")
+                print(f"{entry['email']}\t{entry['name']}\t{entry['status']}\t"
+                      f"{entry['timezone'] or ''}")  # fmt: skip
         return 0
     finally:
         engine.dispose()
@@ -117,7 +127,7 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             print(report.line())
     # Non-zero while anyone waits (deferred, or claimed by another sender) or an issue
     # paused: a script can tell a finished send from one that needs a look.
-    return 0 if all(r.status in ("done", "nothing new to send") for r in reports) else 1
+    return 0 if all(r.settled for r in reports) else 1
 
 
 def _send_preview(
@@ -265,6 +275,12 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                            f"{issue['unsubscribes']} unsubscribed")  # fmt: skip
             why = f" ({issue['reason']})" if issue["status"] == "paused" and issue["reason"] else ""
             print(f"  #{issue['number']} {issue['status']}{why}: {counts}")
+            if issue["due_by_hour"]:
+                hours = ", ".join(
+                    f"{datetime.fromisoformat(h['hour']).strftime('%a %H:%M UTC')} {h['rows']}"
+                    for h in issue["due_by_hour"]
+                )  # fmt: skip
+                print(f"    rows falling due in the next day, by hour: {hours}")
             for reason in issue["why"]:
                 print(f"    {reason['rows']} {reason['status']}: {reason['reply']}")
         if not entry["issues"]:

@@ -7,14 +7,19 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, tzinfo
 
+from sqlalchemy.engine import Engine
+
+from publisher import store
 from publisher.backends import backend_pool
 from publisher.cli.common import print_problems, signer
-from publisher.config import Publication
+from publisher.config import Digest, Publication
+from publisher.delivery.local import planned_hours, zones_in_use
 from publisher.scheduler.daemon import Foreground
 from publisher.scheduler.jobs import Tick, run_due
-from publisher.scheduler.triggers import upcoming_runs
+from publisher.scheduler.triggers import Planned, upcoming_runs
 
 log = logging.getLogger("publisher.run")
 
@@ -45,7 +50,7 @@ def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
         status = 1 if tick.build.skipped else status
     for report in tick.digests:
         say(report.line())
-        if report.status not in ("done", "nothing new to send"):
+        if not report.settled:
             status = 1
     for report in tick.confirmations:  # only those that had something to do
         say(f"confirmation mails of hour {report.number}: sent {report.sent}, deferred "
@@ -54,8 +59,6 @@ def _report(tick: Tick, say: Callable[[str], object] = print) -> int:
 
 
 def run(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
-    from publisher import store
-
     token_signer = signer(pub)
     if args.once:
         engine = store.open_database(pub)
@@ -68,17 +71,57 @@ def run(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
 
 
 def plan_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
-    planned = upcoming_runs(pub, now, args.days)
+    spread = [d for d in pub.config.digests
+              if d.schedule is not None and (d.deliver_at == "local" or d.quiet)]  # fmt: skip
+    if not spread:
+        planned = upcoming_runs(pub, now, args.days)
+    else:  # when their rows fall due depends on the subscribers' zones
+        engine = store.open_database(pub)
+        try:
+            planned = _spread_runs(pub, engine, now, args.days, spread)
+        finally:
+            engine.dispose()
     if args.json:
         print(json.dumps([p.as_dict() for p in planned], indent=2))
         return 0
     for item in planned:
         local = item.at.strftime("%a %Y-%m-%d %H:%M %Z")
         utc = item.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        print(f"{local:<28} {utc:<22} {item.job}")
+        job = item.job
+        if item.period is not None:
+            job += f" (for {item.period.strftime('%a %H:%M')} in each subscriber's zone)"
+        print(f"{local:<28} {utc:<22} {job}")
+        if item.hours:
+            print("    rows falling due, by hour:")
+        for count in item.hours:
+            hour = count.hour.astimezone(item.at.tzinfo)
+            print(f"    {hour.strftime('%a %H:%M %Z'):<24} {count.hour.strftime('%H:%M UTC')}"
+                  f"  {count.rows}")  # fmt: skip
     if not planned:
         print(f"nothing scheduled in the next {args.days} day(s)")
     return 0
+
+
+def _spread_runs(
+    pub: Publication, engine: Engine, now: datetime, days: int, spread: list[Digest]
+) -> list[Planned]:
+    """The runs, and for the next issue of each digest with local or quiet hours, its rows
+    by the hour they fall due (the subscribers' zones as they are now)."""
+
+    def zones(digest: Digest) -> list[tzinfo]:
+        return zones_in_use(engine, digest, pub.zone_of(digest.schedule))
+
+    planned = upcoming_runs(pub, now, days, zones)
+    for digest in spread:
+        job = f"digest {digest.name}"
+        first = next((n for n, item in enumerate(planned) if item.job == job), None)
+        if first is None:
+            continue
+        item = planned[first]
+        own = pub.zone_of(digest.schedule)
+        _, hours = planned_hours(engine, digest, item.period or item.at, own)
+        planned[first] = replace(item, hours=tuple(hours))
+    return planned
 
 
 def serve(pub: Publication, args: argparse.Namespace, now: datetime) -> int:

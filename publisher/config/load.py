@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from publisher.config.fields import validate_document
-from publisher.config.models import Config, Digest
+from publisher.config.models import Config, Digest, Schedule
 from publisher.config.yaml import load_yaml
 from publisher.errors import ConfigError, Problem
 
@@ -40,6 +41,12 @@ class Publication:
         known = ", ".join(d.name for d in self.config.digests) or "none"
         what = f"no digest named '{name}' (digests: {known})"
         raise ConfigError([Problem(self.path.name, self.line_of("digests"), "digests", what)])
+
+    def zone_of(self, schedule: Schedule | None) -> ZoneInfo:
+        """The time zone a schedule's times are in: its own, or the site's."""
+        if schedule is not None and schedule.timezone:
+            return ZoneInfo(schedule.timezone)
+        return self.config.site.zone
 
     @property
     def root(self) -> Path:

@@ -27,6 +27,7 @@ from publisher.config.fields import (
     placeholders,
     text_value,
 )
+from publisher.localtime import QuietHours
 
 FeedFormat = Literal["rss", "atom", "json"]
 ALL_FORMATS: tuple[FeedFormat, ...] = ("rss", "atom", "json")
@@ -183,6 +184,11 @@ def _cron(value: str) -> str:
     return value
 
 
+def _quiet(value: str) -> str:
+    QuietHours.parse(value)  # raises ValueError saying what is wrong
+    return value.strip()
+
+
 class Schedule(StrictModel):
     """When a job runs: a crontab line as crontab(5) defines it (5 fields or a macro such as
     @daily; weekday 0 and 7 are Sunday; names such as mon-fri) or an interval, in an IANA
@@ -224,6 +230,22 @@ class Digest(StrictModel):
     skip_empty: Bool = True
     preheader: Text | None = None  # default: the first article's summary
     schedule: Schedule | None = None  # when `publisher run` sends it
+    # `local`: each subscriber's copy at the schedule's hour in their own time zone (those
+    # without one: the schedule's zone); one issue, composed when that hour comes in the
+    # first of its subscribers' zones. `once`: everyone's at the same moment.
+    deliver_at: Literal["once", "local"] = "once"
+    # No scheduled copy is due in this daily range of the recipient's own clock ("22:00-
+    # 07:00"): it waits for the range's end. Retries are not held back.
+    quiet: Annotated[Text, AfterValidator(_quiet)] | None = None
+
+    @model_validator(mode="after")
+    def _local_needs_an_hour(self) -> Digest:
+        if self.deliver_at == "local" and (self.schedule is None or self.schedule.cron is None):
+            raise ValueError(
+                "deliver_at: local needs a schedule with cron: the hour it names is what "
+                "each subscriber's zone receives it at"
+            )
+        return self
 
     @property
     def list_name(self) -> str:

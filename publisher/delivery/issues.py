@@ -18,10 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
 from publisher.content.cache import Entry
+from publisher.delivery.local import due_times
 from publisher.digest.issue import Issue, Window, compose_issue, in_window, select_articles
 from publisher.digest.personalize import Letters, prepare
 from publisher.model import Article
-from publisher.store import epoch, ledger, moment
+from publisher.store import epoch, ledger, moment, zones_present
 from publisher.tokens import Signer
 
 log = logging.getLogger("publisher.run")
@@ -67,7 +68,9 @@ def next_issue(
         last = ledger.last_issue(db, digest.name)
         sent = ledger.sent_articles(db, digest.name)
     start = moment(last.window_end) if last is not None else None
-    end = period or now
+    # What was published by the period; a local-time issue composed before its period
+    # (its hour comes earlier in some zones) holds what was published by then.
+    end = now if period is None or now.timestamp() < period.timestamp() else period
     if start is not None and start >= end:
         return None
     entries = candidates(engine, pub, now)
@@ -106,11 +109,17 @@ def open_issue(
         window = upcoming.window
         try:
             with engine.begin() as db:
+                due = None
+                if period is not None and (digest.deliver_at == "local" or digest.quiet):
+                    # The zones the list's members have: a step per zone, not per member.
+                    zones = zones_present(db, digest.list_name)
+                    due = due_times(digest, period, now, zones, pub.zone_of(digest.schedule))
                 issue_id = ledger.create_issue(
                     db, digest.name, digest.list_name, upcoming.number,
                     (None if window.start is None else epoch(window.start), epoch(window.end)),
                     epoch(now), None if period is None else epoch(period),
                     [article.slug for article in upcoming.articles], upcoming.passed_over,
+                    due,
                 )  # fmt: skip
                 recipients = sum(ledger.row_counts(db, issue_id).values())
         except IntegrityError:

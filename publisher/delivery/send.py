@@ -81,8 +81,19 @@ class RunReport:
     waiting: int = 0  # articles left for the next issue by max_articles
     dropped: int = 0  # articles passed over for good (overflow: drop)
     reason: str | None = None  # why a paused issue paused
+    # Rows not tried yet because their hour has not come (deliver_at: local, quiet hours).
+    later: int = 0
     # Why rows are deferred or failed, the most frequent first: "3 deferred: <reply>".
     why: list[str] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        """All is as it should be: sent, nothing to send, or only rows whose hour has not
+        come are waiting (what `run --once` and `send` exit 0 for)."""
+        if self.status in ("done", "nothing new to send"):
+            return True
+        waiting = self.pending + self.deferred
+        return self.status == "sending" and waiting == self.later and not self.limited
 
     def line(self) -> str:
         if self.number is None:
@@ -92,6 +103,7 @@ class RunReport:
             f"{self.deferred}, failed {self.failed}, pending {self.pending} of "
             f"{self.recipients}; {self.seconds:.1f} s"
             + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
+            + (f"; {self.later} wait for their hour in their zone" if self.later else "")
             + (
                 f"; {self.waiting} more article(s) wait for the next issue (max_articles)"
                 if self.waiting
@@ -195,7 +207,7 @@ def send_waiting(
         # The helpers may have sent after this process was done: count again.
         with engine.connect() as db:
             for plan, report in zip(sent, reports, strict=True):
-                _finish(db, plan, report)
+                _finish(db, plan, report, sender.clock())
             db.commit()
     return reports
 
@@ -511,7 +523,7 @@ class _Run:
                 reason = self.pause[:1000]
                 ledger.set_issue_status(db, plan.issue_id, "paused", reason, sender.clock())
             db.commit()
-            _finish(db, plan, self.report)
+            _finish(db, plan, self.report, sender.clock())
         self.report.seconds = sender.clock() - started
         self.report.reason = self.pause
         return self.report
@@ -751,10 +763,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _finish(db: Connection, plan: Plan, report: RunReport) -> None:
+def _finish(db: Connection, plan: Plan, report: RunReport, now: float) -> None:
     counts = ledger.row_counts(db, plan.issue_id)
     report.recipients = sum(counts.values())
     report.pending = counts.get("pending", 0) + counts.get("sending", 0)
+    report.later = ledger.not_due_yet(db, plan.issue_id, now) if report.pending else 0
     report.deferred = counts.get("deferred", 0)
     status = ledger.issue_status(db, plan.issue_id)
     if status != "paused":

@@ -4,6 +4,7 @@ last good schedule), SIGTERM/SIGINT finish the messages in flight."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 from publisher.backends import backend_pool
 from publisher.config import Publication, load_config
 from publisher.delivery import Sender
+from publisher.delivery.local import zones_in_use
 from publisher.errors import PublisherError
 from publisher.scheduler.jobs import (
     Tick,
@@ -24,7 +26,7 @@ from publisher.scheduler.jobs import (
     run_digest,
     run_due,
 )
-from publisher.scheduler.triggers import trigger
+from publisher.scheduler.triggers import LocalStart, trigger
 from publisher.tokens import publication_signer
 
 log = logging.getLogger("publisher.run")
@@ -105,6 +107,11 @@ class Foreground:
         for digest in pub.config.digests:
             if digest.schedule is not None:
                 when = trigger(pub, digest.schedule)
+                if digest.deliver_at == "local":
+                    # Composed when the hour comes in the first zone of its subscribers.
+                    zones = functools.partial(zones_in_use, self.engine, digest,
+                                              pub.zone_of(digest.schedule))  # fmt: skip
+                    when = LocalStart(when, zones)
                 name = digest.name
                 self.scheduler.add_job(self._digest, when, args=[name], id=f"job:{name}", **common)
 

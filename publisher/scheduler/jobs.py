@@ -6,6 +6,7 @@ memory, so a restart, downtime or a second scheduler changes nothing about what 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from publisher.backends import Backend
 from publisher.build import BuildReport, build
 from publisher.config import Digest, Publication
 from publisher.delivery import RunReport, Sender, last_period, send_digest, send_waiting
+from publisher.delivery.local import zones_in_use
 from publisher.errors import PublisherError
+from publisher.localtime import compose_moment
 from publisher.returns.read import Fetched, fetch_returns
 from publisher.scheduler.triggers import due_period, trigger
 from publisher.sources.poll import Polled, poll
@@ -106,12 +109,17 @@ def run_digest(sender: Sender, digest: Digest, now: datetime, signer: Signer) ->
         period = None
     else:
         schedule = digest.schedule
+        starts = None
+        if digest.deliver_at == "local":
+            zones = zones_in_use(engine, digest, pub.zone_of(schedule))
+            starts = functools.partial(compose_moment, zones=zones)
         period = due_period(
             trigger(pub, schedule),
             now,
             last_period(engine, digest),
             schedule.catch_up,
             timedelta(seconds=schedule.max_lateness),
+            starts,
         )
     if period is None:
         # Nothing new is due: only retries (an unscheduled digest is sent by hand).

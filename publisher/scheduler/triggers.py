@@ -12,8 +12,9 @@ wide steps and DST gaps.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -22,7 +23,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from cronsim import CronSim, CronSimError
 
-from publisher.config import Publication, Schedule
+from publisher.config import Digest, Publication, Schedule
+from publisher.delivery.local import HourCount
+from publisher.localtime import MOST_AHEAD, compose_moment
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -174,24 +177,31 @@ def due_period(
     last_period: datetime | None,
     catch_up: str,
     max_lateness: timedelta,
+    starts: Callable[[datetime], datetime] | None = None,
 ) -> datetime | None:
     """The period an issue is due for at ``now``, or None.
 
-    On time (within GRACE of its fire time): due. Missed (the scheduler was down): with
-    ``catch_up: once``, one issue for the latest missed period if it is at most
-    ``max_lateness`` old; with ``skip``, none (the next issue's window still starts where
-    the last one ended, so no article is lost). A period the ledger already has is never
-    due again.
+    On time (within GRACE of its fire time, or of its ``starts``: when a local-time
+    issue is composed, up to MOST_AHEAD before its period): due. Missed (the scheduler
+    was down): with ``catch_up: once``, one issue for the latest missed period if it is at
+    most ``max_lateness`` old; with ``skip``, none (the next issue's window still starts
+    where the last one ended, so no article is lost). A period the ledger already has is
+    never due again.
     """
     look_back = max(max_lateness, GRACE)
-    latest = None
-    for fire in runs(trigger, now - look_back, now):
-        latest = fire
-    if latest is None or (
-        last_period is not None and last_period.timestamp() >= latest.timestamp()
+    latest, begun = None, None
+    ahead = MOST_AHEAD if starts is not None else timedelta(0)
+    for fire in runs(trigger, now - look_back, now + ahead):
+        begins = fire if starts is None else starts(fire)
+        if begins.timestamp() <= now.timestamp():
+            latest, begun = fire, begins
+    if (
+        latest is None
+        or begun is None
+        or (last_period is not None and last_period.timestamp() >= latest.timestamp())
     ):
         return None
-    late = timedelta(seconds=now.timestamp() - latest.timestamp())
+    late = timedelta(seconds=now.timestamp() - begun.timestamp())
     if late <= GRACE:
         return latest
     if catch_up == "skip" or late > max_lateness:
@@ -204,43 +214,103 @@ INTERVAL_ANCHOR = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
 
 
 def trigger(pub: Publication, schedule: Schedule) -> Any:
-    zone = _zone(pub, schedule)
+    zone = pub.zone_of(schedule)
     if schedule.cron is not None:
         return cron_trigger(schedule.cron, zone)
     assert schedule.interval is not None
     return interval_trigger(schedule.interval, zone, INTERVAL_ANCHOR.astimezone(zone))
 
 
-def _zone(pub: Publication, schedule: Schedule) -> Any:
-    from zoneinfo import ZoneInfo
+class LocalStart(BaseTrigger):  # type: ignore[misc]
+    """When the issues of a ``deliver_at: local`` digest are composed: each period's hour
+    as it comes in the first zone of the digest's subscribers (asked of ``zones`` each
+    time, so a subscriber in a new zone moves the next issue earlier)."""
 
-    return ZoneInfo(schedule.timezone) if schedule.timezone else pub.config.site.zone
+    def __init__(self, schedule: CronSchedule, zones: Callable[[], list[tzinfo]]) -> None:
+        self.schedule = schedule
+        self.zones = zones
+
+    def starts(self, after: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """(period, compose moment) of the periods composed after ``after``, in order of
+        their compose moments."""
+        zones = self.zones()
+        pending: list[tuple[datetime, datetime]] = []
+        fires = self.schedule.after(after - MOST_AHEAD)
+        for _, fire in zip(range(MAX_STEPS), fires, strict=False):
+            # A period's compose moment is at most MOST_AHEAD before it: once the
+            # periods pass the earliest waiting one by that much, it is the next.
+            while pending and pending[0][1].timestamp() + MOST_AHEAD.total_seconds() < (
+                fire.timestamp()
+            ):
+                yield pending.pop(0)
+            start = compose_moment(fire, zones)
+            if start.timestamp() > after.timestamp():
+                pending.append((fire, start))
+                pending.sort(key=lambda item: item[1].timestamp())
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = now if previous_fire_time is None else min(now, previous_fire_time)
+        if previous_fire_time is None:
+            start -= timedelta(microseconds=1)
+        found = next(iter(self.starts(start)), None)
+        return None if found is None else found[1]
+
+    def __str__(self) -> str:
+        return f"local[{self.schedule.expression}]"
 
 
 @dataclass(frozen=True)
 class Planned:
     job: str
     at: datetime
+    period: datetime | None = None  # a local-time issue: the hour it is composed for
+    hours: tuple[HourCount, ...] = ()  # its rows by the hour they fall due
 
-    def as_dict(self) -> dict[str, str]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {
             "job": self.job,
             "local": self.at.isoformat(),
             "utc": self.at.astimezone(UTC).isoformat(),
         }
+        if self.period is not None:
+            shown["period"] = self.period.isoformat()
+        if self.hours:
+            shown["due_by_hour"] = [count.as_dict() for count in self.hours]
+        return shown
 
 
-def upcoming_runs(pub: Publication, now: datetime, days: int) -> list[Planned]:
-    """Every run of every job in the next ``days`` days, in time order."""
+def _no_zones(digest: Digest) -> list[tzinfo]:
+    return []
+
+
+def upcoming_runs(
+    pub: Publication,
+    now: datetime,
+    days: int,
+    zones: Callable[[Digest], list[tzinfo]] | None = None,
+) -> list[Planned]:
+    """Every run of every job in the next ``days`` days, in time order. A ``deliver_at:
+    local`` digest runs when its issue is composed: its hour in the first of the ``zones``
+    its subscribers have (without ``zones``, its own)."""
     until = now + timedelta(days=days)
     found: list[Planned] = []
     feeds = pub.config.feeds.schedule
     if feeds is not None:
         found += [Planned("feeds", at) for at in runs(trigger(pub, feeds), now, until)]
     for digest in pub.config.digests:
-        if digest.schedule is not None:
-            found += [
-                Planned(f"digest {digest.name}", at)
-                for at in runs(trigger(pub, digest.schedule), now, until)
-            ]
-    return sorted(found, key=lambda p: (p.at, p.job))
+        if digest.schedule is None:
+            continue
+        fires = trigger(pub, digest.schedule)
+        job = f"digest {digest.name}"
+        if digest.deliver_at == "local" and isinstance(fires, CronSchedule):
+            asked = zones or _no_zones
+            starts = LocalStart(fires, functools.partial(asked, digest)).starts(now)
+            for period, at in starts:
+                if at.timestamp() > until.timestamp():
+                    break
+                found.append(Planned(job, at.astimezone(fires.timezone), period))
+        else:
+            found += [Planned(job, at) for at in runs(fires, now, until)]
+    return sorted(found, key=lambda p: (p.at.timestamp(), p.job))

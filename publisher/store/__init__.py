@@ -14,7 +14,11 @@ from publisher.store.lists import (
     remove_subscriber,
     request_subscription,
     set_lists,
+    set_zone,
     unsubscribe_everywhere,
+    zone_counts,
+    zone_of_subscriber,
+    zones_present,
 )
 from publisher.store.schema import (
     archive,
@@ -49,7 +53,11 @@ __all__ = [
     "remove_subscriber",
     "request_subscription",
     "set_lists",
+    "set_zone",
     "subscribers",
     "subscriptions",
     "unsubscribe_everywhere",
+    "zone_counts",
+    "zone_of_subscriber",
+    "zones_present",
 ]

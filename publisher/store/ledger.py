@@ -6,10 +6,22 @@ confirmation mails included; the send loop calls these and records what they ans
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, case, func, literal, select, update
+from sqlalchemy import (
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -180,11 +192,15 @@ def create_issue(
     period: float | None,
     articles: Sequence[str] = (),
     passed_over: Sequence[str] = (),
+    due: Mapping[str | None, float] | None = None,
 ) -> int:
     """A new issue, the slugs of its ``articles`` (in order) and of those it ``passed
     over`` for good, and one pending row for every active, unsuppressed member of the
     list, in one transaction (the caller's): they exist together or not at all. Raises
-    IntegrityError when another process made this number (or period) first."""
+    IntegrityError when another process made this number (or period) first.
+
+    Each row is due at once, or with ``due`` at its subscriber's zone's time (the key
+    None: those without a zone, and any zone it does not name)."""
     inserted = db.execute(
         issues.insert().values(
             digest=digest, number=number, window_start=window[0], window_end=window[1],
@@ -200,9 +216,22 @@ def create_issue(
             [{"issue_id": issue_id, "slug": slug, "position": position, "included": included}
              for position, (slug, included) in enumerate(held)],
         )  # fmt: skip
+    first: ColumnElement[Any] = literal(0.0)
+    joined = subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+    zoned = {zone: at for zone, at in (due or {}).items() if zone is not None}
+    if zoned:
+        # One statement whatever the number of zones: the zones' due times in a temporary
+        # table of a few hundred rows, joined to the subscribers by its key (a VALUES
+        # list has no index: SQLite would scan it for every subscriber).
+        _ZONE_DUE.create(db)
+        db.execute(_ZONE_DUE.insert(), [{"zone": z, "due": at} for z, at in zoned.items()])
+        joined = joined.outerjoin(_ZONE_DUE, _ZONE_DUE.c.zone == subscribers.c.timezone)
+        first = func.coalesce(_ZONE_DUE.c.due, literal((due or {}).get(None, 0.0)))
+    elif due:
+        first = literal(due.get(None, 0.0))
     members = (
-        select(literal(issue_id), subscribers.c.id, literal("pending"), literal(0), literal(0.0))
-        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+        select(literal(issue_id), subscribers.c.id, literal("pending"), literal(0), first)
+        .select_from(joined)
         .where(
             subscriptions.c.list == list_name,
             subscriptions.c.status == "active",
@@ -211,7 +240,18 @@ def create_issue(
     )
     columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
     db.execute(deliveries.insert().from_select(columns, members))
+    if zoned:
+        _ZONE_DUE.drop(db)
     return issue_id
+
+
+# Each zone's due time while an issue's rows are written (see create_issue); the caller's
+# transaction holds it, so a failed issue leaves none behind.
+_ZONE_DUE = Table(
+    "publisher_zone_due", MetaData(),
+    Column("zone", String(64), primary_key=True), Column("due", Float, nullable=False),
+    prefixes=["TEMPORARY"],
+)  # fmt: skip
 
 
 class Sent(NamedTuple):
@@ -479,6 +519,35 @@ def claimed_rows(db: Connection, now: float) -> int:
             )
         ).scalar_one()
     )
+
+
+def not_due_yet(db: Connection, issue_id: int, now: float) -> int:
+    """Rows of the issue never tried whose first time has not come (a local hour, the end
+    of quiet hours)."""
+    found = db.execute(
+        select(func.count()).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status == "pending",
+            deliveries.c.attempts == 0,
+            deliveries.c.next_attempt_at > now,
+        )
+    ).scalar()
+    return int(found or 0)
+
+
+def due_times(db: Connection, issue_id: int, until: float) -> list[tuple[float, int]]:
+    """(due time, rows) of the issue's rows waiting to be sent, due by ``until``: as many
+    pairs as distinct due times (a local-time issue's are its zones' hours), not rows."""
+    found = db.execute(
+        select(deliveries.c.next_attempt_at, func.count())
+        .where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status.in_(("pending", "deferred")),
+            deliveries.c.next_attempt_at <= until,
+        )
+        .group_by(deliveries.c.next_attempt_at)
+    ).all()
+    return [(float(at), int(rows)) for at, rows in found]
 
 
 def next_due(db: Connection, paused_wait: float) -> float | None:

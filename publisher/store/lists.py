@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from publisher.store.schema import subscribers, subscriptions
@@ -21,6 +21,7 @@ class Member:
     public_id: str
     status: str
     suppressed: bool
+    timezone: str | None = None
 
 
 Added = Literal["added", "unchanged", "unsubscribed", "suppressed"]
@@ -33,6 +34,7 @@ def add_subscriber(
     list_name: str,
     now: float,
     resubscribe: bool = False,
+    timezone: str | None = None,
 ) -> Added:
     """Subscribe ``address`` (already validated) to a list. A known address keeps its id
     and public id. What came of it:
@@ -43,6 +45,8 @@ def add_subscriber(
       back only by the person (``resubscribe``: the web form, or an operator who says the
       person asked again), never by an import;
     * ``suppressed``: the address is suppressed (it bounced for good); not subscribed.
+
+    A ``timezone`` given (already validated) becomes theirs, whatever came of the rest.
     """
     key = address.lower()
     row = db.execute(
@@ -50,6 +54,8 @@ def add_subscriber(
             subscribers.c.key == key
         )
     ).first()
+    if row is not None and timezone is not None:
+        db.execute(subscribers.update().where(subscribers.c.id == row.id).values(timezone=timezone))
     if row is None:
         inserted = db.execute(
             subscribers.insert().values(
@@ -59,6 +65,7 @@ def add_subscriber(
                 public_id=secrets.token_urlsafe(12),
                 created_at=now,
                 hard_bounces=0,
+                timezone=timezone,
             )
         ).inserted_primary_key
         assert inserted is not None
@@ -124,6 +131,7 @@ def members(db: Connection, list_name: str) -> Iterator[Member]:
             subscribers.c.public_id,
             subscriptions.c.status,
             subscribers.c.suppressed_at,
+            subscribers.c.timezone,
         )
         .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
         .where(subscriptions.c.list == list_name)
@@ -131,7 +139,7 @@ def members(db: Connection, list_name: str) -> Iterator[Member]:
     )
     for row in db.execute(query):
         yield Member(row.id, row.address, row.name, row.public_id, row.status,
-                     row.suppressed_at is not None)  # fmt: skip
+                     row.suppressed_at is not None, row.timezone)  # fmt: skip
 
 
 def find_subscriber(db: Connection, address: str) -> tuple[str, str] | None:
@@ -159,24 +167,37 @@ def count_active(db: Connection, list_name: str) -> int:
 
 
 def request_subscription(
-    db: Connection, address: str, name: str, lists: list[str], now: float
+    db: Connection,
+    address: str,
+    name: str,
+    lists: list[str],
+    now: float,
+    timezone: str | None = None,
 ) -> tuple[int, bool]:
     """Record a double opt-in request: ``pending`` for each list not already active.
     Returns the subscriber's id and whether a confirmation mail should go out (not when
-    nothing is pending, nor within an hour of the last one)."""
+    nothing is pending, nor within an hour of the last one).
+
+    The form's ``timezone`` is kept for a new address, or one that has none yet: anybody
+    can type an address into the form, so a known subscriber's zone changes only on their
+    preferences page."""
     key = address.lower()
     row = db.execute(select(subscribers).where(subscribers.c.key == key)).first()
     if row is None:
         inserted = db.execute(
             subscribers.insert().values(
                 address=address, key=key, name=name, public_id=secrets.token_urlsafe(12),
-                created_at=now, hard_bounces=0,
+                created_at=now, hard_bounces=0, timezone=timezone,
             )
         ).inserted_primary_key  # fmt: skip
         assert inserted is not None
         subscriber_id, last_sent = int(inserted[0]), None
     else:
         subscriber_id, last_sent = row.id, row.confirm_sent_at
+        if row.timezone is None and timezone is not None:
+            db.execute(
+                subscribers.update().where(subscribers.c.id == row.id).values(timezone=timezone)
+            )
     pending = False
     for list_name in lists:
         status = db.execute(
@@ -244,6 +265,67 @@ def set_lists(
         elif current is not None and current != status:
             db.execute(subscriptions.update().where(this).values(status=status, updated_at=now))
     return True
+
+
+def zone_of_subscriber(db: Connection, public_id: str) -> str | None:
+    """The subscriber's time zone (None: none given, or no such subscriber)."""
+    query = select(subscribers.c.timezone).where(subscribers.c.public_id == public_id)
+    found = db.execute(query).scalar()
+    return None if found is None else str(found)
+
+
+def set_zone(db: Connection, public_id: str, timezone: str | None) -> None:
+    """The preferences page: the subscriber's time zone (already validated; None: none)."""
+    db.execute(
+        subscribers.update().where(subscribers.c.public_id == public_id).values(timezone=timezone)
+    )
+
+
+def zones_present(db: Connection, list_name: str) -> list[str | None]:
+    """The time zones the list's active, unsuppressed members have (None: some have none).
+    Walked along the zone index, a step per zone: the cost is the number of zones (a few
+    hundred), not of subscribers."""
+    member = (
+        select(literal(1))
+        .select_from(subscribers.join(subscriptions,
+                                      subscriptions.c.subscriber_id == subscribers.c.id))
+        .where(
+            subscriptions.c.list == list_name,
+            subscriptions.c.status == "active",
+            subscribers.c.suppressed_at.is_(None),
+        )
+        .limit(1)
+    )  # fmt: skip
+    found: list[str | None] = []
+    if db.execute(member.where(subscribers.c.timezone.is_(None))).first() is not None:
+        found.append(None)
+    after = ""
+    for _ in range(100_000):  # bounded: one step per distinct zone
+        zone = db.execute(
+            select(func.min(subscribers.c.timezone)).where(subscribers.c.timezone > after)
+        ).scalar()
+        if zone is None:
+            break
+        if db.execute(member.where(subscribers.c.timezone == zone)).first() is not None:
+            found.append(str(zone))
+        after = str(zone)
+    return found
+
+
+def zone_counts(db: Connection, list_name: str) -> dict[str | None, int]:
+    """How many active, unsuppressed members of the list are in each time zone (None:
+    those without one): what a local-time issue's rows fall due by."""
+    rows = db.execute(
+        select(subscribers.c.timezone, func.count())
+        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+        .where(
+            subscriptions.c.list == list_name,
+            subscriptions.c.status == "active",
+            subscribers.c.suppressed_at.is_(None),
+        )
+        .group_by(subscribers.c.timezone)
+    ).all()
+    return {None if zone is None else str(zone): int(count) for zone, count in rows}
 
 
 def lists_of_subscriber(db: Connection, public_id: str) -> dict[str, str] | None:

@@ -25,21 +25,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from publisher import store
 from publisher.config import Publication
 from publisher.feeds.render import FILENAMES, MEDIA_TYPES
+from publisher.subscribers import normalize_zone, zone_choices
 from publisher.tokens import UNSUBSCRIBE, Signer
 from publisher.web import archive
 from publisher.web import subscribe as signup
 from publisher.web.limits import RateLimit
-from publisher.web.pages import Pages, fallback
+from publisher.web.pages import DEFAULTS, Pages, fallback
 from publisher.web.returns import routes as returned_mail
 
 PREFERENCES = "preferences"  # the token purpose of preference links
+KEEP_ZONE = "keep"  # a preferences POST that says nothing of the time zone (no IANA name)
+# The sign-up form's one script: it fills the time zone field with the browser's zone.
+ZONE_SCRIPT = (DEFAULTS / "zone.js").read_bytes()
 # Feed files by name (rss.xml, atom.xml, feed.json, in every tag folder too); anything
 # else the feeds folder holds by suffix.
 FEED_TYPES = {FILENAMES[kind]: f"{MEDIA_TYPES[kind]}; charset=utf-8" for kind in FILENAMES}
 SUFFIX_TYPES = {".xml": "application/xml; charset=utf-8", ".json": "application/json"}
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'self' 'unsafe-inline'; "
-     b"img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+     b"script-src 'self'; img-src 'self' https: data:; form-action 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -131,23 +136,41 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         offered = signup.lists_of(pub)
         if public_id is None:
             return pages.message(*not_valid, status=400)
-        wanted = None
+        wanted: set[str] | None = None
+        zone: str | None = KEEP_ZONE
         if request.method == "POST":
             form = await request.form()
             wanted = {str(v) for v in form.getlist("list")} & set(offered)
-        return await run_in_threadpool(_preferences, public_id, wanted, offered)
+            if "timezone" in form:  # a form without the field leaves the zone as it is
+                given = str(form["timezone"]).strip()
+                try:
+                    zone = normalize_zone(given) if given else None
+                except ValueError as exc:
+                    what = f"{exc}. Nothing was changed: go back and choose one from the list."
+                    return pages.message("Check the time zone", what, status=400)
+        return await run_in_threadpool(_preferences, public_id, wanted, zone, offered)
 
-    def _preferences(public_id: str, wanted: set[str] | None, offered: list[str]) -> Response:
-        if wanted is not None:
-            with database.begin() as db:
-                store.set_lists(db, public_id, wanted, offered, time.time())
-        with database.connect() as db:
+    def _preferences(
+        public_id: str, wanted: set[str] | None, zone: str | None, offered: list[str]
+    ) -> Response:
+        with database.begin() as db:
             current = store.lists_of_subscriber(db, public_id)
+            if current is not None and wanted is not None:
+                store.set_lists(db, public_id, wanted, offered, time.time())
+                if zone != KEEP_ZONE:
+                    store.set_zone(db, public_id, zone)
+                current = store.lists_of_subscriber(db, public_id)
+            kept = store.zone_of_subscriber(db, public_id)
         if current is None:
             return pages.message(*not_valid, status=400)
         lists = [{"name": name, "active": current.get(name) == "active"} for name in offered]
         return pages.render("preferences.html", "Your subscriptions", lists=lists,
-                            saved=wanted is not None)  # fmt: skip
+                            saved=wanted is not None, timezone=kept or "",
+                            zones=zone_choices())  # fmt: skip
+
+    def zone_script(request: Request) -> Response:
+        return Response(ZONE_SCRIPT, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
 
     async def not_found(request: Request, exc: Exception) -> Response:
         # /issues/weekly -> /issues/weekly/ (and back). Starlette's own redirect names the
@@ -175,6 +198,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         Route("/feeds/{path:path}", feed, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/zone.js", zone_script),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
         *returned_mail(pub, signer, database),
     ]

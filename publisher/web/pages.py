@@ -62,11 +62,11 @@ class Pages:
                                      "reason": "sample", "why": [{"status": "deferred",
                                      "reply": "sample", "rows": 1}]}]}  # fmt: skip
         self.message("Sample", "A paragraph.")
-        self.render("subscribe.html", "Sample", csrf="x", lists=["a", "b"])
+        self.render("subscribe.html", "Sample", csrf="x", lists=["a", "b"], zones=["UTC"])
         self.render("confirm.html", "Sample")
         self.render("unsubscribe.html", "Sample", preferences="/preferences/x")
         self.render("preferences.html", "Sample", lists=[{"name": "a", "active": True}],
-                    saved=True)  # fmt: skip
+                    saved=True, timezone="UTC", zones=["UTC"])  # fmt: skip
         self.render("archive.html", "Sample", issues=[sample_issue])
         self.render("status.html", "Sample", digests=[sample_digest], confirmations="sample")
 

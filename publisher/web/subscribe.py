@@ -25,7 +25,7 @@ from publisher.backends import backend_pool
 from publisher.config import Publication
 from publisher.delivery import Plan, Sender
 from publisher.headers import clean_text
-from publisher.subscribers import normalize_address
+from publisher.subscribers import normalize_address, normalize_zone, zone_choices
 from publisher.tokens import Signer
 from publisher.web.limits import PER_SECONDS, RateLimit, client_key
 from publisher.web.pages import Pages
@@ -45,7 +45,7 @@ def form_page(pub: Publication, pages: Pages, signer: Signer, request: Request) 
     # replayed for ever.
     csrf = signer.sign(CSRF, nonce, issued=int(time.time()))
     response = pages.render("subscribe.html", f"Subscribe to {pub.config.site.title}",
-                            csrf=csrf, lists=lists_of(pub))  # fmt: skip
+                            csrf=csrf, lists=lists_of(pub), zones=zone_choices())  # fmt: skip
     response.set_cookie("csrf", nonce, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/subscribe")  # fmt: skip
     return response
@@ -83,12 +83,18 @@ async def subscribe(
     except ValueError as exc:
         return pages.message("Check the address", str(exc), status=400)
     name = clean_text(str(form.get("name", "")), 200)
+    given = str(form.get("timezone", "")).strip()
+    try:
+        zone = normalize_zone(given) if given else None
+    except ValueError as exc:
+        what = f"{exc}. Choose one from the list, or leave the field empty."
+        return pages.message("Check the time zone", what, status=400)
     now = time.time()
     if not pub.config.web.double_opt_in:
-        await run_in_threadpool(_subscribe_now, engine, address, name, wanted, now)
+        await run_in_threadpool(_subscribe_now, engine, address, name, wanted, now, zone)
         return pages.message("Subscribed", "Thank you: the next issue will reach this address.")
     plan, subscriber_id, send = await run_in_threadpool(
-        _request, engine, address, name, wanted, now
+        _request, engine, address, name, wanted, now, zone
     )
     if send:
         # After the answer has gone out, in the thread pool: the backend may take a while,
@@ -102,19 +108,22 @@ async def subscribe(
     return done
 
 
-def _subscribe_now(engine: Engine, address: str, name: str, wanted: list[str], now: float) -> None:
+def _subscribe_now(
+    engine: Engine, address: str, name: str, wanted: list[str], now: float, zone: str | None
+) -> None:
     with engine.begin() as db:
         for list_name in wanted:
             # The person's own request: it may take back an earlier unsubscribe.
-            store.add_subscriber(db, address, name, list_name, now, resubscribe=True)
+            store.add_subscriber(db, address, name, list_name, now, resubscribe=True,
+                                 timezone=zone)  # fmt: skip
 
 
 def _request(
-    engine: Engine, address: str, name: str, wanted: list[str], now: float
+    engine: Engine, address: str, name: str, wanted: list[str], now: float, zone: str | None
 ) -> tuple[Plan, int, bool]:
     plan = confirmation.hour_issue(engine, now)
     with engine.begin() as db:  # the request and its mail's ledger row, together
-        subscriber_id, send = store.request_subscription(db, address, name, wanted, now)
+        subscriber_id, send = store.request_subscription(db, address, name, wanted, now, zone)
         if send:
             confirmation.queue_row(db, plan, subscriber_id, now)
     return plan, subscriber_id, send

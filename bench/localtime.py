@@ -1,0 +1,164 @@
+"""Benchmark: composing and queueing a local-time issue (deliver_at: local) against a normal
+issue's, for N subscribers spread over Z time zones, on the embedded SQLite database.
+
+Each run is its own process, timed from the inside (the issue chosen, its period's compose
+moment found from the subscribers' zones, the issue and its N ledger rows written) and
+measured from the outside (peak RSS of the process). The two kinds alternate, each round
+on the same database; the issue a run made is deleted after it, outside the timing.
+
+    python3 bench/localtime.py [--subscribers 1000000] [--zones 400] [--rounds 3] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import run
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"PUBLISHER_SECRET": "bench-localtime-secret-0123456789"}
+PERIOD = "2026-11-30T08:00:00+00:00"  # a Monday 08:00 London: the example's weekly hour
+ANCHOR = "      max_lateness: 7d      # ...if it is at most a week late\n"
+
+
+def publication(folder: Path, subscribers: int, zones: int) -> None:
+    """The example publication, as schedule.yaml (once) and local.yaml (deliver_at: local),
+    with ``subscribers`` active members of its list, round-robin over ``zones`` zones."""
+    sys.path.insert(0, str(ROOT))
+    from publisher.subscribers import zone_choices
+
+    folder.mkdir(parents=True)
+    for name in ("articles", "templates"):
+        shutil.copytree(ROOT / name, folder / name)
+    config = (ROOT / "schedule.yaml").read_text()
+    assert ANCHOR in config
+    (folder / "schedule.yaml").write_text(config)
+    (folder / "local.yaml").write_text(config.replace(ANCHOR, ANCHOR + "    deliver_at: local\n"))
+    seed = ["subscribers", "add", "seed@example.org", "--list", "weekly"]
+    subprocess.run([sys.executable, "-m", "publisher", *seed], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, **ENV})  # fmt: skip
+    names = list(zone_choices())[:zones]
+    db = sqlite3.connect(folder / "var" / "publisher.db")
+    with db:
+        db.executemany(
+            "INSERT INTO subscribers (address, key, name, public_id, created_at, hard_bounces,"
+            " timezone) VALUES (?, ?, ?, ?, 0, 0, ?)",
+            ((f"reader{n}@example.org", f"reader{n}@example.org", f"Reader {n}", f"p{n}",
+              names[n % len(names)]) for n in range(subscribers - 1)),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO subscriptions (subscriber_id, list, status, updated_at)"
+            " SELECT id, 'weekly', 'active', 0 FROM subscribers WHERE key != 'seed@example.org'"
+        )
+    db.close()
+    subprocess.run([sys.executable, "-m", "publisher", "build"], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, **ENV})  # fmt: skip
+
+
+def queue_once(folder: Path, config: str) -> None:
+    """One run (in its own process): what `publisher run` does when the issue's time has
+    come, up to the rows written; writes the seconds it took and the rows to run.json."""
+    sys.path.insert(0, str(ROOT))
+    import functools
+
+    from publisher import store
+    from publisher.config import load_config
+    from publisher.delivery import open_issue
+    from publisher.delivery.local import zones_in_use
+    from publisher.localtime import compose_moment
+
+    pub = load_config(folder / config)
+    digest = pub.digest("weekly")
+    engine = store.open_database(pub)
+    period = datetime.fromisoformat(PERIOD)
+    started = time.perf_counter()
+    now = period
+    if digest.deliver_at == "local":  # when it is composed: the first zone's 08:00
+        zones = zones_in_use(engine, digest, pub.zone_of(digest.schedule))
+        now = functools.partial(compose_moment, zones=zones)(period)
+    plan = open_issue(engine, pub, digest, now.astimezone(UTC), period)
+    seconds = time.perf_counter() - started
+    assert plan is not None
+    with engine.begin() as db:
+        rows = sum(store.ledger.row_counts(db, plan.issue_id).values())
+        spread = len(store.ledger.due_times(db, plan.issue_id, float("inf")))
+    engine.dispose()
+    result = {"seconds": seconds, "rows": rows, "due_times": spread,
+              "composed": now.astimezone(UTC).isoformat()}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(result))
+
+
+def forget_issues(folder: Path) -> None:
+    db = sqlite3.connect(folder / "var" / "publisher.db")
+    with db:
+        for table in ("deliveries", "issue_articles", "archive"):
+            db.execute(f"DELETE FROM {table}")
+        db.execute("DELETE FROM issues")
+    db.execute("VACUUM")
+    db.close()
+
+
+def measured(folder: Path, config: str) -> tuple[dict[str, float], float]:
+    """One run in its own process: what it wrote, and its peak RSS (MB)."""
+    command = [sys.executable, __file__, "--queue", config, "--work", str(folder)]
+    done = run(command, ROOT, env=ENV)
+    result = json.loads((folder / "pub" / "run.json").read_text())
+    forget_issues(folder / "pub")
+    return result, done.peak_rss_mb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--zones", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/publisher-bench-localtime"))
+    parser.add_argument("--queue", help=argparse.SUPPRESS)  # one measured run
+    args = parser.parse_args()
+    if args.queue:
+        queue_once(args.work / "pub", args.queue)
+        return 0
+    shutil.rmtree(args.work, ignore_errors=True)
+    folder = args.work / "pub"
+    publication(folder, args.subscribers, args.zones)
+    times: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
+    memory: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
+    last: dict[str, dict[str, float]] = {}
+    for _ in range(args.rounds):
+        for config in times:  # alternating: drift and cache warmth fall on both
+            result, peak = measured(args.work, config)
+            times[config].append(result["seconds"])
+            memory[config].append(peak)
+            last[config] = result
+    normal, local = (statistics.median(times[c]) for c in times)
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.subscribers:,} subscribers in {args.zones} zones, {args.rounds} rounds"
+    )
+    for config, label in (("schedule.yaml", "normal"), ("local.yaml", "local")):
+        print(
+            f"  {label:>6}: median {statistics.median(times[config]):.2f} s "
+            f"(min {min(times[config]):.2f}, max {max(times[config]):.2f}); "
+            f"peak RSS {max(memory[config]):.0f} MB; {last[config]}"
+        )
+    print(
+        f"  local / normal: {local / normal:.2f} x time, "
+        f"{max(memory['local.yaml']) / max(memory['schedule.yaml']):.2f} x peak RSS"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
