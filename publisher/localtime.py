@@ -4,12 +4,15 @@ no clock is read here."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
+from importlib import resources
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # The widest spread of the world's clocks (UTC-12 to UTC+14) and a DST hour: how long
@@ -87,6 +90,40 @@ def zone_names() -> dict[str, str]:
     """The IANA zone names the zone database has, by their lower-case spelling. (ZoneInfo
     alone would take any file of the database's folder, "localtime" included.)"""
     return {name.lower(): name for name in zoneinfo.available_timezones() | {"UTC"}}
+
+
+@functools.cache
+def _zone_links() -> dict[str, str]:
+    """The zone database's old names for zones (Asia/Calcutta, US/Eastern), each with the
+    name it stands for today, from the database's own ``tzdata.zi``. Empty when there is
+    none to read: the old name is then kept, which still names the same clock."""
+    candidates = [Path(folder) / "tzdata.zi" for folder in zoneinfo.TZPATH]
+    with contextlib.suppress(ModuleNotFoundError):  # the package is only a fallback
+        candidates.append(Path(str(resources.files("tzdata") / "zoneinfo" / "tzdata.zi")))
+    for path in candidates:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        links = {}
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == "L":
+                links[fields[2]] = fields[1]
+        return links
+    return {}
+
+
+def canonical_zone(name: str) -> str:
+    """The name a zone goes by today: browsers still report some by an older one
+    (Chromium's ICU says Asia/Calcutta for Asia/Kolkata), and one clock should be stored
+    under one name. UTC stays UTC."""
+    links = _zone_links()
+    for _ in range(8):  # a link names a zone; the bound only guards a malformed file
+        if name == "UTC" or name not in links:
+            break
+        name = links[name]
+    return name
 
 
 def zone_of(name: str | None, own: tzinfo) -> tzinfo:

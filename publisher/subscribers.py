@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from publisher.errors import Problem
 from publisher.headers import InvalidAddress, check_address, clean_text
-from publisher.localtime import zone_names
+from publisher.localtime import canonical_zone, zone_names
 from publisher.store import Member, add_subscriber, members
 
 # Column names of the address, lower-cased; "email address" is Mailchimp's export.
@@ -29,20 +29,23 @@ ZONE_COLUMNS = ("timezone", "time zone", "tz")
 
 @functools.cache
 def zone_choices() -> tuple[str, ...]:
-    """The zones a form offers: the IANA names of places, and UTC (not the old aliases
-    such as US/Eastern, which are still accepted)."""
+    """The zones a form offers: the IANA names of places as they go today, and UTC (not
+    the old names such as US/Eastern or Asia/Calcutta, which are still accepted)."""
     legacy = ("Etc/", "SystemV/", "US/", "posix", "right/")
-    places = sorted(n for n in zone_names().values() if "/" in n and not n.startswith(legacy))
+    names = zone_names().values()
+    places = sorted(
+        n for n in names if "/" in n and not n.startswith(legacy) and canonical_zone(n) == n
+    )
     return (*places, "UTC")
 
 
 def normalize_zone(text: str) -> str:
-    """The IANA time zone name as stored (its own spelling), or ValueError saying what is
-    wrong."""
+    """The IANA time zone name as stored (its own spelling, an old name by the one it goes
+    by today), or ValueError saying what is wrong."""
     found = zone_names().get(text.strip().lower())
     if found is None:
         raise ValueError(f"'{text.strip()}' is not an IANA time zone (such as Europe/Berlin)")
-    return found
+    return canonical_zone(found)
 
 
 def normalize_address(text: str) -> str:

@@ -206,6 +206,12 @@ def test_plan_and_status_show_the_rows_by_hour(
     assert [h["rows"] for h in issue["due_by_hour"]] == [1, 1, 1, 1, 1]
     shown = cli("status", "--now", "2026-11-29T19:00:00Z", cwd=example).stdout
     assert "rows falling due in the next day, by hour: Mon 02:00 UTC 1, Mon 07:00 UTC 1" in shown
+    # And the operators' status page.
+    from publisher.web.pages import Pages
+
+    page = Pages(pub).render("status.html", "Status", digests=status["digests"],
+                             confirmations="none").body  # fmt: skip
+    assert b"Falling due in the next day, by hour (UTC): 02:00 1, 07:00 1, 08:00 1" in page
 
 
 def test_wall_times_across_the_clock_changes() -> None:

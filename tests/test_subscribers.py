@@ -271,7 +271,8 @@ def test_time_zones_from_a_csv_column_and_the_command_line(
         "ann@example.org,Ann,Europe/Berlin\n"
         "bob@example.org,Bob,Mars/Olympus\n"
         "cy@example.org,Cy,\n"
-        "di@example.org,Di,america/new_york\n",
+        "di@example.org,Di,america/new_york\n"
+        "gus@example.org,Gus,Asia/Calcutta\n",
         "utf-8",
     )
     done = run_cli(example, "subscribers", "import", "people.csv", "--list", "weekly")
@@ -300,6 +301,7 @@ def test_time_zones_from_a_csv_column_and_the_command_line(
         "cy@example.org": "Asia/Kolkata",
         "di@example.org": "America/New_York",
         "eve@example.org": "Pacific/Chatham",
+        "gus@example.org": "Asia/Kolkata",  # an old name is stored by today's
     }
     exported = run_cli(example, "subscribers", "export", "--list", "weekly").stdout
     assert "ann@example.org,Ann,active,Europe/Berlin" in exported.splitlines()

@@ -359,8 +359,9 @@ def test_browser_end_to_end(served: tuple[str, Publication]) -> None:
             page = browser.new_page(viewport={"width": 375, "height": 900},
                                     timezone_id="Asia/Kolkata")  # fmt: skip
             page.goto(f"{base}/subscribe")
-            # The form's script fills the time zone from the browser's own (CSP allows it).
-            assert page.input_value("#timezone") == "Asia/Kolkata"
+            # The form's script fills the time zone from the browser's own (CSP allows it);
+            # some Chromium builds still say it by its old name, which is stored by today's.
+            assert page.input_value("#timezone") in {"Asia/Kolkata", "Asia/Calcutta"}
             page.fill("#email", "mira@example.org")
             page.fill("#name", "Mira")
             page.click("button[type=submit]")
@@ -461,6 +462,7 @@ def test_the_time_zone_from_sign_up_to_preferences(served: tuple[str, Publicatio
     form = fetch(f"{base}/subscribe")[2]
     assert b'<script src="/zone.js" defer>' in form and b'name="timezone"' in form
     assert b'<option value="America/Santiago">' in form and b'value="US/Eastern"' not in form
+    assert b'value="Asia/Kolkata"' in form and b'value="Asia/Calcutta"' not in form
     # A name that is not a zone: a plain answer, nobody recorded.
     status, answer = sign_up(base, cookie, field, "kai@example.org", timezone="Mars/Olympus")
     assert status == 400 and b"Check the time zone" in answer
@@ -470,6 +472,9 @@ def test_the_time_zone_from_sign_up_to_preferences(served: tuple[str, Publicatio
     assert sign_up(base, cookie, field, "lu@example.org", timezone="")[0] == 200
     assert zones_by_address(pub)["kai@example.org"] == "Asia/Tokyo"
     assert zones_by_address(pub)["lu@example.org"] is None
+    # Some browsers report a zone by its old name: it is stored by the one it goes by today.
+    assert sign_up(base, cookie, field, "mo@example.org", timezone="Asia/Calcutta")[0] == 200
+    assert zones_by_address(pub)["mo@example.org"] == "Asia/Kolkata"
     # Anybody can type an address into the form: it does not change a zone already given.
     assert sign_up(base, cookie, field, "kai@example.org", timezone="Europe/Paris")[0] == 200
     assert zones_by_address(pub)["kai@example.org"] == "Asia/Tokyo"
@@ -603,6 +608,7 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
     issue = {"number": 3, "status": "paused", "sent": 0, "deferred": 0, "failed": 0,
              "pending": 20, "sending": 0, "reason": "MAIL FROM: 530 5.7.0 <auth> required",
              "bounces": {"hard": 2, "soft": 1}, "complaints": 1, "unsubscribes": 4,
+             "due_by_hour": [],
              "why": [{"status": "deferred", "reply": "RCPT TO: 451 <grey>", "rows": 2}]}  # fmt: skip
     digest = {"digest": "weekly", "list": "weekly", "subscribers": 20, "next_run": None,
               "articles_waiting": 0, "max_articles": 10,

@@ -58,6 +58,8 @@ class Pages:
                          "issues": [{"number": 1, "status": "paused", "sent": 1, "deferred": 0,
                                      "failed": 0, "pending": 0, "sending": 0,
                                      "bounces": {"hard": 1, "soft": 1}, "complaints": 1,
+                                     "due_by_hour": [{"hour": "2026-01-01T08:00:00+00:00",
+                                                      "rows": 1}],
                                      "unsubscribes": 1,
                                      "reason": "sample", "why": [{"status": "deferred",
                                      "reply": "sample", "rows": 1}]}]}  # fmt: skip
