@@ -276,6 +276,14 @@ def rows_by_zone(url: str) -> dict[str | None, float]:
         with engine.begin() as db:
             for n, zone in enumerate([*PEOPLE.values(), "Asia/Kolkata", "Mars/Olympus"]):
                 store.add_subscriber(db, f"p{n}@example.org", "", "weekly", 0.0, timezone=zone)
+            # Zones of members who left, or of other lists only, are not the list's zones.
+            store.add_subscriber(db, "gone@example.org", "", "weekly", 0.0, timezone="Asia/Tokyo")
+            store.remove_subscriber(db, "gone@example.org", "weekly", 1.0)
+            store.add_subscriber(db, "else@example.org", "", "daily", 0.0, timezone="Asia/Dubai")
+            assert store.zones_present(db, "weekly") == [
+                None, "America/Los_Angeles", "America/New_York", "Asia/Kolkata",
+                "Europe/Berlin", "Mars/Olympus", "Pacific/Kiritimati",
+            ]  # fmt: skip
             due = {None: 100.0, "Asia/Kolkata": 50.0, "Europe/Berlin": 70.0}
             issue = ledger.create_issue(db, "weekly", "weekly", 1, (None, 1.0), 1.0, 1.0, due=due)
             found = db.execute(
