@@ -2,7 +2,8 @@
 issue's, for N subscribers spread over Z time zones, on the embedded SQLite database.
 
 Each run is its own process, timed from the inside (the issue chosen, its period's compose
-moment found from the subscribers' zones, the issue and its N ledger rows written) and
+moment found from the subscribers' zones, the issue and its N ledger rows written; then,
+apart, every row claimed by 500 at the hours they fall due, as senders claim them) and
 measured from the outside (peak RSS of the process). The two kinds alternate, each round
 on the same database; the issue a run made is deleted after it, outside the timing.
 
@@ -93,10 +94,24 @@ def queue_once(folder: Path, config: str) -> None:
     assert plan is not None
     with engine.begin() as db:
         rows = sum(store.ledger.row_counts(db, plan.issue_id).values())
-        spread = len(store.ledger.due_times(db, plan.issue_id, float("inf")))
+        hours = [at for at, _ in store.ledger.due_times(db, plan.issue_id, float("inf"))]
+    # Then what senders do over the issue's day: claim every row, 500 a claim, at each hour
+    # rows fall due (a lease longer than the day: nothing is claimed twice).
+    started = time.perf_counter()
+    claimed = 0
+    for at in sorted(hours):
+        for _ in range(rows):
+            with engine.begin() as db:
+                batch = store.ledger.claim(db, plan.issue_id, "bench", at, at + 864000, 500,
+                                           digest.list_name)  # fmt: skip
+            if not batch:
+                break
+            claimed += len(batch)
+    claiming = time.perf_counter() - started
+    assert claimed == rows
     engine.dispose()
-    result = {"seconds": seconds, "rows": rows, "due_times": spread,
-              "composed": now.astimezone(UTC).isoformat()}  # fmt: skip
+    result = {"seconds": seconds, "claim_seconds": claiming, "rows": rows,
+              "due_times": len(hours), "composed": now.astimezone(UTC).isoformat()}  # fmt: skip
     (folder / "run.json").write_text(json.dumps(result))
 
 
@@ -108,6 +123,31 @@ def forget_issues(folder: Path) -> None:
         db.execute("DELETE FROM issues")
     db.execute("VACUUM")
     db.close()
+
+
+def bare_index(folder: Path, subscribers: int, spread: int) -> float:
+    """The cause, apart: seconds to write ``subscribers`` rows in subscriber order into a
+    bare table with the ledger's two keys, (issue, subscriber) and (issue, status, due),
+    the due times taking ``spread`` values interleaved as zones are (1: all the same)."""
+    path = folder / f"bare-{spread}.db"
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE rows (issue INTEGER, subscriber INTEGER, status TEXT, due REAL,"
+               " PRIMARY KEY (issue, subscriber))")  # fmt: skip
+    db.execute("CREATE INDEX rows_due ON rows (issue, status, due)")
+    started = time.perf_counter()
+    db.execute("BEGIN")
+    db.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x + 1 < ?)"
+        " INSERT INTO rows SELECT 1, x, 'pending', x % ? FROM n",
+        (subscribers, spread),
+    )
+    db.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    db.close()
+    path.unlink()
+    return seconds
 
 
 def measured(folder: Path, config: str) -> tuple[dict[str, float], float]:
@@ -134,12 +174,14 @@ def main() -> int:
     folder = args.work / "pub"
     publication(folder, args.subscribers, args.zones)
     times: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
+    claims: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
     memory: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
     last: dict[str, dict[str, float]] = {}
     for _ in range(args.rounds):
         for config in times:  # alternating: drift and cache warmth fall on both
             result, peak = measured(args.work, config)
             times[config].append(result["seconds"])
+            claims[config].append(result["claim_seconds"])
             memory[config].append(peak)
             last[config] = result
     normal, local = (statistics.median(times[c]) for c in times)
@@ -149,12 +191,25 @@ def main() -> int:
     )
     for config, label in (("schedule.yaml", "normal"), ("local.yaml", "local")):
         print(
-            f"  {label:>6}: median {statistics.median(times[config]):.2f} s "
-            f"(min {min(times[config]):.2f}, max {max(times[config]):.2f}); "
-            f"peak RSS {max(memory[config]):.0f} MB; {last[config]}"
+            f"  {label:>6}: queued in median {statistics.median(times[config]):.2f} s "
+            f"(min {min(times[config]):.2f}, max {max(times[config]):.2f}); claimed in "
+            f"median {statistics.median(claims[config]):.2f} s (min {min(claims[config]):.2f}, "
+            f"max {max(claims[config]):.2f}); peak RSS {max(memory[config]):.0f} MB; "
+            f"{last[config]}"
         )
+    spread = int(last["local.yaml"]["due_times"])
+    one, many = (
+        statistics.median(bare_index(args.work, args.subscribers, k) for _ in range(args.rounds))
+        for k in (1, spread)
+    )
     print(
-        f"  local / normal: {local / normal:.2f} x time, "
+        f"  bare table, rows in subscriber order: one due time {one:.2f} s, {spread} "
+        f"interleaved {many:.2f} s ({many / one:.2f} x)"
+    )
+    normal_claims, local_claims = (statistics.median(claims[c]) for c in claims)
+    print(
+        f"  local / normal: {local / normal:.2f} x queueing time, "
+        f"{local_claims / normal_claims:.2f} x claiming time, "
         f"{max(memory['local.yaml']) / max(memory['schedule.yaml']):.2f} x peak RSS"
     )
     return 0

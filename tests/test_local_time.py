@@ -4,12 +4,14 @@ copies are counted at a real SMTP server by envelope recipient."""
 
 from __future__ import annotations
 
+import email
 import functools
 import json
 import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -92,6 +94,15 @@ def arrivals(pub: Publication, script: Script, start: datetime) -> dict[str, lis
     return seen
 
 
+def dated(script: Script) -> dict[str, datetime]:
+    """The Date header of the copy each envelope recipient received."""
+    found = {}
+    for _, recipient, data in script.received:
+        head = email.message_from_bytes(data)
+        found[recipient] = parsedate_to_datetime(str(head["Date"]))
+    return found
+
+
 def test_each_copy_arrives_at_eight_in_its_zone(
     example: Path, server: tuple[int, Script], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,10 +111,13 @@ def test_each_copy_arrives_at_eight_in_its_zone(
     with caplog.at_level(logging.INFO, "publisher.run"):
         seen = arrivals(pub, script, SATURDAY)
     assert Counter(rcpt for _, rcpt, _ in script.received) == Counter(set(PEOPLE))  # once each
+    dates = dated(script)
     for address, zone in PEOPLE.items():
         eight = datetime(2026, 11, 30, 8, 0, tzinfo=ZoneInfo(zone) if zone else LONDON)
         (arrived,) = seen[address]
         assert timedelta(0) <= arrived - eight <= timedelta(seconds=60), (address, arrived)
+        # Dated at their 08:00 too, not at the compose the day before (clients sort by it).
+        assert dates[address] == eight, address
     # One issue, composed once (when Monday 08:00 came at UTC+14), one archive page.
     composed = [r.getMessage() for r in caplog.records if "composed" in r.getMessage()]
     assert composed == ["weekly #1 composed: 10 article(s) for 6 recipient(s)"]
@@ -140,6 +154,7 @@ def test_quiet_hours_hold_a_copy_until_they_end(example: Path, server: tuple[int
             now = datetime.fromtimestamp(due, UTC)
     finally:
         engine.dispose()
+    assert {address: [at] for address, at in dated(script).items()} == seen
     assert {address: times for address, times in seen.items()} == {
         # 22:00 at UTC+14, 03:00 and 00:00 in America: at 07:00 their time.
         "kiri@example.org": [datetime(2026, 11, 30, 17, 0, tzinfo=UTC)],

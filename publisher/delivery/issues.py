@@ -8,6 +8,8 @@ messages; and the web page the archive keeps of it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from publisher.build import build, load_articles
 from publisher.config import Digest, Publication
 from publisher.content.cache import Entry
-from publisher.delivery.local import due_times
+from publisher.delivery.local import due_times, first_due
 from publisher.digest.issue import Issue, Window, compose_issue, in_window, select_articles
 from publisher.digest.personalize import Letters, prepare
 from publisher.model import Article
@@ -39,6 +41,7 @@ class Plan:
     composed_at: datetime | None = None  # None: a confirmation issue, dated per message
     waiting: int = 0  # published articles it left for the next issue (max_articles)
     dropped: int = 0  # and those it passed over for good (overflow: drop)
+    period: datetime | None = None  # the scheduled moment it is for (None: sent by hand)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def open_issue(
             f"; {len(upcoming.waiting)} more wait" if upcoming.waiting else "",
         )  # fmt: skip
         return Plan(issue_id, upcoming.number, window, now, len(upcoming.waiting),
-                    len(upcoming.passed_over))  # fmt: skip
+                    len(upcoming.passed_over), period)  # fmt: skip
     raise RuntimeError(f"could not open an issue of {digest.name}")
 
 
@@ -232,7 +235,13 @@ def compose(
     issue = compose_plan(engine, pub, digest, plan)
     letters = prepare(pub, issue, signer)
     keep_web_page(engine, pub, digest, plan, issue)
-    return letters
+    period, composed = plan.period, plan.composed_at
+    if period is None or composed is None or (digest.deliver_at != "local" and not digest.quiet):
+        return letters
+    own = pub.zone_of(digest.schedule)
+    # A few hundred zones, each worked out once: the same moment its rows fell due.
+    dated = functools.cache(lambda zone: first_due(digest, period, composed, zone, own))
+    return dataclasses.replace(letters, dated=dated)
 
 
 def compose_plan(engine: Engine, pub: Publication, digest: Digest, plan: Plan) -> Issue:

@@ -37,19 +37,24 @@ def due_times(
 ) -> Mapping[str | None, float] | None:
     """When the first copy to each zone's recipients is due (epoch seconds), or None
     when everyone's is due at once: a digest neither local nor with quiet hours."""
-    quiet = None if digest.quiet is None else QuietHours.parse(digest.quiet)
-    if digest.deliver_at != "local" and quiet is None:
+    if digest.deliver_at != "local" and digest.quiet is None:
         return None
-    due: dict[str | None, float] = {}
-    for name in zones:
-        zone = zone_of(name, own)
-        at = local_moment(period, zone) if digest.deliver_at == "local" else now
-        if at.timestamp() < now.timestamp():
-            at = now  # composed late (after downtime): those whose hour has passed, now
-        if quiet is not None:
-            at = quiet.release(at, zone)
-        due[name] = at.timestamp()
-    return due
+    return {name: first_due(digest, period, now, name, own).timestamp() for name in zones}
+
+
+def first_due(
+    digest: Digest, period: datetime, now: datetime, name: str | None, own: tzinfo
+) -> datetime:
+    """When the first copy of the issue of ``period``, composed at ``now``, is due to a
+    recipient in zone ``name``: the Date of their copy too."""
+    quiet = None if digest.quiet is None else QuietHours.parse(digest.quiet)
+    zone = zone_of(name, own)
+    at = local_moment(period, zone) if digest.deliver_at == "local" else now
+    if at.timestamp() < now.timestamp():
+        at = now  # composed late (after downtime): those whose hour has passed, now
+    if quiet is not None:
+        at = quiet.release(at, zone)
+    return at
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def waiting_issues(engine: Engine, name: str, now: float) -> list[Plan]:
         rows = ledger.due_issues(db, name, now)
     return [
         Plan(row.id, row.number, Window(moment(row.window_start), _end(row.window_end)),
-             moment(row.created_at))
+             moment(row.created_at), period=moment(row.period))
         for row in rows
     ]  # fmt: skip
 
@@ -551,7 +551,8 @@ class _Run:
         over one at a time, each when its moment has come."""
         if not self.exhausted and len(self.tasks) + len(self.pending) < self.claim_size // 2:
             rows = self._claim()
-            tasks = [_Task(row, Recipient(row.address, row.name, row.public_id)) for row in rows]
+            tasks = [_Task(row, Recipient(row.address, row.name, row.public_id, row.timezone))
+                     for row in rows]  # fmt: skip
             if not rows or self.only is not None:
                 self.exhausted = True  # ``only``: one attempt, a deferral waits for its time
             if self.limiter.per_second:

@@ -40,7 +40,7 @@ SHARED = (
     b"from", b"reply-to", b"subject", b"date", b"mime-version", b"content-type",
     b"list-id", b"list-unsubscribe-post", b"auto-submitted",
 )  # fmt: skip
-OWN = (b"to", b"cc", b"message-id", b"list-unsubscribe")
+OWN = (b"date", b"to", b"cc", b"message-id", b"list-unsubscribe")
 OVERSIGNED = (b"from", b"subject")
 
 Algorithm = Literal["rsa-sha256", "ed25519-sha256"]

@@ -15,7 +15,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import format_datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from markupsafe import Markup
@@ -137,6 +136,9 @@ class Issue:
     unnamed: Shape
     sender: tuple[str, str]
     list_id: str
+    # When it was composed: the Date of its messages, unless a recipient's copy is dated
+    # by their own first hour (a local-time digest; see Letters).
+    date: datetime
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -213,7 +215,7 @@ def compose_issue(
     )
     name, address = parse_sender(digest.sender)
     list_id = f"<{digest.list_name}.{_domain(site.base_url)}>"
-    head = _common_headers(pub, digest, subject, now, name, address, list_id, key)
+    head = _common_headers(pub, digest, subject, name, address, list_id, key)
     warnings: list[str] = []
     shapes: list[Shape] = []
     named_raw = ("", "")
@@ -249,6 +251,7 @@ def compose_issue(
         unnamed=shapes[1],
         sender=(name, address),
         list_id=list_id,
+        date=now,
         warnings=warnings,
     )
 
@@ -290,16 +293,15 @@ def _common_headers(
     pub: Publication,
     digest: Digest,
     subject: str,
-    now: datetime,
     name: str,
     address: str,
     list_id: str,
     key: str,
 ) -> list[str]:
+    # No Date: it is the recipient's (``Letters.letter``), with To and Message-ID.
     lines = [
         f"From: {format_address(name, address)}",
         f"Subject: {encode_text(subject)}",
-        f"Date: {format_datetime(now)}",
         f"List-Id: {encode_text(pub.config.site.title)} {list_id}",
         # RFC 8058: the POST to the List-Unsubscribe URL unsubscribes in one click.
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",

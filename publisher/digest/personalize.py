@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
 from pathlib import Path
 
 from publisher.backends.base import Message
@@ -27,6 +30,7 @@ class Recipient:
     address: str
     name: str = ""
     id: str = "0"  # the subscriber's public id: what a token carries instead of an address
+    zone: str | None = None  # their time zone: the Date of a local-time digest's copy
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Letters:
     signer: Signer
     # Made for each of the issue's shapes (named, unnamed) when DKIM is configured.
     signing: tuple[dkim.Signer, dkim.Signer] | None
+    # A local-time digest's (or one with quiet hours): each copy dated when it is first
+    # due in the recipient's zone, not hours before at the compose (clients sort by Date,
+    # and a Date long before the mail arrived looks forged). None: the issue's date.
+    dated: Callable[[str | None], datetime] | None = None
 
     @property
     def sender(self) -> str:
@@ -59,6 +67,8 @@ class Letters:
         return bytes(self.letter(recipient))
 
     def letter(self, recipient: Recipient) -> Message:
+        """The recipient's message: the issue's, with their Date, To, Message-ID and
+        List-Unsubscribe headers and their name and unsubscribe link in the body."""
         token = self.signer.sign(UNSUBSCRIBE, recipient.id)
         link = self.unsubscribe_url.replace("{token}", token)
         # RFC 8058 §3.1: one HTTPS URI (a mailto may follow), on one line, never encoded.
@@ -67,7 +77,9 @@ class Letters:
             # The token in the subject says who asks, whatever address the mail comes
             # from (a forwarding or an alias); the token alphabet needs no escaping.
             unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
+        date = self.issue.date if self.dated is None else self.dated(recipient.zone)
         headers = (
+            f"Date: {format_datetime(date)}\r\n"
             f"To: {format_address(recipient.name, recipient.address)}\r\n"
             f"Message-ID: {self.message_id(recipient)}\r\n"
             f"List-Unsubscribe: {unsubscribe}\r\n"

@@ -390,17 +390,17 @@ def claim(
         for row in db.execute(
             select(
                 subscribers.c.id, subscribers.c.address, subscribers.c.name,
-                subscribers.c.public_id, subscribers.c.hard_bounces,
+                subscribers.c.public_id, subscribers.c.hard_bounces, subscribers.c.timezone,
                 (subscribers.c.suppressed_at.is_(None) & consent).label("allowed"),
             ).where(subscribers.c.id.in_(ids))
         )
     }  # fmt: skip
     out, refused = [], []
     for subscriber_id, attempts, first in claimed:
-        _, address, name, public_id, hard_bounces, allowed = people[subscriber_id]
+        _, address, name, public_id, hard_bounces, zone, allowed = people[subscriber_id]
         if allowed:
             out.append(Claimed(subscriber_id, int(attempts), first, address, name, public_id,
-                               int(hard_bounces)))  # fmt: skip
+                               int(hard_bounces), zone))  # fmt: skip
         else:
             refused.append(subscriber_id)
     if refused:
@@ -422,6 +422,7 @@ class Claimed(NamedTuple):
     name: str
     public_id: str
     hard_bounces: int
+    timezone: str | None = None
 
 
 def count_failure(db: Connection, issue_id: int) -> int:
@@ -724,7 +725,7 @@ def due_issues(db: Connection, digest: str, now: float) -> list[Any]:
     return list(
         db.execute(
             select(issues.c.id, issues.c.number, issues.c.window_start, issues.c.window_end,
-                   issues.c.created_at)
+                   issues.c.created_at, issues.c.period)
             .where(issues.c.id.in_(open_issues), issues.c.id.in_(due))
             .order_by(issues.c.number)
         ).all()
