@@ -133,6 +133,29 @@ def test_each_copy_arrives_at_eight_in_its_zone(
     assert pages == 1
 
 
+def test_a_zone_changed_after_the_compose_dates_no_copy_ahead(
+    example: Path, server: tuple[int, Script]
+) -> None:
+    port, script = server
+    pub = publication(example, port, "    deliver_at: local\n")
+    engine = store.connect(pub.database_url)
+    composed = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)  # Monday 08:00 at UTC+14
+    kolkata = datetime(2026, 11, 30, 8, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
+    try:
+        for now in (composed, kolkata):
+            run_due(pub, engine, now, KEY, lambda: backend_pool(pub), build_feeds=False,
+                    clock=now.timestamp)  # fmt: skip
+            if now == composed:  # asha moves to Los Angeles, her row queued for Kolkata
+                with engine.begin() as db:
+                    asha = next(m for m in store.members(db, "weekly")
+                                if m.address == "asha@example.org")  # fmt: skip
+                    store.set_zone(db, asha.public_id, "America/Los_Angeles")
+    finally:
+        engine.dispose()
+    # Sent at her row's hour, dated then: not at 08:00 in Los Angeles, hours ahead.
+    assert dated(script)["asha@example.org"] == kolkata
+
+
 def test_quiet_hours_hold_a_copy_until_they_end(example: Path, server: tuple[int, Script]) -> None:
     """Not local: everyone's copy at 08:00 London, except where that is in the night."""
     port, script = server

@@ -551,7 +551,8 @@ class _Run:
         over one at a time, each when its moment has come."""
         if not self.exhausted and len(self.tasks) + len(self.pending) < self.claim_size // 2:
             rows = self._claim()
-            tasks = [_Task(row, Recipient(row.address, row.name, row.public_id, row.timezone))
+            at = self.sender.clock()
+            tasks = [_Task(row, Recipient(row.address, row.name, row.public_id, row.timezone, at))
                      for row in rows]  # fmt: skip
             if not rows or self.only is not None:
                 self.exhausted = True  # ``only``: one attempt, a deferral waits for its time

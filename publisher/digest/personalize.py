@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -31,6 +31,9 @@ class Recipient:
     name: str = ""
     id: str = "0"  # the subscriber's public id: what a token carries instead of an address
     zone: str | None = None  # their time zone: the Date of a local-time digest's copy
+    # When their row was claimed: no copy is dated later (a zone changed after the issue
+    # was composed would date it at the new zone's hour, maybe still to come).
+    claimed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class Letters:
             # from (a forwarding or an alias); the token alphabet needs no escaping.
             unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
         date = self.issue.date if self.dated is None else self.dated(recipient.zone)
+        if recipient.claimed_at is not None and date.timestamp() > recipient.claimed_at:
+            date = datetime.fromtimestamp(recipient.claimed_at, UTC)
         headers = (
             f"Date: {format_datetime(date)}\r\n"
             f"To: {format_address(recipient.name, recipient.address)}\r\n"
