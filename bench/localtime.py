@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import run
+from measure import fill_list, run
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"PUBLISHER_SECRET": "bench-localtime-secret-0123456789"}
@@ -51,19 +51,7 @@ def publication(folder: Path, subscribers: int, zones: int) -> None:
     subprocess.run([sys.executable, "-m", "publisher", *seed], cwd=folder, check=True,
                    stdout=subprocess.DEVNULL, env={**os.environ, **ENV})  # fmt: skip
     names = list(zone_choices())[:zones]
-    db = sqlite3.connect(folder / "var" / "publisher.db")
-    with db:
-        db.executemany(
-            "INSERT INTO subscribers (address, key, name, public_id, created_at, hard_bounces,"
-            " timezone) VALUES (?, ?, ?, ?, 0, 0, ?)",
-            ((f"reader{n}@example.org", f"reader{n}@example.org", f"Reader {n}", f"p{n}",
-              names[n % len(names)]) for n in range(subscribers - 1)),
-        )  # fmt: skip
-        db.execute(
-            "INSERT INTO subscriptions (subscriber_id, list, status, updated_at)"
-            " SELECT id, 'weekly', 'active', 0 FROM subscribers WHERE key != 'seed@example.org'"
-        )
-    db.close()
+    fill_list(folder / "var" / "publisher.db", subscribers, names)
     subprocess.run([sys.executable, "-m", "publisher", "build"], cwd=folder, check=True,
                    stdout=subprocess.DEVNULL, env={**os.environ, **ENV})  # fmt: skip
 

@@ -7,6 +7,7 @@ every 10 ms from /proc: a tool that works in several processes is charged for al
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import subprocess
 import time
@@ -80,3 +81,22 @@ def summary(runs: list[Run]) -> dict[str, float]:
         "max_s": max(times),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
     }
+
+
+def fill_list(database: Path, subscribers: int, zones: list[str] | None = None) -> None:
+    """``subscribers`` - 1 more active members of the weekly list (a seed member is already
+    there), written straight into the SQLite state database; round-robin over ``zones``."""
+    db = sqlite3.connect(database)
+    names: list[str | None] = list(zones) if zones else [None]
+    with db:
+        db.executemany(
+            "INSERT INTO subscribers (address, key, name, public_id, created_at, hard_bounces,"
+            " timezone) VALUES (?, ?, ?, ?, 0, 0, ?)",
+            ((f"reader{n}@example.org", f"reader{n}@example.org", f"Reader {n}", f"p{n}",
+              names[n % len(names)]) for n in range(subscribers - 1)),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO subscriptions (subscriber_id, list, status, updated_at)"
+            " SELECT id, 'weekly', 'active', 0 FROM subscribers WHERE key != 'seed@example.org'"
+        )
+    db.close()

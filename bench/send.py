@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import _tree_rss
+from measure import _tree_rss, fill_list
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-11-28T12:00:00Z"
@@ -98,19 +98,7 @@ def publication(
     seed = ["subscribers", "add", "seed@example.org", "--list", "weekly"]
     subprocess.run([sys.executable, "-m", "publisher", *seed], cwd=folder, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    db = sqlite3.connect(folder / "var" / "publisher.db")
-    with db:
-        db.executemany(
-            "INSERT INTO subscribers (address, key, name, public_id, created_at, hard_bounces)"
-            " VALUES (?, ?, ?, ?, 0, 0)",
-            ((f"reader{n}@example.org", f"reader{n}@example.org", f"Reader {n}", f"p{n}")
-             for n in range(subscribers - 1)),
-        )  # fmt: skip
-        db.execute(
-            "INSERT INTO subscriptions (subscriber_id, list, status, updated_at)"
-            " SELECT id, 'weekly', 'active', 0 FROM subscribers WHERE key != 'seed@example.org'"
-        )
-    db.close()
+    fill_list(folder / "var" / "publisher.db", subscribers)
     # The build cache warm, as `publisher run` leaves it before a digest.
     subprocess.run([sys.executable, "-m", "publisher", "build"], cwd=folder, check=True,
                    stdout=subprocess.DEVNULL, env={**os.environ, **ENV})  # fmt: skip

@@ -55,7 +55,11 @@ def publication(example: Path, port: int, digest: str) -> Publication:
     anchor = "      max_lateness: 7d      # ...if it is at most a week late\n"
     assert anchor in text
     config.write_text(text.replace(anchor, anchor + digest))
-    pub = load_config(config)
+    return with_people(load_config(config))
+
+
+def with_people(pub: Publication) -> Publication:
+    """``pub`` with PEOPLE subscribed to its weekly list, each in their zone."""
     engine = store.connect(pub.database_url)
     with engine.begin() as db:
         for address, zone in PEOPLE.items():
@@ -196,12 +200,7 @@ def test_plan_and_status_show_the_rows_by_hour(
     config = example / "schedule.yaml"
     anchor = "      max_lateness: 7d      # ...if it is at most a week late\n"
     config.write_text(config.read_text().replace(anchor, anchor + "    deliver_at: local\n"))
-    pub = load_config(config)
-    engine = store.connect(pub.database_url)
-    with engine.begin() as db:
-        for address, zone in PEOPLE.items():
-            store.add_subscriber(db, address, "", "weekly", 0.0, timezone=zone)
-    engine.dispose()
+    pub = with_people(load_config(config))
     planned = json.loads(
         cli("plan", "--days", "2", "--json", "--now", "2026-11-28T12:00:00Z", cwd=example).stdout
     )

@@ -278,17 +278,23 @@ def test_0004_keeps_every_issue_and_gives_them_no_subject(tmp_path: Path) -> Non
         engine.dispose()
 
 
+def upgraded_from(tmp_path: Path, revision: str) -> Engine:
+    """A database written by ``revision`` (the baseline rows in it), upgraded to head."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine, revision)
+    with engine.begin() as db:
+        for statement in BASELINE_ROWS:
+            db.execute(text(statement))
+    migrate(engine)
+    return engine
+
+
 def test_0005_adds_the_sources_beside_everything_that_was(tmp_path: Path) -> None:
     from publisher.model import UpstreamEntry
     from publisher.store.upstream import record_entries, shown_entries, source_states
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    engine = upgraded_from(tmp_path, "0004")
     try:
-        migrate(engine, "0004")
-        with engine.begin() as db:
-            for statement in BASELINE_ROWS:
-                db.execute(text(statement))
-        migrate(engine)
         with engine.begin() as db:
             assert db.execute(text("SELECT count(*) FROM deliveries")).scalar() == 2
             assert db.execute(text("SELECT html FROM archive")).scalar() == "<p>issue one</p>"
@@ -306,13 +312,8 @@ def test_0005_adds_the_sources_beside_everything_that_was(tmp_path: Path) -> Non
 def test_0006_adds_returned_mail_beside_everything_that_was(tmp_path: Path) -> None:
     from publisher.store import returns
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    engine = upgraded_from(tmp_path, "0005")
     try:
-        migrate(engine, "0005")
-        with engine.begin() as db:
-            for statement in BASELINE_ROWS:
-                db.execute(text(statement))
-        migrate(engine)
         with engine.begin() as db:
             assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
             assert db.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 2
@@ -329,13 +330,8 @@ def test_0006_adds_returned_mail_beside_everything_that_was(tmp_path: Path) -> N
 
 
 def test_0007_gives_every_subscriber_an_empty_time_zone(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    engine = upgraded_from(tmp_path, "0006")
     try:
-        migrate(engine, "0006")
-        with engine.begin() as db:
-            for statement in BASELINE_ROWS:
-                db.execute(text(statement))
-        migrate(engine)
         with engine.begin() as db:
             assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
             assert store.zone_counts(db, "weekly") == {None: 1}  # the other left
