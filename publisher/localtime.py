@@ -95,20 +95,25 @@ def zone_names() -> dict[str, str]:
 @functools.cache
 def _zone_links() -> dict[str, str]:
     """The zone database's old names for zones (Asia/Calcutta, US/Eastern), each with the
-    name it stands for today, from the database's own ``tzdata.zi``. Empty when there is
-    none to read: the old name is then kept, which still names the same clock."""
-    candidates = [Path(folder) / "tzdata.zi" for folder in zoneinfo.TZPATH]
+    name it stands for today, from the database's own ``tzdata.zi``. A name ``zone.tab``
+    still gives a country is no old name, even where its clock is now another place's
+    (Europe/Oslo keeps its name, not Europe/Berlin's). Empty when there is none to read:
+    the old name is then kept, which still names the same clock."""
+    folders = [Path(folder) for folder in zoneinfo.TZPATH]
     with contextlib.suppress(ModuleNotFoundError):  # the package is only a fallback
-        candidates.append(Path(str(resources.files("tzdata") / "zoneinfo" / "tzdata.zi")))
-    for path in candidates:
+        folders.append(Path(str(resources.files("tzdata") / "zoneinfo")))
+    for folder in folders:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = (folder / "tzdata.zi").read_text(encoding="utf-8").splitlines()
+            places = (folder / "zone.tab").read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
+        current = {fields[2] for fields in map(str.split, places)
+                   if len(fields) >= 3 and not fields[0].startswith("#")}  # fmt: skip
         links = {}
         for line in lines:
             fields = line.split()
-            if len(fields) == 3 and fields[0] == "L":
+            if len(fields) == 3 and fields[0] == "L" and fields[2] not in current:
                 links[fields[2]] = fields[1]
         return links
     return {}

@@ -305,3 +305,31 @@ def test_time_zones_from_a_csv_column_and_the_command_line(
     }
     exported = run_cli(example, "subscribers", "export", "--list", "weekly").stdout
     assert "ann@example.org,Ann,active,Europe/Berlin" in exported.splitlines()
+
+
+def test_an_old_zone_name_is_stored_by_todays_and_a_countrys_name_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the zone database's default build has it: Asia/Calcutta is an old name of
+    Asia/Kolkata; Europe/Oslo keeps Berlin's clock but is still Norway's zone."""
+    import zoneinfo
+
+    from publisher import localtime
+    from publisher.subscribers import normalize_zone
+
+    (tmp_path / "tzdata.zi").write_text(
+        "L Asia/Kolkata Asia/Calcutta\nL Europe/Berlin Europe/Oslo\nL Etc/UTC UTC\n", "utf-8"
+    )
+    (tmp_path / "zone.tab").write_text(
+        "# country code, coordinates, zone\nIN\t+2232+08822\tAsia/Kolkata\n"
+        "NO\t+5955+01045\tEurope/Oslo\nDE\t+5230+01322\tEurope/Berlin\tmost of Germany\n",
+        "utf-8",
+    )
+    monkeypatch.setattr(zoneinfo, "TZPATH", (str(tmp_path),))
+    localtime._zone_links.cache_clear()
+    try:
+        assert [normalize_zone(name) for name in ("asia/calcutta", "Europe/Oslo", "UTC")] == [
+            "Asia/Kolkata", "Europe/Oslo", "UTC",
+        ]  # fmt: skip
+    finally:
+        localtime._zone_links.cache_clear()
