@@ -8,6 +8,11 @@ measured from the outside (peak RSS of the process). The two kinds alternate, ea
 on the same database; the issue a run made is deleted after it, outside the timing.
 
     python3 bench/localtime.py [--subscribers 1000000] [--zones 400] [--rounds 3] [--work DIR]
+                               [--postgres]
+
+With ``--postgres``, the same on a private PostgreSQL cluster on 127.0.0.1 (Debian's
+postgresql package, and root to run it as the postgres user); peak RSS is then the
+client's alone.
 """
 
 from __future__ import annotations
@@ -103,14 +108,52 @@ def queue_once(folder: Path, config: str) -> None:
     (folder / "run.json").write_text(json.dumps(result))
 
 
-def forget_issues(folder: Path) -> None:
+ISSUE_TABLES = ("deliveries", "issue_articles", "archive", "issues")
+
+
+def forget_issues(folder: Path, url: str | None) -> None:
+    if url is not None:
+        import psycopg
+
+        with psycopg.connect(_libpq(url), autocommit=True) as pg:
+            pg.execute(f"TRUNCATE {', '.join(ISSUE_TABLES)} CASCADE")
+            pg.execute("VACUUM ANALYZE")
+        return
     db = sqlite3.connect(folder / "var" / "publisher.db")
     with db:
-        for table in ("deliveries", "issue_articles", "archive"):
+        for table in ISSUE_TABLES:
             db.execute(f"DELETE FROM {table}")
-        db.execute("DELETE FROM issues")
     db.execute("VACUUM")
     db.close()
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def use_postgres(folder: Path, url: str) -> None:
+    """Point both configurations at ``url`` and copy the SQLite list there (COPY)."""
+    import psycopg
+
+    from publisher import store
+
+    for name in ("schedule.yaml", "local.yaml"):
+        config = folder / name
+        config.write_text(config.read_text().replace(
+            "state:\n  folder: var", f"state:\n  folder: var\n  database: {url}"
+        ))  # fmt: skip
+    store.connect(url).dispose()  # the schema
+    lite = sqlite3.connect(folder / "var" / "publisher.db")
+    with psycopg.connect(_libpq(url)) as pg:
+        for table in ("subscribers", "subscriptions"):
+            rows = lite.execute(f"SELECT * FROM {table}")
+            columns = ", ".join(column[0] for column in rows.description)
+            with pg.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        pg.execute("SELECT setval('subscribers_id_seq', (SELECT max(id) FROM subscribers))")
+    lite.close()
+    forget_issues(folder, url)
 
 
 def bare_index(folder: Path, subscribers: int, spread: int) -> float:
@@ -138,12 +181,12 @@ def bare_index(folder: Path, subscribers: int, spread: int) -> float:
     return seconds
 
 
-def measured(folder: Path, config: str) -> tuple[dict[str, float], float]:
+def measured(folder: Path, config: str, url: str | None) -> tuple[dict[str, float], float]:
     """One run in its own process: what it wrote, and its peak RSS (MB)."""
     command = [sys.executable, __file__, "--queue", config, "--work", str(folder)]
     done = run(command, ROOT, env=ENV)
     result = json.loads((folder / "pub" / "run.json").read_text())
-    forget_issues(folder / "pub")
+    forget_issues(folder / "pub", url)
     return result, done.peak_rss_mb
 
 
@@ -153,21 +196,35 @@ def main() -> int:
     parser.add_argument("--zones", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/publisher-bench-localtime"))
+    parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--queue", help=argparse.SUPPRESS)  # one measured run
     args = parser.parse_args()
     if args.queue:
         queue_once(args.work / "pub", args.queue)
         return 0
+    if not args.postgres:
+        return compare(args, None)
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import postgres_cluster
+
+    with postgres_cluster() as url:
+        return compare(args, url)
+
+
+def compare(args: argparse.Namespace, url: str | None) -> int:
+    """The two kinds of issue, round after round, on SQLite (``url`` None) or ``url``."""
     shutil.rmtree(args.work, ignore_errors=True)
     folder = args.work / "pub"
     publication(folder, args.subscribers, args.zones)
+    if url is not None:
+        use_postgres(folder, url)
     times: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
     claims: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
     memory: dict[str, list[float]] = {"schedule.yaml": [], "local.yaml": []}
     last: dict[str, dict[str, float]] = {}
     for _ in range(args.rounds):
         for config in times:  # alternating: drift and cache warmth fall on both
-            result, peak = measured(args.work, config)
+            result, peak = measured(args.work, config, url)
             times[config].append(result["seconds"])
             claims[config].append(result["claim_seconds"])
             memory[config].append(peak)
@@ -175,7 +232,8 @@ def main() -> int:
     normal, local = (statistics.median(times[c]) for c in times)
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.subscribers:,} subscribers in {args.zones} zones, {args.rounds} rounds"
+        f"{args.subscribers:,} subscribers in {args.zones} zones, {args.rounds} rounds, "
+        f"{'PostgreSQL' if url else 'SQLite'}"
     )
     for config, label in (("schedule.yaml", "normal"), ("local.yaml", "local")):
         print(
@@ -191,7 +249,7 @@ def main() -> int:
         for k in (1, spread)
     )
     print(
-        f"  bare table, rows in subscriber order: one due time {one:.2f} s, {spread} "
+        f"  bare SQLite table, rows in subscriber order: one due time {one:.2f} s, {spread} "
         f"interleaved {many:.2f} s ({many / one:.2f} x)"
     )
     normal_claims, local_claims = (statistics.median(claims[c]) for c in claims)
