@@ -2,7 +2,7 @@
 through OpenSSL (the ``cryptography`` package) with all that is common to an issue's
 messages prepared once.
 
-An issue's messages differ only in a few header lines (To, Message-ID, List-Unsubscribe)
+An issue's messages differ only in a few header lines (Date, To, Message-ID, List-Unsubscribe)
 and in a few slots of the body. So, per issue:
 
 * the signed header fields that every message shares are canonicalized (``relaxed``) and

@@ -118,7 +118,7 @@ class MessageTemplate:
 
     def personalize(self, headers: bytes, values: Mapping[str, str]) -> Message:
         """The finished message for one recipient. ``headers``: that recipient's header
-        lines (To, Message-ID, List-Unsubscribe), each ending in CRLF."""
+        lines (Date, To, Message-ID, List-Unsubscribe), each ending in CRLF."""
         pieces = [self.head, headers]
         wire = [self.stuffed_head, stuff(headers, True)]
         for segment, ready, line_start in zip(

@@ -1,6 +1,6 @@
 """One issue, one recipient: the finished message bytes.
 
-Only what differs per recipient happens here — the To, Message-ID and List-Unsubscribe
+Only what differs per recipient happens here — the Date, To, Message-ID and List-Unsubscribe
 headers, the name and unsubscribe URL in the body, and the optional DKIM signatures, which
 come last because they sign the final headers.
 """
