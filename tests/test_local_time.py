@@ -193,6 +193,34 @@ def test_quiet_hours_hold_a_copy_until_they_end(example: Path, server: tuple[int
     }
 
 
+def test_quiet_hours_hold_a_retry_too(example: Path, server: tuple[int, Script]) -> None:
+    """08:00 London is 21:45 in the Chatham Islands (UTC+13:45): the first copy goes and
+    is greylisted; its retry, half an hour on, would be at 22:15 there: at 07:00."""
+    port, script = server
+    config = publication(example, port, '    quiet: "22:00-07:00"\n').path
+    config.write_text(config.read_text().replace("retry_first: 5m", "retry_first: 30m"))
+    pub = load_config(config)
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        store.add_subscriber(db, "grey@example.org", "", "weekly", 0.0,
+                             timezone="Pacific/Chatham")  # fmt: skip
+    now = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    arrived = []
+    try:
+        for _ in range(10):  # bounded: the schedule's pass, then each held row's
+            before = len(script.received)
+            run_due(pub, engine, now, KEY, lambda: backend_pool(pub), build_feeds=False,
+                    clock=now.timestamp)  # fmt: skip
+            arrived += [now for _, rcpt, _ in script.received[before:] if rcpt.startswith("grey")]
+            due = next_retry(pub, engine)
+            if due is None:
+                break
+            now = datetime.fromtimestamp(due, UTC)
+    finally:
+        engine.dispose()
+    assert arrived == [datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("Pacific/Chatham"))]
+
+
 def test_plan_and_status_show_the_rows_by_hour(
     example: Path, cli: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ per subscriber; the ledger sets every row's due time in one statement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -55,6 +55,20 @@ def first_due(
     if quiet is not None:
         at = quiet.release(at, zone)
     return at
+
+
+def quiet_hold(digest: Digest, own: tzinfo) -> Callable[[float, str | None], float] | None:
+    """For a digest with quiet hours, when a retry due at a moment (epoch seconds) may go
+    to a recipient in a zone (None: the schedule's): at the end of their quiet hours if it
+    falls inside. None without quiet hours."""
+    if digest.quiet is None:
+        return None
+    hours = QuietHours.parse(digest.quiet)
+
+    def hold(due: float, name: str | None) -> float:
+        return hours.release(datetime.fromtimestamp(due, UTC), zone_of(name, own)).timestamp()
+
+    return hold
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher.backends import Backend, DeliveryError, Envelope, Message
 from publisher.config import Digest, Publication
 from publisher.delivery.issues import Plan, compose, open_issue
+from publisher.delivery.local import quiet_hold
 from publisher.delivery.policy import UNREACHABLE_SECONDS, backoff, decide
 from publisher.delivery.rate import BATCH, PER_CONNECTION, RateLimiter
 from publisher.digest.issue import Window
@@ -197,7 +198,9 @@ def send_waiting(
                 break
             letters = compose(engine, pub, digest, plan, now, signer)
             composed(letters)
-            outgoing = Outgoing(digest.name, plan, letters, digest.list_name, signer)
+            # Quiet hours hold a scheduled issue's retries too (one sent by hand: nothing).
+            hold = None if plan.period is None else quiet_hold(digest, pub.zone_of(digest.schedule))
+            outgoing = Outgoing(digest.name, plan, letters, digest.list_name, signer, hold)
             reports.append(deliver(sender, outgoing))
             sent.append(plan)
     finally:
@@ -411,6 +414,8 @@ class Outgoing:
     mail: Mail
     list_name: str | None
     signer: Signer | None = None  # what signs the VERP tokens (default: the publication's)
+    # When a retry due at a moment may go to a recipient in a zone (quiet hours); None: then.
+    hold: Callable[[float, str | None], float] | None = None
 
 
 def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunReport:
@@ -680,8 +685,11 @@ class _Run:
             self.report.attempts += 1
             # The error budget is the issue's, counted in the database by every sender.
             self.failures_in_a_row = ledger.count_failure(db, issue_id)
+            due, hold = decision.due, self.out.hold
+            if decision.status == "deferred" and hold is not None:
+                due = hold(due, row.timezone)  # no retry in the recipient's night either
             ledger.record(db, issue_id, row.subscriber_id, sender.owner, decision.status,
-                          row.attempts + 1, first, at, decision.due, error.code,
+                          row.attempts + 1, first, at, due, error.code,
                           decision.reply)  # fmt: skip
         if error.stage != "connect":
             self.last_session = at  # the server answered: a session worked
