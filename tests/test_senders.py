@@ -167,3 +167,66 @@ def test_a_killed_sender_on_postgres_loses_nobody(
 ) -> None:
     port, script = server
     killed_sender_loses_nobody(publication(example, port, postgres_url, every=5), script, 4)
+
+
+# One `publisher run` pass at a moment, in a process of its own, on a clock held at that
+# moment (the rows' hours are the moment's, not this machine's).
+PASS = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from publisher import store
+from publisher.backends import backend_pool
+from publisher.cli.common import signer
+from publisher.config import load_config
+from publisher.scheduler.jobs import run_due
+
+pub = load_config(Path(sys.argv[1]))
+now = datetime.fromisoformat(sys.argv[2])
+engine = store.open_database(pub)
+run_due(pub, engine, now, signer(pub), lambda: backend_pool(pub), build_feeds=False,
+        clock=now.timestamp)
+engine.dispose()
+"""
+
+
+def test_three_schedulers_send_a_local_time_issue_each_recipient_once_at_their_hour(
+    example: Path, server: tuple[int, Script]
+) -> None:
+    """`deliver_at: local`: three scheduler passes in three processes at once, at each
+    zone's Monday 08:00: one issue, and each recipient's copy once, in the passes at their
+    own hour."""
+    port, script = server
+    pub = publication(example, port)
+    anchor = "      max_lateness: 7d      # ...if it is at most a week late\n"
+    pub.path.write_text(pub.path.read_text().replace(anchor, anchor + "    deliver_at: local\n"))
+    zones = {
+        "Asia/Tokyo": "2026-11-29T23:00:00+00:00",
+        "Europe/Berlin": "2026-11-30T07:00:00+00:00",
+        "America/New_York": "2026-11-30T13:00:00+00:00",
+    }  # Monday 08:00 in each
+    engine = store.connect(pub.database_url)
+    with engine.begin() as db:
+        for n, member in enumerate(store.members(db, "weekly")):
+            store.set_zone(db, member.public_id, list(zones)[n % len(zones)])
+    engine.dispose()
+    arrived: dict[str, str] = {}
+    for zone, moment in zones.items():
+        before = len(script.received)
+        passes = [
+            subprocess.Popen([sys.executable, "-c", PASS, str(pub.path), moment],
+                             cwd=pub.root, env={**os.environ, **SECRET},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(SENDERS)
+        ]  # fmt: skip
+        for process in passes:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+        arrived.update({rcpt: zone for _, rcpt, _ in script.received[before:]})
+    assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
+    assert arrived == {f"r{n}@example.org": list(zones)[n % len(zones)] for n in range(RECIPIENTS)}
+    engine = store.connect(pub.database_url)
+    with engine.connect() as db:
+        issues = [(row.number, row.status) for row in db.execute(store.issues.select())]
+    engine.dispose()
+    assert issues == [(1, "done")]  # composed once, by one of the three
