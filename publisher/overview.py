@@ -133,6 +133,41 @@ def sources_overview(db: Connection, pub: Publication) -> list[dict[str, Any]]:
     return found
 
 
+SEEN_SECONDS = 3600.0  # workers that started a task this recently are shown
+
+
+def workers_overview(db: Connection, now: datetime) -> dict[str, Any]:
+    """The scheduler on duty, the tasks queued and running, and each worker seen in the
+    last hour with what its tasks did."""
+    from publisher.scheduler.duty import ROLE
+    from publisher.store import tasks
+
+    at = store.epoch(now)
+    counts = tasks.overview(db, at, at - SEEN_SECONDS)
+    duty = tasks.on_duty(db, ROLE, at)
+    return {
+        "on_duty": None if duty is None else {"scheduler": duty[0], "since": _iso(duty[1])},
+        "tasks_queued": counts.queued, "tasks_running": counts.running,
+        "workers": [
+            {"worker": w.worker, "last_seen": _iso(w.last_seen), "tasks": w.tasks,
+             "running": w.busy, "sent": w.sent, "deferred": w.deferred, "failed": w.failed}
+            for w in counts.workers
+        ],
+    }  # fmt: skip
+
+
+def workers_lines(entry: dict[str, Any]) -> list[str]:
+    duty = entry["on_duty"]
+    lines = [f"scheduler on duty: {duty['scheduler']} since {duty['since']}"] if duty else []
+    lines.append(f"workers: {entry['tasks_queued']} task(s) queued, {entry['tasks_running']} "
+                 f"running; {len(entry['workers'])} worker(s) seen in the last hour")  # fmt: skip
+    for w in entry["workers"]:
+        lines.append(f"  {w['worker']}: {w['tasks']} task(s), {w['running']} running; sent "
+                     f"{w['sent']}, deferred {w['deferred']}, failed {w['failed']}; last "
+                     f"seen {w['last_seen']}")  # fmt: skip
+    return lines
+
+
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
 

@@ -48,7 +48,7 @@ CASES = [
     (
         "unknown-section",
         SITE + "digest: {}\n",
-        "schedule.yaml:5: digest: unknown key (known keys: backend, content, delivery, digests, email, feeds, returns, site, sources, state, templates, web, website)",
+        "schedule.yaml:5: digest: unknown key (known keys: backend, content, delivery, digests, email, feeds, returns, site, sources, state, templates, web, website, workers)",
     ),
     ("missing", "site:\n  title: Notes\n  author: Ann\n", "schedule.yaml:1: site.url: is required"),
     (
@@ -267,7 +267,7 @@ def test_yaml11_traps_are_read_as_meant(tmp_path: Path) -> None:
 
 def test_on_as_a_key_is_a_key_not_true(tmp_path: Path) -> None:
     assert errors(tmp_path, SITE + "on: monday\n") == [
-        "schedule.yaml:5: on: unknown key (known keys: backend, content, delivery, digests, email, feeds, returns, site, sources, state, templates, web, website)"
+        "schedule.yaml:5: on: unknown key (known keys: backend, content, delivery, digests, email, feeds, returns, site, sources, state, templates, web, website, workers)"
     ]
 
 

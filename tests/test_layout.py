@@ -22,7 +22,7 @@ TIERS: dict[str, int] = {
     "site": 5,
     "build": 6,
     "delivery": 7,
-    "confirm": 8,
+    "confirm": 8, "workers": 8,
     "scheduler": 9,
     "overview": 10,
     "web": 11,

@@ -340,3 +340,19 @@ def test_0007_gives_every_subscriber_an_empty_time_zone(tmp_path: Path) -> None:
             assert store.zone_of_subscriber(db, member.public_id) == "Asia/Kolkata"
     finally:
         engine.dispose()
+
+
+def test_0008_adds_the_workers_tables_beside_everything_that_was(tmp_path: Path) -> None:
+    from publisher.store import tasks
+
+    engine = upgraded_from(tmp_path, "0007")
+    try:
+        with engine.begin() as db:
+            assert ledger.row_counts(db, 1) == {"deferred": 1, "sent": 1}
+            assert db.execute(text("SELECT html FROM archive")).scalar() == "<p>issue one</p>"
+            tasks.placed(db, "t1", 1, 50, 10.0)
+            assert tasks.rows_queued(db, 1, 11.0) == 50
+            assert tasks.take_duty(db, "scheduler", "a", 10.0, 30.0)
+            assert tasks.on_duty(db, "scheduler", 11.0) == ("a", 10.0)
+    finally:
+        engine.dispose()

@@ -122,6 +122,7 @@ def test_a_fault_in_a_scheduled_job_is_one_line_of_the_log(
     from publisher.scheduler.daemon import Foreground
 
     daemon = Foreground(load_config(example / "schedule.yaml"), lambda tick: None)
+    daemon._look_at_duty()  # the one scheduler: on duty, as at its start
     daemon.engine.dispose()
     caplog.set_level(logging.INFO)
 

@@ -268,6 +268,11 @@ def _parser() -> argparse.ArgumentParser:
     _force(run)
     run.set_defaults(handler="running:run")
 
+    worker = commands.add_parser(
+        "worker", parents=[common], help="a delivery worker (workers: in schedule.yaml)"
+    )
+    worker.set_defaults(handler="running:worker")
+
     serve = commands.add_parser(
         "serve", parents=[common], help="the web side: sign-up, unsubscribe, archive, feeds"
     )

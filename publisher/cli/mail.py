@@ -14,6 +14,7 @@ from publisher.config import Publication
 from publisher.digest.personalize import Recipient, prepare
 from publisher.headers import clean_text
 from publisher.tokens import Signer
+from publisher.workers.dispatch import placer_for
 
 
 def subscribers_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
@@ -112,8 +113,8 @@ def send(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
                 print(f"{digest.name}: warning: {warning}", file=sys.stderr)
 
         with _progress(args.json) as tick:
-            sender = delivery.Sender(engine, pub, backends, progress=tick,
-                                     processes=True)  # fmt: skip
+            sender = delivery.Sender(engine, pub, backends, progress=tick, processes=True,
+                                     workers=placer_for(pub, engine))  # fmt: skip
             reports = delivery.send_digest(sender, digest, now, token_signer, composed=composed)
     finally:
         engine.dispose()
@@ -235,6 +236,8 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
         digest_overview,
         source_line,
         sources_overview,
+        workers_lines,
+        workers_overview,
     )
 
     engine = store.open_database(pub)
@@ -243,10 +246,13 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
             result = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
             confirmations = confirmation_overview(db, now)
             upstream = sources_overview(db, pub)
+            workers = workers_overview(db, now) if pub.config.workers is not None else None
     finally:
         engine.dispose()
     if args.json:
         shown = {"digests": result, "confirmations": confirmations, "sources": upstream}
+        if workers is not None:
+            shown["workers"] = workers
         print(json.dumps(shown, indent=2))
         return 0
     for entry in result:
@@ -288,4 +294,6 @@ def status(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     print(confirmation_line(confirmations))
     for entry in upstream:
         print(source_line(entry))
+    for line in workers_lines(workers) if workers is not None else []:
+        print(line)
     return 0

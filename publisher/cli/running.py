@@ -70,6 +70,18 @@ def run(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     return Foreground(pub, lambda tick: _report(tick, log.info)).start()
 
 
+def worker(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
+    from publisher.errors import ConfigError, Problem
+    from publisher.workers.broker import broker_url
+    from publisher.workers.worker import run_worker
+
+    if pub.config.workers is None:
+        what = "no workers: section: this publication sends from `publisher run` itself"
+        raise ConfigError([Problem(pub.path.name, None, "workers", what)])
+    broker_url(pub)  # a missing variable is one line, before Celery starts
+    return run_worker(pub)
+
+
 def plan_command(pub: Publication, args: argparse.Namespace, now: datetime) -> int:
     spread = [d for d in pub.config.digests
               if d.schedule is not None and (d.deliver_at == "local" or d.quiet)]  # fmt: skip

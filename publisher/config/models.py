@@ -122,6 +122,10 @@ class StateSettings(StrictModel):
     # SQLAlchemy URL of the state database; default: SQLite file publisher.db in `folder`.
     # A PostgreSQL URL (postgresql+psycopg://...) works too.
     database: Text | None = None
+    # Several `publisher run` may share the database: one is on duty, the others take
+    # over when its lease, renewed every third of it, has not been renewed for this long
+    # (on PostgreSQL a lock held by its connection ends at once with its process).
+    duty_lease: Duration = Field(default=30, ge=3, le=3600)
 
 
 class BackendSettings(StrictModel):
@@ -166,6 +170,22 @@ class DeliverySettings(StrictModel):
     processes: Literal["auto"] | Annotated[int, Field(ge=1, le=16)] = "auto"
     # SMTP envelope sender (MAIL FROM), where bounces go; default: the digest's From.
     bounce_address: Address | None = None
+
+
+class WorkerSettings(StrictModel):
+    """Delivery on Celery workers (``publisher worker``), for a publication past one
+    machine; without this section everything is sent in the scheduler's own processes."""
+
+    # The variable holding the broker's URL (redis://... or amqp://...): it may carry a
+    # password, so it never stands in schedule.yaml.
+    broker_url_env: Text = "PUBLISHER_BROKER_URL"
+    # Rows a task sends at most: small enough that a lost worker costs little, large
+    # enough that a task's start (a claim, the issue's messages rendered once) is amortized.
+    batch: Int = Field(default=500, ge=1, le=10_000)
+    # Worker processes that one `publisher worker` starts (Celery's prefork pool), each with
+    # backend.connections connections of its own.
+    concurrency: Int = Field(default=1, ge=1, le=64)
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "publisher"
 
 
 def list_name_rule(value: str) -> str:
@@ -420,4 +440,5 @@ class Config(StrictModel):
     digests: list[Digest] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     returns: ReturnsSettings | None = None
+    workers: WorkerSettings | None = None
     web: WebSettings = WebSettings()

@@ -86,6 +86,11 @@ class RunReport:
     later: int = 0
     # Why rows are deferred or failed, the most frequent first: "3 deferred: <reply>".
     why: list[str] = field(default_factory=list)
+    # What this run itself did (the counts above are the issue's): sent, deferred, failed.
+    mine: dict[str, int] = field(default_factory=dict)
+    # With workers: tasks this run placed, and the rows the tasks out may send.
+    placed: int = 0
+    queued: int = 0
 
     @property
     def settled(self) -> bool:
@@ -94,6 +99,8 @@ class RunReport:
         if self.status in ("done", "nothing new to send"):
             return True
         waiting = self.pending + self.deferred
+        if self.status == "sending" and self.queued:  # the workers have the rest
+            return True
         return self.status == "sending" and waiting == self.later and not self.limited
 
     def line(self) -> str:
@@ -105,6 +112,11 @@ class RunReport:
             f"{self.recipients}; {self.seconds:.1f} s"
             + ("; rate limit reached, the rest waits for a later run" if self.limited else "")
             + (f"; {self.later} wait for their hour in their zone" if self.later else "")
+            + (
+                f"; {self.placed} task(s) placed for the workers, {self.queued} rows queued"
+                if self.queued
+                else ""
+            )
             + (
                 f"; {self.waiting} more article(s) wait for the next issue (max_articles)"
                 if self.waiting
@@ -158,7 +170,7 @@ def send_digest(
 
     The new issue is opened first so that a second sender that lost the race to make it
     finds it among the unfinished ones and helps to send it."""
-    held = _held(sender.engine, digest)
+    held = held_report(sender.engine, digest)
     if held is not None:
         return [held]
     opened = open_issue(sender.engine, sender.pub, digest, now, period)
@@ -179,12 +191,14 @@ def send_waiting(
     """The due rows of every unfinished issue of the digest, oldest first (retries, and
     issues another sender has begun); a report for each issue that had any."""
     engine, pub = sender.engine, sender.pub
-    held = _held(engine, digest)
+    held = held_report(engine, digest)
     if held is not None:
         return [held]
     reports: list[RunReport] = []
     sent: list[Plan] = []
     plans = waiting_issues(engine, digest.name, sender.clock())
+    if sender.workers is not None:  # the workers send: tasks for what is due
+        return [sender.workers.place(digest, plan, sender.clock()) for plan in plans]
     helpers = []
     if plans and sender.processes:
         from publisher.delivery import helpers as helping
@@ -198,10 +212,7 @@ def send_waiting(
                 break
             letters = compose(engine, pub, digest, plan, now, signer)
             composed(letters)
-            # Quiet hours hold a scheduled issue's retries too (one sent by hand: nothing).
-            hold = None if plan.period is None else quiet_hold(digest, pub.zone_of(digest.schedule))
-            outgoing = Outgoing(digest.name, plan, letters, digest.list_name, signer, hold)
-            reports.append(deliver(sender, outgoing))
+            reports.append(deliver(sender, outgoing_for(pub, digest, plan, letters, signer)))
             sent.append(plan)
     finally:
         if helpers:
@@ -210,12 +221,21 @@ def send_waiting(
         # The helpers may have sent after this process was done: count again.
         with engine.connect() as db:
             for plan, report in zip(sent, reports, strict=True):
-                _finish(db, plan, report, sender.clock())
+                finish_report(db, plan, report, sender.clock())
             db.commit()
     return reports
 
 
-def _held(engine: Engine, digest: Digest) -> RunReport | None:
+def outgoing_for(
+    pub: Publication, digest: Digest, plan: Plan, letters: Letters, signer: Signer
+) -> Outgoing:
+    """What is sent of a digest's issue: its messages, to its list's members, with quiet
+    hours holding a scheduled issue's retries too (one sent by hand holds nothing)."""
+    hold = None if plan.period is None else quiet_hold(digest, pub.zone_of(digest.schedule))
+    return Outgoing(digest.name, plan, letters, digest.list_name, signer, hold)
+
+
+def held_report(engine: Engine, digest: Digest) -> RunReport | None:
     """A digest held for its complaint or bounce rate sends nothing, not even retries,
     until the operator resumes it."""
     with engine.connect() as db:
@@ -402,6 +422,13 @@ class Sender:
     # Whether delivery.processes may start helpers beside this process (a helper itself
     # starts none).
     processes: bool = False
+    # With workers: in schedule.yaml, what places the tasks; this process sends nothing
+    # of the digests' issues then.
+    workers: Dispatch | None = None
+
+
+class Dispatch(Protocol):
+    def place(self, digest: Digest, plan: Plan, now: float) -> RunReport: ...
 
 
 @dataclass(frozen=True)
@@ -418,13 +445,15 @@ class Outgoing:
     hold: Callable[[float, str | None], float] | None = None
 
 
-def deliver(sender: Sender, outgoing: Outgoing, only: int | None = None) -> RunReport:
+def deliver(
+    sender: Sender, outgoing: Outgoing, only: int | None = None, limit: int | None = None
+) -> RunReport:
     """Send every due row of the issue, one worker thread per backend (connection); the
     calling thread alone claims and records, one transaction per ``delivery.record_every``
     messages. When ``sender.should_stop`` turns true (SIGTERM), no new message is handed
     over; those in flight are recorded. With ``only``, just that subscriber's row, due or
-    not."""
-    run = _Run(sender, outgoing, only)
+    not; with ``limit``, at most that many rows (a worker's task)."""
+    run = _Run(sender, outgoing, only, limit)
     try:
         return run.go()
     except SQLAlchemyError as exc:
@@ -462,10 +491,13 @@ class _Run:
     worker whose message failed waits for the main thread's verdict (go on, after a pause
     for a slowed connection, or stop) before it takes another task."""
 
-    def __init__(self, sender: Sender, outgoing: Outgoing, only: int | None) -> None:
+    def __init__(
+        self, sender: Sender, outgoing: Outgoing, only: int | None, limit: int | None
+    ) -> None:
         self.sender = sender
         self.out = outgoing
         self.only = only
+        self.left = limit  # rows this run may still claim (None: all that are due)
         self.settings = sender.pub.config.delivery
         self.envelope_from = self.settings.bounce_address or outgoing.mail.sender
         returns = sender.pub.config.returns
@@ -528,7 +560,7 @@ class _Run:
                 reason = self.pause[:1000]
                 ledger.set_issue_status(db, plan.issue_id, "paused", reason, sender.clock())
             db.commit()
-            _finish(db, plan, self.report, sender.clock())
+            finish_report(db, plan, self.report, sender.clock())
         self.report.seconds = sender.clock() - started
         self.report.reason = self.pause
         return self.report
@@ -559,7 +591,9 @@ class _Run:
             at = self.sender.clock()
             tasks = [_Task(row, Recipient(row.address, row.name, row.public_id, row.timezone, at))
                      for row in rows]  # fmt: skip
-            if not rows or self.only is not None:
+            if self.left is not None:
+                self.left -= len(rows)
+            if not rows or self.only is not None or self.left == 0:
                 self.exhausted = True  # ``only``: one attempt, a deferral waits for its time
             if self.limiter.per_second:
                 self.pending.extend(tasks)
@@ -575,7 +609,8 @@ class _Run:
         sender, db = self.sender, self.db
         now = sender.clock()
         with db.begin():
-            size = self.limiter.claim_size(db, now, self.claim_size, sender.owner)
+            wanted = self.claim_size if self.left is None else min(self.claim_size, self.left)
+            size = self.limiter.claim_size(db, now, wanted, sender.owner)
             if size == 0:
                 self.report.limited = True
                 return []
@@ -665,6 +700,7 @@ class _Run:
             self.failures_in_a_row = 0
         db.commit()  # the guarantee rests on it: only now may these connections go on
         self.report.attempts += len(done)
+        self.report.mine["sent"] = self.report.mine.get("sent", 0) + len(done)
         self.last_session = done[-1][1]
         for result, _ in done:
             self.permits[result.worker].release()
@@ -683,6 +719,7 @@ class _Run:
             ledger.release(db, issue_id, sender.owner, at, row.subscriber_id)
         else:
             self.report.attempts += 1
+            self.report.mine[decision.status] = self.report.mine.get(decision.status, 0) + 1
             # The error budget is the issue's, counted in the database by every sender.
             self.failures_in_a_row = ledger.count_failure(db, issue_id)
             due, hold = decision.due, self.out.hold
@@ -773,7 +810,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _finish(db: Connection, plan: Plan, report: RunReport, now: float) -> None:
+def finish_report(db: Connection, plan: Plan, report: RunReport, now: float) -> None:
+    """The issue's counts into ``report``; the issue is done when nobody waits."""
     counts = ledger.row_counts(db, plan.issue_id)
     report.recipients = sum(counts.values())
     report.pending = counts.get("pending", 0) + counts.get("sending", 0)

@@ -13,11 +13,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from publisher.backends import backend_pool
 from publisher.config import Publication, load_config
 from publisher.delivery import Sender
 from publisher.delivery.local import zones_in_use
+from publisher.delivery.send import sender_name
 from publisher.errors import PublisherError
+from publisher.scheduler.duty import ROLE, Duty
 from publisher.scheduler.jobs import (
     Tick,
     next_retry,
@@ -27,7 +31,10 @@ from publisher.scheduler.jobs import (
     run_due,
 )
 from publisher.scheduler.triggers import LocalStart, trigger
+from publisher.store import database_reason
+from publisher.store.tasks import on_duty
 from publisher.tokens import publication_signer
+from publisher.workers.dispatch import placer_for
 
 log = logging.getLogger("publisher.run")
 RELOAD_SECONDS = 5
@@ -38,6 +45,9 @@ RETRY_CHECK_SECONDS = 60
 RETRY_GAP_SECONDS = 1  # the least time between two retry passes
 # How often the sources are looked at: each is fetched when its own interval has passed.
 SOURCES_CHECK_SECONDS = 60
+# With workers: how often the due rows are looked at for tasks (rows a killed worker of
+# this machine held, a task lost with the broker), and the least gap between two looks.
+DISPATCH_SECONDS = 10
 
 
 class Foreground:
@@ -62,6 +72,9 @@ class Foreground:
         self.mtime = pub.path.stat().st_mtime_ns
         self.limited = False  # the last retry pass stopped at a rate limit
         self.planning = threading.Lock()
+        self.duty = Duty(self.engine, sender_name(), pub.config.state.duty_lease)
+        self.on_duty = False
+        self.announced = False  # "standing by" said once
 
     def start(self) -> int:
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -70,15 +83,43 @@ class Foreground:
         self.scheduler.add_job(self._reload, "interval", seconds=RELOAD_SECONDS, id="reload")
         self.scheduler.add_job(self.plan_retries, "interval", seconds=RETRY_CHECK_SECONDS,
                                id="retry-check", coalesce=True, max_instances=1)  # fmt: skip
-        # Catch-up: whatever was due while we were down (the ledger decides).
-        self.scheduler.add_job(self._everything, id="catch-up")
+        self.scheduler.add_job(self._look_at_duty, "interval", seconds=self.duty.every,
+                               id="duty", coalesce=True, max_instances=1)  # fmt: skip
+        self._look_at_duty()  # on duty: the catch-up pass; else standing by
         scheduled = [d.name for d in self.pub.config.digests if d.schedule is not None]
         log.info("started: %s, feeds and %d scheduled digest(s)%s", self.pub.path.name,
                  len(scheduled), f" ({', '.join(scheduled)})" if scheduled else "")  # fmt: skip
         self.scheduler.start()  # returns after shutdown
+        if self.on_duty:
+            self._guard(self.duty.leave)  # a standby takes over at its next look
         self.engine.dispose()
         log.info("stopped")
         return 0
+
+    def _look_at_duty(self) -> None:
+        """Renew this scheduler's duty, or take it over from one whose lease ended; the
+        one that comes on duty first catches up on whatever was due meanwhile."""
+        was = self.on_duty
+        try:
+            self.on_duty = self.duty.check(self._now().timestamp())
+        except SQLAlchemyError as exc:
+            log.error("state.database: %s (duty is looked at again in %.0f s)",
+                      database_reason(exc), self.duty.every)  # fmt: skip
+            self.on_duty = False
+        if self.on_duty and not was:
+            log.info("on duty: composing, building and sending from here")
+            # Catch-up: whatever was due while nobody was on duty (the ledger decides).
+            self.scheduler.add_job(self._everything, id="catch-up", replace_existing=True)
+        elif was and not self.on_duty:
+            log.warning("off duty: another scheduler holds it; standing by")
+        elif not self.on_duty and not was and not self.announced:
+            found = None
+            with self.engine.connect() as db:
+                found = on_duty(db, ROLE, self._now().timestamp())
+            holder = found[0] if found else "another scheduler"
+            log.info("standing by: %s is on duty; taking over within %.0f s of its end",
+                     holder, self.duty.lease + self.duty.every)  # fmt: skip
+        self.announced = True
 
     def _shutdown(self, number: int, frame: Any) -> None:
         log.info("signal %d: finishing the messages in flight", number)
@@ -100,6 +141,9 @@ class Foreground:
         if pub.config.sources:
             self.scheduler.add_job(self._sources, "interval", seconds=SOURCES_CHECK_SECONDS,
                                    id="job:sources", **common)  # fmt: skip
+        if pub.config.workers is not None:
+            self.scheduler.add_job(self._retries, "interval", seconds=DISPATCH_SECONDS,
+                                   id="job:dispatch", **common)  # fmt: skip
         returns = pub.config.returns
         if returns is not None and (returns.maildir is not None or returns.imap is not None):
             self.scheduler.add_job(self._returns, "interval", seconds=returns.interval,
@@ -152,7 +196,8 @@ class Foreground:
             return
         # Never at once again: a row can be due and still not be sent (the hour's rate
         # limit is used up), and a pass that changed nothing must not run in a loop.
-        soonest = self._now() + timedelta(seconds=RETRY_GAP_SECONDS)
+        gap = RETRY_GAP_SECONDS if self.pub.config.workers is None else DISPATCH_SECONDS
+        soonest = self._now() + timedelta(seconds=gap)
         if self.limited:
             soonest = self._now() + timedelta(seconds=RETRY_CHECK_SECONDS)
         when = max(datetime.fromtimestamp(due, UTC), soonest)
@@ -201,7 +246,7 @@ class Foreground:
         def go() -> None:
             pub = self.pub
             sender = Sender(self.engine, pub, backend_pool(pub), should_stop=self.stop.is_set,
-                            processes=True)  # fmt: skip
+                            processes=True, workers=placer_for(pub, self.engine))  # fmt: skip
             for report in run_digest(
                 sender, pub.digest(name), self._now(), publication_signer(pub)
             ):
@@ -213,10 +258,10 @@ class Foreground:
     def _guard(self, work: Any) -> None:
         """Run a job; whatever goes wrong is one line of the log, and the scheduler goes on
         (the next run tries again: what was recorded is kept)."""
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from publisher.store import database_reason
-
+        if not self.announced:
+            self._look_at_duty()  # a job before the first look at duty (start looks first)
+        if not self.on_duty:
+            return  # standing by: the scheduler on duty does it
         try:
             work()
         except PublisherError as exc:

@@ -27,6 +27,7 @@ from publisher.scheduler.triggers import due_period, trigger
 from publisher.sources.poll import Polled, poll
 from publisher.store import ledger
 from publisher.tokens import Signer
+from publisher.workers.dispatch import placer_for
 
 
 @dataclass
@@ -143,4 +144,4 @@ def _sender(
     clock: Callable[[], float] | None,
 ) -> Sender:
     return Sender(engine, pub, backends(), clock=clock or time.time, should_stop=should_stop,
-                  processes=True)  # fmt: skip
+                  processes=True, workers=placer_for(pub, engine))  # fmt: skip

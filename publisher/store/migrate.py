@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-HEAD = "0007"  # tests/test_migrations.py checks it is the newest revision
+HEAD = "0008"  # tests/test_migrations.py checks it is the newest revision
 BASELINE = "0001"
 SCRIPTS = Path(__file__).parent / "migrations"
 

@@ -204,6 +204,37 @@ holds = Table(
     Column("held_at", Float, nullable=False),
 )
 
+delivery_tasks = Table(
+    "delivery_tasks",
+    metadata,
+    # Each task placed for the Celery workers (workers: in schedule.yaml): "send up to a
+    # batch of the due rows of this issue". The claims of the ledger decide who is sent;
+    # this says what is queued, which worker took what and what came of it (status).
+    Column("id", String(64), primary_key=True),  # the task's id, as the broker knows it
+    Column("issue_id", ForeignKey("issues.id"), nullable=False),
+    Column("rows", Integer, nullable=False),  # the batch it may send at most
+    Column("placed_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("worker", String(120)),  # host:pid of the process that ran it
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("deferred", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Index("delivery_tasks_issue", "issue_id", "finished_at"),
+    Index("delivery_tasks_worker", "worker", "started_at"),
+)
+
+duty = Table(
+    "duty",
+    metadata,
+    # Who is on duty among several `publisher run` (one composes, builds and places
+    # tasks): a lease its holder renews, taken over by another when it ends.
+    Column("role", String(32), primary_key=True),
+    Column("holder", String(120), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 
 def epoch(moment: datetime) -> float:
     return moment.timestamp()

@@ -1,0 +1,158 @@
+"""Delivery on Celery workers: a real Redis and a real PostgreSQL on 127.0.0.1, three
+`publisher worker` processes, the SMTP server counting messages by envelope recipient.
+Every recipient once; a worker killed with SIGKILL mid-batch and a broker restart that
+loses every queued task lose nobody, and duplicate only what the killed worker had in
+flight, with the same Message-ID."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from publisher import store
+from publisher.config import Publication, load_config
+from publisher.store import ledger, tasks
+
+from .postgres import needs_postgres, postgres_cluster
+from .redis import Redis, needs_redis, redis_server
+from .smtpserver import Script
+from .test_senders import COMMAND, RECIPIENTS, SECRET, publication, received
+
+WORKERS = 3
+BATCH = 50
+pytestmark = [pytest.mark.slow, needs_postgres, needs_redis]
+
+
+def with_workers(pub: Publication, every: int) -> Publication:
+    config = pub.path
+    config.write_text(
+        config.read_text().replace("  record_every: 100\n", f"  record_every: {every}\n")
+        + f"\nworkers:\n  batch: {BATCH}\n"
+    )
+    return load_config(config)
+
+
+def environment(redis: Redis) -> dict[str, str]:
+    return {**os.environ, **SECRET, "PUBLISHER_BROKER_URL": redis.url}
+
+
+@contextmanager
+def workers(pub: Publication, redis: Redis, logs: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """``WORKERS`` worker processes (each one process: Celery's solo pool), stopped after."""
+    started = []
+    for number in range(WORKERS):
+        log = (logs / f"worker-{number}.log").open("w")
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "publisher", "worker"], cwd=pub.root, env=environment(redis),
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        ))  # fmt: skip
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+
+
+def dispatch(pub: Publication, redis: Redis) -> str:
+    """What the scheduler on duty does: the issue composed if it is new, and tasks placed
+    for its due rows that no queued task is for."""
+    done = subprocess.run(COMMAND, cwd=pub.root, env=environment(redis), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def waiting(pub: Publication) -> int:
+    engine = store.connect(pub.database_url)
+    try:
+        with engine.connect() as db:
+            counts = ledger.row_counts(db, 1)
+    finally:
+        engine.dispose()
+    return counts.get("pending", 0) + counts.get("sending", 0) + counts.get("deferred", 0)
+
+
+def until_sent(pub: Publication, redis: Redis, passes: bool) -> None:
+    """Wait until no row of the issue waits (bounded), with ``passes`` a dispatch pass
+    every two seconds, as the scheduler's own every few seconds."""
+    deadline = time.monotonic() + 180
+    while waiting(pub) and time.monotonic() < deadline:  # bounded: the deadline
+        if passes:
+            dispatch(pub, redis)
+        time.sleep(2 if passes else 0.2)
+    assert waiting(pub) == 0
+
+
+def test_three_workers_send_each_recipient_once(
+    example: Path, server: tuple[int, Script], tmp_path: Path
+) -> None:
+    port, script = server
+    with postgres_cluster() as url, redis_server() as redis:
+        pub = with_workers(publication(example, port, url), every=10)
+        script.gate = WORKERS  # the first answers wait until every worker is sending
+        with workers(pub, redis, tmp_path):
+            [issue] = json.loads(dispatch(pub, redis))["issues"]
+            assert (issue["placed"], issue["queued"]) == (RECIPIENTS // BATCH, RECIPIENTS)
+            until_sent(pub, redis, passes=False)
+        assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
+        assert len(script.sessions) >= WORKERS  # each worker its own connections
+        engine = store.connect(url)
+        with engine.connect() as db:
+            seen = tasks.overview(db, time.time(), 0.0)
+        engine.dispose()
+        assert len(seen.workers) == WORKERS and all(w.sent > 0 for w in seen.workers)
+        assert sum(w.sent for w in seen.workers) == RECIPIENTS
+        assert (seen.queued, seen.running) == (0, 0)
+        logged = "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
+        assert logged.count(f"(a batch of {BATCH})") == RECIPIENTS // BATCH  # a line a batch
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_killed_worker_and_a_broker_restart_lose_nobody(
+    example: Path, server: tuple[int, Script], tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    port, script = server
+    every = 5
+    with postgres_cluster() as url, redis_server() as redis:
+        pub = with_workers(publication(example, port, url), every=every)
+        script.gate = WORKERS
+        with workers(pub, redis, tmp_path) as running:
+            dispatch(pub, redis)
+            goal = rng.randrange(30, RECIPIENTS // 2)
+            deadline = time.monotonic() + 60
+            while len(script.received) < goal and time.monotonic() < deadline:  # bounded
+                time.sleep(0.005)
+            victim = running[rng.randrange(WORKERS)]
+            victim.send_signal(signal.SIGKILL)  # mid-batch: its claims and its task with it
+            victim.wait(timeout=30)
+            redis.restart()  # no persistence: every task still queued is gone
+            until_sent(pub, redis, passes=True)
+        counts = received(script)
+        assert set(counts) == {f"r{n}@example.org" for n in range(RECIPIENTS)}  # nobody lost
+        twice = {address: count for address, count in counts.items() if count > 1}
+        # Only the killed worker's messages in flight: sent, not yet recorded.
+        assert sum(count - 1 for count in twice.values()) <= every
+        ids: dict[str, set[str]] = {}
+        for _, recipient, data in script.received:
+            ids.setdefault(recipient, set()).add(str(email.message_from_bytes(data)["Message-ID"]))
+        assert all(len(ids[address]) == 1 for address in twice)  # the same Message-ID
