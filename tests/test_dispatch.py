@@ -109,9 +109,7 @@ def test_a_worker_without_a_workers_section_is_one_line(
     ]
 
 
-def test_bad_workers_settings_point_at_their_line(
-    example: Path, cli: Callable[..., Ran]
-) -> None:
+def test_bad_workers_settings_point_at_their_line(example: Path, cli: Callable[..., Ran]) -> None:
     config = example / "schedule.yaml"
     config.write_text(config.read_text() + "\nworkers:\n  batch: 0\n")
     ran = cli("check", cwd=example, env=SECRET)

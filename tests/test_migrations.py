@@ -356,3 +356,25 @@ def test_0008_adds_the_workers_tables_beside_everything_that_was(tmp_path: Path)
             assert tasks.on_duty(db, "scheduler", 11.0) == ("a", 10.0)
     finally:
         engine.dispose()
+
+
+def test_processes_started_at_once_on_a_new_database_all_open_it(tmp_path: Path) -> None:
+    """Several commands started together on a new database (two `serve`, a `run`):
+    one writes the schema, the others wait and find it done; none fails."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    opening = f"from publisher import store; store.connect({url!r}).dispose()"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", opening], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6, errors
+    engine = create_engine(url)
+    try:
+        with engine.connect() as db:
+            assert current_revision(db) == HEAD
+    finally:
+        engine.dispose()

@@ -107,3 +107,75 @@ def test_reload_valid_and_invalid(example: Path) -> None:
     assert "finishing the messages in flight" in err
     # APScheduler's own INFO lines (two every 5 s) are not the operator's log.
     assert "Adding job tentatively" not in err and "executed successfully" not in err
+
+
+def on_duty_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "on duty" in line]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_one_scheduler_on_duty_and_the_standby_takes_over_when_it_is_killed(
+    example: Path, tmp_path: Path, database: str
+) -> None:
+    """Two `publisher run`: the first is on duty, the second stands by and does nothing;
+    killed with SIGKILL, the first is replaced within the lease and one look more."""
+    from contextlib import ExitStack
+
+    from publisher.scheduler.duty import ROLE
+    from publisher.store.tasks import on_duty
+
+    from .postgres import BINARIES, postgres_cluster
+
+    with ExitStack() as stack:
+        config = example / "schedule.yaml"
+        text = config.read_text().replace("state:\n  folder: var",
+                                          "state:\n  folder: var\n  duty_lease: 3s")  # fmt: skip
+        if database == "postgres":
+            if not BINARIES or os.geteuid() != 0:
+                pytest.skip("needs Debian's postgresql and root")
+            url = stack.enter_context(postgres_cluster())
+            text = text.replace("  duty_lease: 3s", f"  duty_lease: 3s\n  database: {url}")
+        config.write_text(text)
+        pub = load_config(config)
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+
+        def started(log: Path) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "publisher", "run"], cwd=example, text=True,
+                stdout=subprocess.DEVNULL, stderr=log.open("w"), env={**os.environ, **SECRET},
+            )  # fmt: skip
+
+        def holder() -> str | None:
+            engine = store.connect(pub.database_url)
+            try:
+                with engine.connect() as db:
+                    found = on_duty(db, ROLE, time.time())
+            finally:
+                engine.dispose()
+            return None if found is None else found[0]
+
+        first = started(logs[0])
+        try:
+            assert wait_for(lambda: bool(on_duty_lines(logs[0])), 60)
+            was = holder()
+            assert was is not None and f":{first.pid}:" in was
+            second = started(logs[1])
+            try:
+                assert wait_for(lambda: "standing by" in logs[1].read_text(), 60)
+                assert f":{first.pid}:" in logs[1].read_text()  # it names the one on duty
+                time.sleep(2)  # a look or two more: still standing by
+                assert "on duty: composing" not in logs[1].read_text()
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=30)
+                # Within the lease (3 s) and a look (1 s); a margin for a loaded machine.
+                assert wait_for(lambda: "on duty: composing" in logs[1].read_text(), 20)
+                now = holder()
+                assert now is not None and f":{second.pid}:" in now
+            finally:
+                code, err = stop(second)
+            assert code == 0, err
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(timeout=30)
+        assert holder() is None  # a clean stop leaves duty at once

@@ -619,3 +619,42 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
     assert b'<td colspan="8">2 deferred: RCPT TO: 451 &lt;grey&gt;</td>' in body
     assert b"<td>2/1</td><td>1</td><td>4</td></tr>" in body
     assert b"<strong>Held</strong>: issue 3: 1 complaints of 20 (5.00%, limit 0.30%)" in body
+
+
+def test_two_serve_processes_share_the_sign_up_rate_limit(example: Path) -> None:
+    """Two `publisher serve` processes on one database (behind a balancer, say): a client
+    that alternates between them still gets ``LIMIT`` sign-ups in the window, not twice
+    as many."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from publisher.web.limits import LIMIT
+
+    environment = {**os.environ, "PUBLISHER_SECRET": "web-two-processes-0123456789abcdef"}
+    ports = [free_port(), free_port()]
+    command = [sys.executable, "-m", "publisher", "serve", "--port"]
+    servers = [
+        subprocess.Popen([*command, str(port)], cwd=example, env=environment,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for port in ports
+    ]  # fmt: skip
+    try:
+        for port in ports:
+            wait_listening(port)
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        answers = []
+        for n in range(LIMIT + 1):
+            base = bases[n % 2]
+            cookie, field = form_token(base)
+            answers.append(sign_up(base, cookie, field, f"nia{n}@example.org")[0])
+        assert answers == [200] * LIMIT + [429]
+        cookie, field = form_token(bases[0])  # the other one says the same
+        assert sign_up(bases[0], cookie, field, "nia-more@example.org")[0] == 429
+    finally:
+        for process in servers:
+            process.send_signal(signal.SIGTERM)
+        for process in servers:
+            _, err = process.communicate(timeout=30)
+            assert "Traceback" not in err

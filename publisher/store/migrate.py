@@ -30,9 +30,13 @@ def current_revision(db: Connection) -> str | None:
 def migrate(engine: Engine, target: str = HEAD) -> None:
     """Upgrade the database to ``target`` (the newest by default), whoever else is doing
     the same: a second process that loses the race finds the work done."""
+    with engine.connect() as db:
+        if current_revision(db) == target:
+            return  # the common case: one read, no lock
     for attempt in range(3):  # bounded: only a concurrent upgrade makes us look again
         try:
             with engine.begin() as db:
+                _one_at_a_time(db)
                 if current_revision(db) == target:
                     return
                 _upgrade(db, target)
@@ -43,6 +47,21 @@ def migrate(engine: Engine, target: str = HEAD) -> None:
                     return
             if attempt == 2:
                 raise
+
+
+MIGRATION_LOCK = 0x7075626D  # PostgreSQL's advisory lock while a process migrates
+
+
+def _one_at_a_time(db: Connection) -> None:
+    """Hold the database for this upgrade from the first look at its revision: two
+    processes started at once on a new database would otherwise both see no revision
+    and both write one. On SQLite the write lock is taken at once (DDL then runs inside
+    the transaction; the other process waits for it, up to the busy timeout); on
+    PostgreSQL an advisory lock that the transaction's end releases."""
+    if db.dialect.name == "sqlite":
+        db.exec_driver_sql("BEGIN IMMEDIATE")
+    elif db.dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 def _upgrade(db: Connection, target: str) -> None:

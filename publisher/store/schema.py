@@ -235,6 +235,19 @@ duty = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+web_limits = Table(
+    "web_limits",
+    metadata,
+    # The web side's per-client events (sign-ups, wrong /status passwords) within their
+    # limit's window, so that several `publisher serve` processes share one count.
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("client", String(64), nullable=False),  # an address, an IPv6 client's /64
+    Column("at", Float, nullable=False),
+    Index("web_limits_client", "kind", "client", "at"),
+    Index("web_limits_at", "at"),
+)
+
 
 def epoch(moment: datetime) -> float:
     return moment.timestamp()

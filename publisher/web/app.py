@@ -29,7 +29,7 @@ from publisher.subscribers import normalize_zone, zone_choices
 from publisher.tokens import UNSUBSCRIBE, Signer
 from publisher.web import archive
 from publisher.web import subscribe as signup
-from publisher.web.limits import RateLimit
+from publisher.web.limits import SharedRateLimit
 from publisher.web.pages import DEFAULTS, Pages, fallback
 from publisher.web.returns import routes as returned_mail
 
@@ -108,7 +108,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
         # RFC 8058 §3.2: answer the POST itself, no redirect; repeating it changes nothing.
         return pages.message("Unsubscribed", "You will receive no more emails from this list.")
 
-    limits = RateLimit()
+    limits = SharedRateLimit(database, "signup")
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
@@ -126,7 +126,7 @@ def create_app(pub: Publication, signer: Signer, engine: Engine | None = None) -
 
     # Wrong passwords per client: a few, then 429 for a while, so the password cannot be
     # guessed at the speed of the server.
-    guesses = RateLimit(limit=10, per=600)
+    guesses = SharedRateLimit(database, "password", limit=10, per=600)
 
     def status_page(request: Request) -> Response:
         return archive.status(pub, pages, database, request, guesses)

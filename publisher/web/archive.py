@@ -17,7 +17,7 @@ from publisher.delivery import Plan, compose_plan, keep_web_page
 from publisher.digest.issue import Window
 from publisher.errors import PublisherError
 from publisher.store import ledger
-from publisher.web.limits import RateLimit, client_key
+from publisher.web.limits import SharedRateLimit, client_key
 from publisher.web.pages import Pages
 
 STATUS_PASSWORD_ENV = "PUBLISHER_STATUS_PASSWORD"
@@ -69,7 +69,7 @@ def _day(seconds: float) -> str:
 
 
 def status(
-    pub: Publication, pages: Pages, engine: Engine, request: Request, guesses: RateLimit
+    pub: Publication, pages: Pages, engine: Engine, request: Request, guesses: SharedRateLimit
 ) -> Response:
     password = os.environ.get(STATUS_PASSWORD_ENV, "")
     if not password:

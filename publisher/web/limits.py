@@ -1,4 +1,8 @@
-"""Per-client limits of the web side: sign-ups, and password guesses on /status."""
+"""Per-client limits of the web side: sign-ups, and password guesses on /status.
+
+Each is counted twice: in this process first (bounded memory; a flood from one client
+is turned away without touching the database), then in the state database, which every
+`publisher serve` of the publication shares, so the limit holds across all of them."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from sqlalchemy.engine import Engine
 from starlette.requests import Request
+
+from publisher.store.limits import count_event, forget_before
 
 LIMIT, PER_SECONDS = 5, 600
 MAX_CLIENTS = 10_000  # client addresses remembered at most (the least recent are forgotten)
@@ -65,3 +72,47 @@ class RateLimit:
         while recent and recent[0] <= now - self.per:  # bounded: at most `limit` times
             recent.popleft()
         return len(recent) >= self.limit
+
+
+PRUNE_EVERY = 200  # events between two removals of every count older than its window
+
+
+class SharedRateLimit:
+    """A ``RateLimit`` of this process in front of the same limit counted in the state
+    database (wall-clock time: the processes share it)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        kind: str,
+        limit: int = LIMIT,
+        per: float = PER_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine, self.kind, self.limit, self.per, self.clock = engine, kind, limit, per, clock
+        self.local = RateLimit(limit, per, clock)
+        self.events = 0
+
+    @property
+    def seen(self) -> OrderedDict[str, deque[float]]:
+        return self.local.seen
+
+    def allow(self, client: str) -> bool:
+        """Count one event for ``client``; False when it is over its limit here or on the
+        database."""
+        if not self.local.allow(client):
+            return False
+        now = self.clock()
+        with self.engine.begin() as db:
+            allowed = count_event(db, self.kind, client, now, self.limit, self.per, take=True)
+            self.events += 1
+            if self.events % PRUNE_EVERY == 0:
+                forget_before(db, now - self.per)
+        return allowed
+
+    def blocked(self, client: str) -> bool:
+        if self.local.blocked(client):
+            return True
+        with self.engine.begin() as db:
+            return not count_event(db, self.kind, client, self.clock(), self.limit, self.per,
+                                   take=False)  # fmt: skip

@@ -27,7 +27,7 @@ from publisher.delivery import Plan, Sender
 from publisher.headers import clean_text
 from publisher.subscribers import normalize_address, normalize_zone, zone_choices
 from publisher.tokens import Signer
-from publisher.web.limits import PER_SECONDS, RateLimit, client_key
+from publisher.web.limits import PER_SECONDS, SharedRateLimit, client_key
 from publisher.web.pages import Pages
 
 CSRF = "csrf"  # the token purpose of the form's field
@@ -56,7 +56,7 @@ async def subscribe(
     pages: Pages,
     signer: Signer,
     engine: Engine,
-    limits: RateLimit,
+    limits: SharedRateLimit,
     request: Request,
 ) -> Response:
     started = time.monotonic()
@@ -67,7 +67,7 @@ async def subscribe(
     if not nonce or signer.verify(CSRF, given, time.time(), FORM_LIFETIME) != nonce:
         expired = "The form had expired. Reload it and send it again."
         return pages.message("Please try again", expired, status=400)
-    if not limits.allow(client):
+    if not await run_in_threadpool(limits.allow, client):
         response = pages.message("Too many requests", "Please wait a few minutes and try again.",
                                  status=429)  # fmt: skip
         response.headers["Retry-After"] = str(PER_SECONDS)

@@ -1,5 +1,6 @@
-"""Delivery past one machine: the tasks placed for the Celery workers, and the lease of
-the scheduler on duty. Two new tables; every row that was stays as it was.
+"""Past one machine: the tasks placed for the Celery workers, the lease of the scheduler
+on duty, and the web side's per-client events that several `serve` processes share.
+Three new tables; every row that was stays as it was.
 
 Revision ID: 0008
 Revises: 0007
@@ -40,8 +41,21 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.Float, nullable=False),
     )
 
+    op.create_table(
+        "web_limits",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("client", sa.String(64), nullable=False),
+        sa.Column("at", sa.Float, nullable=False),
+    )
+    op.create_index("web_limits_client", "web_limits", ["kind", "client", "at"])
+    op.create_index("web_limits_at", "web_limits", ["at"])
+
 
 def downgrade() -> None:
+    op.drop_index("web_limits_at", "web_limits")
+    op.drop_index("web_limits_client", "web_limits")
+    op.drop_table("web_limits")
     op.drop_table("duty")
     op.drop_index("delivery_tasks_worker", "delivery_tasks")
     op.drop_index("delivery_tasks_issue", "delivery_tasks")
