@@ -72,6 +72,20 @@ def workers(pub: Publication, redis: Redis, logs: Path) -> Iterator[list[subproc
                 process.wait(timeout=30)
 
 
+@contextmanager
+def scheduler(pub: Publication, redis: Redis, logs: Path) -> Iterator[subprocess.Popen[str]]:
+    """`publisher run`: the scheduler on duty, stopped (SIGTERM, exit 0) after."""
+    log = (logs / "scheduler.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=pub.root,
+                               env=environment(redis), stdout=log, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, (logs / "scheduler.log").read_text()
+
+
 def dispatch(pub: Publication, redis: Redis) -> str:
     """What the scheduler on duty does: the issue composed if it is new, and tasks placed
     for its due rows that no queued task is for."""
@@ -91,14 +105,11 @@ def waiting(pub: Publication) -> int:
     return counts.get("pending", 0) + counts.get("sending", 0) + counts.get("deferred", 0)
 
 
-def until_sent(pub: Publication, redis: Redis, passes: bool) -> None:
-    """Wait until no row of the issue waits (bounded), with ``passes`` a dispatch pass
-    every two seconds, as the scheduler's own every few seconds."""
+def until_sent(pub: Publication) -> None:
+    """Wait until no row of the issue waits (bounded)."""
     deadline = time.monotonic() + 180
     while waiting(pub) and time.monotonic() < deadline:  # bounded: the deadline
-        if passes:
-            dispatch(pub, redis)
-        time.sleep(2 if passes else 0.2)
+        time.sleep(0.2)
     assert waiting(pub) == 0
 
 
@@ -112,7 +123,7 @@ def test_three_workers_send_each_recipient_once(
         with workers(pub, redis, tmp_path):
             [issue] = json.loads(dispatch(pub, redis))["issues"]
             assert (issue["placed"], issue["queued"]) == (RECIPIENTS // BATCH, RECIPIENTS)
-            until_sent(pub, redis, passes=False)
+            until_sent(pub)
         assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
         assert len(script.sessions) >= WORKERS  # each worker its own connections
         engine = store.connect(url)
@@ -136,7 +147,11 @@ def test_a_killed_worker_and_a_broker_restart_lose_nobody(
     with postgres_cluster() as url, redis_server() as redis:
         pub = with_workers(publication(example, port, url), every=every)
         script.gate = WORKERS
-        with workers(pub, redis, tmp_path) as running:
+        config = pub.path.read_text()
+        schedule = config.index("    schedule:\n      cron:")
+        config = config[:schedule] + config[config.index("\n\n", schedule) + 1 :]
+        pub.path.write_text(config)  # sent by hand: the scheduler only places tasks
+        with workers(pub, redis, tmp_path) as running, scheduler(pub, redis, tmp_path):
             dispatch(pub, redis)
             goal = rng.randrange(30, RECIPIENTS // 2)
             deadline = time.monotonic() + 60
@@ -146,7 +161,10 @@ def test_a_killed_worker_and_a_broker_restart_lose_nobody(
             victim.send_signal(signal.SIGKILL)  # mid-batch: its claims and its task with it
             victim.wait(timeout=30)
             redis.restart()  # no persistence: every task still queued is gone
-            until_sent(pub, redis, passes=True)
+            # The scheduler on duty gives back the killed worker's rows and places tasks
+            # for them at its next look (every 10 s), and for the lost ones once they
+            # have been off the queue for TAKEN_SECONDS.
+            until_sent(pub)
         counts = received(script)
         assert set(counts) == {f"r{n}@example.org" for n in range(RECIPIENTS)}  # nobody lost
         twice = {address: count for address, count in counts.items() if count > 1}
@@ -156,3 +174,26 @@ def test_a_killed_worker_and_a_broker_restart_lose_nobody(
         for _, recipient, data in script.received:
             ids.setdefault(recipient, set()).add(str(email.message_from_bytes(data)["Message-ID"]))
         assert all(len(ids[address]) == 1 for address in twice)  # the same Message-ID
+
+
+def test_a_broker_that_is_down_is_one_line_and_loses_nothing(
+    example: Path, server: tuple[int, Script], tmp_path: Path
+) -> None:
+    """`send` with the broker down: exit 1, one line; the issue and every row are kept,
+    and the next pass with the broker up places their tasks."""
+    port, script = server
+    with postgres_cluster() as url, redis_server() as redis:
+        pub = with_workers(publication(example, port, url), every=10)
+        redis.stop()
+        done = subprocess.run(COMMAND, cwd=pub.root, env=environment(redis), capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("workers.broker: cannot read the broker's queue: ")
+        assert waiting(pub) == RECIPIENTS  # the issue and its rows, all waiting
+        redis.start()
+        with workers(pub, redis, tmp_path):
+            [issue] = json.loads(dispatch(pub, redis))["issues"]
+            assert issue["placed"] == RECIPIENTS // BATCH
+            until_sent(pub)
+        assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})

@@ -22,6 +22,7 @@ from publisher.store.schema import delivery_tasks, duty
 # without its queue): its rows are placed again. Celery acknowledges late, so a task
 # that was started and whose worker died is given to another worker by the broker.
 OUT_SECONDS = 300.0
+TAKEN_SECONDS = 30.0  # a task off the queue that long and not started was lost
 KEEP_SECONDS = 7 * 86400.0  # finished tasks kept this long, for status
 
 
@@ -47,7 +48,9 @@ def lost(db: Connection, on_broker: int, now: float) -> int:
     c = delivery_tasks.c
     queued = select(c.id).where(*_queued(c, now))
     newest = queued.order_by(c.placed_at.desc(), c.id.desc()).limit(on_broker)
-    gone = [str(i) for i in db.execute(queued.where(c.id.not_in(newest))).scalars()]
+    # A task a worker has just taken is off the queue and not yet started: not lost.
+    settled = c.placed_at <= now - TAKEN_SECONDS
+    gone = [str(i) for i in db.execute(queued.where(c.id.not_in(newest), settled)).scalars()]
     forget(db, gone)
     return len(gone)
 
