@@ -62,7 +62,25 @@ def _process() -> _Process:
 
 def deliver_task(task: Any, digest_name: str, issue_id: int, rows: int) -> dict[str, int]:
     """Send up to ``rows`` due rows of the issue: the claim decides which, so a task run
-    twice sends nobody twice. What it did is recorded with the task and logged."""
+    twice sends nobody twice. What it did is recorded with the task and logged; what went
+    wrong is one line of the log (the rows it held are due again when their lease ends,
+    and the scheduler places them again)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from publisher.errors import PublisherError
+    from publisher.store import database_reason
+
+    try:
+        return _deliver(task, digest_name, issue_id, rows)
+    except PublisherError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+    except SQLAlchemyError as exc:
+        log.error("state.database: %s (the rows are placed again)", database_reason(exc))
+    return {}
+
+
+def _deliver(task: Any, digest_name: str, issue_id: int, rows: int) -> dict[str, int]:
     from publisher.delivery import compose, deliver, waiting_issues
     from publisher.delivery.send import held_report, outgoing_for
     from publisher.store import tasks
