@@ -147,7 +147,8 @@ def report(title: str, found: dict[str, list[float]], recipients: int) -> None:
         print(f"  {count} worker(s): {rate:,.0f} msgs/s, {rate / source:.2f} x smtp-source, "
               f"{rate / single:.2f} x one process; placing the tasks: {placing:.2f} s")  # fmt: skip
     cost = 1 / median["1 worker(s)"] - 1 / single
-    print(f"  the queue's cost per message (1 worker against one process): {cost * 1e6:,.0f} µs")
+    print(f"  the queue's cost per message (1 worker against one process): {cost * 1e6:,.0f} µs",
+          flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -158,19 +159,17 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="workers-bench-"))
     os.chmod(work, 0o755)
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}", flush=True)
     try:
         with redis_server() as redis:
-            lite = measure(work, args.recipients, args.rounds, None, redis.url)
-            pg = None
+            report("SQLite", measure(work, args.recipients, args.rounds, None, redis.url),
+                   args.recipients)  # fmt: skip
             if not args.skip_postgres:
                 with postgres_cluster() as url:
-                    pg = measure(work, args.recipients, args.rounds, url, redis.url)
+                    found = measure(work, args.recipients, args.rounds, url, redis.url)
+                report("PostgreSQL", found, args.recipients)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
-    report("SQLite", lite, args.recipients)
-    if pg is not None:
-        report("PostgreSQL", pg, args.recipients)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ def with_workers(pub: Publication, every: int) -> Publication:
     return load_config(config)
 
 
+def by_hand(pub: Publication) -> None:
+    """The digest without its schedule: sent by hand (the `send` of the test), so the
+    scheduler only looks after the issue's rows and tasks."""
+    config = pub.path.read_text()
+    schedule = config.index("    schedule:\n      cron:")
+    pub.path.write_text(config[:schedule] + config[config.index("\n\n", schedule) + 1 :])
+
+
 def environment(redis: Redis) -> dict[str, str]:
     return {**os.environ, **SECRET, "PUBLISHER_BROKER_URL": redis.url}
 
@@ -82,8 +90,9 @@ def scheduler(pub: Publication, redis: Redis, logs: Path) -> Iterator[subprocess
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0, (logs / "scheduler.log").read_text()
+        if process.poll() is None:  # not one the test killed
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, (logs / "scheduler.log").read_text()
 
 
 def dispatch(pub: Publication, redis: Redis) -> str:
@@ -133,6 +142,14 @@ def test_three_workers_send_each_recipient_once(
         assert len(seen.workers) == WORKERS and all(w.sent > 0 for w in seen.workers)
         assert sum(w.sent for w in seen.workers) == RECIPIENTS
         assert (seen.queued, seen.running) == (0, 0)
+        shown = subprocess.run([sys.executable, "-m", "publisher", "status", "--json"],
+                               cwd=pub.root, env=environment(redis), capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+        workers_shown = json.loads(shown)["workers"]
+        assert sorted(w["worker"] for w in workers_shown["workers"]) == sorted(
+            w.worker for w in seen.workers
+        )
+        assert sum(w["sent"] for w in workers_shown["workers"]) == RECIPIENTS
         logged = "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
         assert logged.count(f"(a batch of {BATCH})") == RECIPIENTS // BATCH  # a line a batch
 
@@ -147,10 +164,7 @@ def test_a_killed_worker_and_a_broker_restart_lose_nobody(
     with postgres_cluster() as url, redis_server() as redis:
         pub = with_workers(publication(example, port, url), every=every)
         script.gate = WORKERS
-        config = pub.path.read_text()
-        schedule = config.index("    schedule:\n      cron:")
-        config = config[:schedule] + config[config.index("\n\n", schedule) + 1 :]
-        pub.path.write_text(config)  # sent by hand: the scheduler only places tasks
+        by_hand(pub)
         with workers(pub, redis, tmp_path) as running, scheduler(pub, redis, tmp_path):
             dispatch(pub, redis)
             goal = rng.randrange(30, RECIPIENTS // 2)
@@ -197,3 +211,75 @@ def test_a_broker_that_is_down_is_one_line_and_loses_nothing(
             assert issue["placed"] == RECIPIENTS // BATCH
             until_sent(pub)
         assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
+
+
+def test_the_hourly_limit_holds_across_every_worker(
+    example: Path, server: tuple[int, Script], tmp_path: Path
+) -> None:
+    """`delivery.rate.per_hour` is the publication's, not a worker's: three workers
+    claiming side by side send that many in the hour, and the rest waits."""
+    port, script = server
+    limit = 120
+    with postgres_cluster() as url, redis_server() as redis:
+        pub = with_workers(publication(example, port, url), every=10)
+        pub.path.write_text(pub.path.read_text().replace(
+            "  hard_bounces: 3\n", f"  hard_bounces: 3\n  rate:\n    per_hour: {limit}\n"
+        ))  # fmt: skip
+        script.gate = WORKERS
+        with workers(pub, redis, tmp_path):
+            dispatch(pub, redis)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # bounded: until every task has run
+                engine = store.connect(url)
+                with engine.connect() as db:
+                    seen = tasks.overview(db, time.time(), 0.0)
+                engine.dispose()
+                if seen.queued == 0 and seen.running == 0 and seen.workers:
+                    break
+                time.sleep(0.2)
+        assert len(script.received) == limit
+        assert waiting(pub) == RECIPIENTS - limit  # they wait for the next hour
+        assert len({w.worker for w in seen.workers if w.sent}) > 1  # side by side
+
+
+def test_the_standby_scheduler_takes_over_while_workers_send(
+    example: Path, server: tuple[int, Script], tmp_path: Path
+) -> None:
+    """Two schedulers and three workers: the scheduler on duty and a worker are killed
+    mid-issue; the standby takes over and places the killed worker's rows again."""
+    port, script = server
+    with postgres_cluster() as url, redis_server() as redis:
+        pub = with_workers(publication(example, port, url), every=5)
+        by_hand(pub)
+        pub.path.write_text(pub.path.read_text().replace(
+            "state:\n  folder: var", "state:\n  folder: var\n  duty_lease: 3s"
+        ))  # fmt: skip
+        script.gate = WORKERS
+        (tmp_path / "first").mkdir()
+        (tmp_path / "second").mkdir()
+        logs = [tmp_path / "first" / "scheduler.log", tmp_path / "second" / "scheduler.log"]
+
+        def on_duty() -> list[int]:
+            return [n for n, log in enumerate(logs) if "on duty: composing" in log.read_text()]
+
+        with workers(pub, redis, tmp_path) as running, \
+                scheduler(pub, redis, tmp_path / "first") as first, \
+                scheduler(pub, redis, tmp_path / "second") as second:  # fmt: skip
+            deadline = time.monotonic() + 60
+            while not on_duty() and time.monotonic() < deadline:  # bounded
+                time.sleep(0.05)
+            [duty] = on_duty()  # one of the two; the other stands by
+            dispatch(pub, redis)
+            deadline = time.monotonic() + 60
+            while len(script.received) < 60 and time.monotonic() < deadline:  # bounded
+                time.sleep(0.005)
+            running[0].send_signal(signal.SIGKILL)
+            running[0].wait(timeout=30)
+            killed = (first, second)[duty]
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=30)
+            until_sent(pub)
+            assert on_duty() == [0, 1]  # the standby took over
+        counts = received(script)
+        assert set(counts) == {f"r{n}@example.org": 1 for n in range(RECIPIENTS)}.keys()
+        assert sum(count - 1 for count in counts.values()) <= 5  # the killed worker's

@@ -5,9 +5,9 @@ on the database.
   sent in the hour (or day), plus the rows claimed by any sender (this one too: its next
   batch is claimed while the last is still going out), which may go out any moment. A
   sender claims no more than what is left, so the limits hold across restarts,
-  digests and processes. Two senders claiming at the very same moment on PostgreSQL can
-  each see the same remainder; claims are small under a limit (see ``claim_size``), which
-  bounds that overshoot.
+  digests, processes and machines. On PostgreSQL claims under a limit take an advisory
+  lock, one at a time, so that two senders never take the same remainder (SQLite's
+  write lock does the same).
 * **Per second** is shared by the senders that hold claims: each paces itself at its part
   of the limit, re-counted at every claim.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from publisher.config.models import RateLimits
@@ -26,6 +27,7 @@ from publisher.store import ledger
 # statements) costs little per message.
 PER_CONNECTION = 100
 BATCH = 500
+RATE_LOCK = 0x70756272  # PostgreSQL's advisory lock over claims under a limit
 
 
 class RateLimiter:
@@ -46,6 +48,11 @@ class RateLimiter:
             senders = ledger.live_senders(db, now, besides=owner) + 1  # and this one
             self.per_second = rate.per_second / senders
             size = min(size, max(1, rate.per_second * 10))  # ~10 s of sending a claim
+        if (rate.per_hour or rate.per_day) and db.dialect.name == "postgresql":
+            # Claims under a limit one at a time, across every sender and machine: two
+            # that counted at once would each take the same remainder. Released when
+            # the claim's transaction ends.
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RATE_LOCK})
         for limit, seconds in ((rate.per_hour, 3600), (rate.per_day, 86400)):
             if limit:
                 used = ledger.sent_since(db, now - seconds) + ledger.claimed_rows(db, now)

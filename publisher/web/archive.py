@@ -87,14 +87,24 @@ def status(
             "authentication required", status_code=401,
             headers={"WWW-Authenticate": 'Basic realm="publisher status", charset="UTF-8"'},
         )  # fmt: skip
-    from publisher.overview import confirmation_line, confirmation_overview, digest_overview
+    from publisher.overview import (
+        confirmation_line,
+        confirmation_overview,
+        digest_overview,
+        workers_lines,
+        workers_overview,
+    )
 
     now = datetime.now(UTC)
+    workers = None
     with engine.connect() as db:
         digests = [digest_overview(db, pub, digest, now) for digest in pub.config.digests]
         confirmations = confirmation_line(confirmation_overview(db, now))
+        if pub.config.workers is not None:
+            workers = workers_lines(workers_overview(db, now))
     response = pages.render("status.html", f"{pub.config.site.title}: status",
-                            digests=digests, confirmations=confirmations)  # fmt: skip
+                            digests=digests, confirmations=confirmations,
+                            workers=workers)  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
     return response
 
