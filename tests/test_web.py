@@ -619,6 +619,18 @@ def test_the_status_page_says_why_an_issue_paused(example: Path) -> None:
     assert b'<td colspan="8">2 deferred: RCPT TO: 451 &lt;grey&gt;</td>' in body
     assert b"<td>2/1</td><td>1</td><td>4</td></tr>" in body
     assert b"<strong>Held</strong>: issue 3: 1 complaints of 20 (5.00%, limit 0.30%)" in body
+    assert b"Delivery workers" not in body  # no workers: section
+    lines = [
+        "workers: 2 task(s) queued, 1 running; 1 worker(s) seen in the last hour",
+        "  h:1:a: 3 task(s), 1 running; sent 900, deferred 2, failed 0; last seen <t>",
+    ]
+    body = Pages(pub).render("status.html", "Status", digests=[digest], confirmations="",
+                             workers=lines).body  # fmt: skip
+    assert b"<h2>Delivery workers</h2>" in body
+    assert (
+        b"<li>  h:1:a: 3 task(s), 1 running; sent 900, deferred 2, failed 0; last seen &lt;t&gt;</li>"
+        in body
+    )
 
 
 def test_two_serve_processes_share_the_sign_up_rate_limit(example: Path) -> None:
