@@ -120,6 +120,16 @@ def _deliver(task: Any, digest_name: str, issue_id: int, rows: int) -> dict[str,
 
 def _keep_logging(**_: object) -> None:
     logging.getLogger("celery").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_one_line)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Celery's and kombu's warnings without their tracebacks (a broker that went away
+    is one line: "Connection to broker lost. Trying to re-establish the connection")."""
+    if record.name.startswith(("celery", "kombu", "amqp", "redis")):
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
 
 
 def run_worker(pub: Publication) -> int:
