@@ -55,7 +55,7 @@ class RateLimiter:
             db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RATE_LOCK})
         for limit, seconds in ((rate.per_hour, 3600), (rate.per_day, 86400)):
             if limit:
-                used = ledger.sent_since(db, now - seconds) + ledger.claimed_rows(db, now)
+                used = ledger.sent_or_claimed(db, now - seconds, now)
                 size = min(size, max(0, limit - used))
         return size
 

@@ -135,18 +135,6 @@ def unconfirmed_people(db: Connection) -> int:
     )
 
 
-def sent_since(db: Connection, since: float) -> int:
-    """Messages sent (over every issue, confirmations too) since ``since``: what the hourly
-    and daily rate limits count, so they hold across restarts."""
-    return int(
-        db.execute(
-            select(func.count()).where(
-                deliveries.c.status == "sent", deliveries.c.updated_at > since
-            )
-        ).scalar_one()
-    )
-
-
 # --- an issue and its rows, for the send loop ----------------------------------------------
 
 
@@ -510,16 +498,16 @@ def live_senders(db: Connection, now: float, besides: str = "") -> int:
     )
 
 
-def claimed_rows(db: Connection, now: float) -> int:
-    """Rows some sender (this one too) holds an unexpired claim on: messages that may go
-    out any moment, which the hourly and daily limits count as sent."""
-    return int(
-        db.execute(
-            select(func.count()).where(
-                deliveries.c.status == "sending", deliveries.c.next_attempt_at > now
-            )
-        ).scalar_one()
-    )
+def sent_or_claimed(db: Connection, since: float, now: float) -> int:
+    """Messages sent since ``since`` and rows some sender holds an unexpired claim on
+    (this one too), counted in one statement: what the hourly and daily limits count.
+    One statement is one snapshot: counted apart, a sender recording its batch between
+    the two counts (claimed rows becoming sent ones) made that batch vanish from both,
+    and a claim took that many more than the limit."""
+    c = deliveries.c
+    sent = (c.status == "sent") & (c.updated_at > since)
+    claimed = (c.status == "sending") & (c.next_attempt_at > now)
+    return int(db.execute(select(func.count()).where(sent | claimed)).scalar_one())
 
 
 def not_due_yet(db: Connection, issue_id: int, now: float) -> int:
