@@ -54,11 +54,17 @@ class Script:
     chunked: list[bool] = field(default_factory=list)
     followed: list[bool] = field(default_factory=list)
     watch_following: bool = False
+    greetings: int = 0  # EHLOs: the sessions clients opened
+    connections: list[tuple[asyncio.AbstractEventLoop, asyncio.BaseTransport]] = field(
+        default_factory=list
+    )
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        self.greetings += 1
+        self.connections.append((server.loop, server.transport))
         extra = [f"250-{name}" for name in self.extensions]
         return [*responses[:-1], *extra, responses[-1]]
 
@@ -123,6 +129,18 @@ class Script:
                 await asyncio.sleep(0.01)
             self.followed.append(b"MAIL FROM" in bytes(server._reader._buffer))
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
+
+    def hang_up(self) -> None:
+        """End every client's connection from the server's side, as a server does with
+        an idle one (returns once the server has closed them)."""
+        for loop, transport in self.connections:
+
+            async def close(transport: asyncio.BaseTransport = transport) -> None:
+                transport.close()
+                await asyncio.sleep(0)  # the close takes effect in the loop's next turn
+
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+        self.connections.clear()
 
 
 class ChunkingSMTP(SMTP):

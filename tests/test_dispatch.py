@@ -165,3 +165,50 @@ def test_a_task_run_twice_sends_nobody_twice(
         worker._PROCESS.engine.dispose()
     assert (first, again, extra) == ({"sent": 200}, {"sent": RECIPIENTS - 200}, {})
     assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})
+
+
+def test_a_worker_keeps_its_smtp_connection_from_one_task_to_the_next(
+    example: Path, server: tuple[int, Script], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's tasks share its SMTP session (one EHLO, not one a task); a session the
+    server ended while the worker was idle is replaced before the next task's first
+    message, which is not lost with it (nobody deferred); the process's end says QUIT."""
+    from datetime import UTC, datetime
+
+    from publisher.config import load_config
+    from publisher.delivery import open_issue
+    from publisher.workers import worker
+
+    from .test_senders import RECIPIENTS, publication, received
+
+    port, script = server
+    pub = publication(example, port)
+    with_workers(example)
+    pub = load_config(pub.path)
+    for name, value in SECRET.items():
+        monkeypatch.setenv(name, value)
+    engine = store.open_database(pub)
+    try:
+        plan = open_issue(engine, pub, pub.digest("weekly"), datetime(2026, 11, 28, tzinfo=UTC))
+    finally:
+        engine.dispose()
+    assert plan is not None
+    monkeypatch.setattr(worker, "_CONFIG", pub.path)
+    monkeypatch.setattr(worker, "_PROCESS", None)
+    try:
+        first = worker.deliver_task(FakeTask("t1"), "weekly", plan.issue_id, 40)
+        second = worker.deliver_task(FakeTask("t2"), "weekly", plan.issue_id, 40)
+        assert (first, second, script.greetings) == ({"sent": 40}, {"sent": 40}, 1)
+        script.hang_up()  # the server ends the idle session
+        third = worker.deliver_task(FakeTask("t3"), "weekly", plan.issue_id, 40)
+        assert (third, script.greetings) == ({"sent": 40}, 2)
+        rest = worker.deliver_task(FakeTask("t4"), "weekly", plan.issue_id, RECIPIENTS)
+        assert rest == {"sent": RECIPIENTS - 120}
+        assert worker._PROCESS is not None
+        backend = worker._PROCESS.sender.backends[0]
+        assert getattr(backend, "smtp", None) is not None  # still open after the task
+    finally:
+        worker._ended()
+    assert getattr(backend, "smtp", "gone") is None  # ended with the process
+    assert worker._PROCESS is None
+    assert received(script) == Counter({f"r{n}@example.org": 1 for n in range(RECIPIENTS)})

@@ -110,7 +110,8 @@ def test_reload_valid_and_invalid(example: Path) -> None:
 
 
 def on_duty_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if "on duty" in line]
+    # Not merely "on duty": the upgrade's log quotes migration 0008, which says it too.
+    return [line for line in log.read_text().splitlines() if "on duty: composing" in line]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
@@ -157,6 +158,8 @@ def test_one_scheduler_on_duty_and_the_standby_takes_over_when_it_is_killed(
         first = started(logs[0])
         try:
             assert wait_for(lambda: bool(on_duty_lines(logs[0])), 60)
+            upgrade = logs[0].read_text()  # the new database's upgrade, as the operator sees it
+            assert "Running upgrade 0007 -> 0008" in upgrade and "setup plugin" not in upgrade
             was = holder()
             assert was is not None and f":{first.pid}:" in was
             second = started(logs[1])

@@ -178,6 +178,7 @@ class SmtpBackend(Backend):
         group): one round trip a message instead of two. Results come in order; a message
         whose envelope the server accepted is always finished on this connection or the
         generator is closed and the connection dropped (never an empty message)."""
+        self._if_still_there()
         fresh: list[tuple[Message, Envelope]] = []  # taken, to start from its envelope
         carried: tuple[Message, Envelope] | None = None  # accepted; the server waits for data
         for _ in range(1 << 62):  # bounded by what ``take`` hands out
@@ -229,6 +230,21 @@ class SmtpBackend(Backend):
                 if carried is not None:
                     self._drop()  # it waits for data that will not come: end it unsent
                 raise
+
+    def _if_still_there(self) -> None:
+        """A connection kept from an earlier run (a worker's, between tasks) is asked with
+        NOOP whether it is still there: the server may have ended it while it was idle
+        (Postfix after 300 s), and the first message written to it would be lost with it
+        and deferred. One that does not answer 250 is dropped; the next message opens a
+        new one."""
+        if self.smtp is None:
+            return
+        try:
+            code, _ = self.smtp.noop()
+        except (OSError, smtplib.SMTPException):
+            code = 0
+        if code != 250:
+            self._drop()
 
     def _data(self, current: tuple[Message, Envelope], following: tuple[Message, Envelope] | None
               ) -> str:  # fmt: skip

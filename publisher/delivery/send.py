@@ -294,7 +294,8 @@ class _Worker:
             for task in self.taken:  # taken, never sent: still claimed, given back at the end
                 self.done.append(_Result(self.number, task, None, None, unsent=True))
             self.hand_over()
-            backend.close()
+            if not self.run_.sender.keep_connections:
+                backend.close()
 
     def take(self, wait: bool) -> tuple[Message, Envelope] | None:
         """The next message (waiting for one if ``wait``); None at the end, or, without
@@ -425,6 +426,9 @@ class Sender:
     # With workers: in schedule.yaml, what places the tasks; this process sends nothing
     # of the digests' issues then.
     workers: Dispatch | None = None
+    # A worker process keeps its backends' connections open from one task to the next
+    # (closed when the process ends); a run of its own closes them at its end.
+    keep_connections: bool = False
 
 
 class Dispatch(Protocol):

@@ -47,6 +47,7 @@ class Duty:
         if self.locked is not None:
             try:
                 self.locked.execute(text("SELECT 1"))
+                self.locked.commit()  # not left idle in a transaction between looks
                 return True
             except SQLAlchemyError:  # the connection, and the lock with it, is gone
                 self._drop()

@@ -65,6 +65,11 @@ def _one_at_a_time(db: Connection) -> None:
 
 
 def _upgrade(db: Connection, target: str) -> None:
+    import logging
+
+    # Alembic names each of its plugins at INFO level as it loads them (on import): eight
+    # lines of its own internals before the operator's "Running upgrade" lines.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
 

@@ -1,10 +1,10 @@
 """``publisher worker``: a Celery worker running the delivery tasks.
 
-Each worker process keeps its own database connections, backends (SMTP connections) and
-the messages of the issues it sends, rendered once per issue. A task claims up to its
-batch of the issue's due rows like any sender, so the per-hour, per-day and per-second
-limits, consent read at the claim, and each recipient once hold across every worker on
-every machine, as they do across senders on one."""
+Each worker process keeps its own database connections, backends (SMTP connections, kept
+open from one task to the next) and the messages of the issues it sends, rendered once
+per issue. A task claims up to its batch of the issue's due rows like any sender, so the
+per-hour, per-day and per-second limits, consent read at the claim, and each recipient
+once hold across every worker on every machine, as they do across senders on one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,23 @@ def _process() -> _Process:
         assert _CONFIG is not None
         pub = load_config(_CONFIG)
         engine = store.open_database(pub)
-        _PROCESS = _Process(pub, engine, publication_signer(pub),
-                            Sender(engine, pub, backend_pool(pub)))  # fmt: skip
+        _ended()  # a changed schedule.yaml: the old connections go with the old settings
+        sender = Sender(engine, pub, backend_pool(pub), keep_connections=True)
+        _PROCESS = _Process(pub, engine, publication_signer(pub), sender)
     return _PROCESS
+
+
+def _ended(**_: object) -> None:
+    """The process ends (or starts afresh): its SMTP sessions are ended with QUIT and its
+    database connections given back, rather than cut when the process exits."""
+    global _PROCESS
+    here, _PROCESS = _PROCESS, None
+    if here is None:
+        return
+    for backend in here.sender.backends:
+        with suppress(OSError):  # a connection already gone: nothing to end
+            backend.close()
+    here.engine.dispose()
 
 
 def deliver_task(task: Any, digest_name: str, issue_id: int, rows: int) -> dict[str, int]:
@@ -138,12 +153,14 @@ def run_worker(pub: Publication) -> int:
     global _CONFIG
     settings = pub.config.workers
     assert settings is not None
-    from celery.signals import setup_logging
+    from celery.signals import setup_logging, worker_process_shutdown, worker_shutdown
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # Connected, this signal keeps Celery from setting up logging of its own: ours stays,
     # one line per batch, and Celery's warnings and errors show through it.
     setup_logging.connect(_keep_logging, weak=False)
+    worker_process_shutdown.connect(_ended, weak=False)  # a pool's process (prefork)
+    worker_shutdown.connect(_ended, weak=False)  # the worker itself (solo: it sends)
     _CONFIG = pub.path
     app = celery_app(pub)
     app.task(name=TASK, bind=True)(deliver_task)
