@@ -7,6 +7,12 @@ subscribers, then from this process: --posts one-click unsubscribe POSTs, one af
 (latency p50/p99), conditional GETs of the main RSS feed answered 304, on two
 persistent connections for --seconds (requests per second), and 200 GETs of a sent
 issue's archive page (latency p50/p99).
+
+Then the sign-up limit that several `serve` processes share, in this process: --checks
+sign-ups from as many client addresses through the limit counted in the state database
+(SQLite, and a private PostgreSQL cluster when Debian's postgresql and root are there),
+against the same limit counted in memory only: microseconds a sign-up, and the ratio.
+A sign-up's answer waits for a fixed floor, so its latency over HTTP would not show it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--checks", type=int, default=5000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="web-bench-"))
     env = {**os.environ, "PUBLISHER_SECRET": SECRET}
@@ -64,8 +71,7 @@ def main() -> None:
             )
         db.close()
         sys.path.insert(0, str(ROOT))
-        from publisher.digest.personalize import UNSUBSCRIBE
-        from publisher.tokens import Signer
+        from publisher.tokens import UNSUBSCRIBE, Signer
 
         signer = Signer([SECRET.encode()])
         # Issue 1 goes out (into the example's Maildir outbox), so the archive has a page.
@@ -107,6 +113,51 @@ def main() -> None:
     pages.sort()
     print(f"archive page of a sent issue, {len(pages)} sequential: p50 "
           f"{statistics.median(pages) * 1000:.1f} ms, p99 {pages[-2] * 1000:.1f} ms")  # fmt: skip
+    shared_limit(args.checks, p50 / 1000)
+
+
+def shared_limit(checks: int, post: float) -> None:
+    """The shared sign-up limit's cost a sign-up, against the in-memory limit (medians of
+    three passes, interleaved) and the unsubscribe POST's p50 (``post``, seconds), on each
+    database there is."""
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import BINARIES, postgres_cluster
+
+    work = Path(tempfile.mkdtemp(prefix="web-limit-bench-"))
+    try:
+        limit_cost("SQLite", f"sqlite:///{work / 'state.db'}", checks, post)
+        if BINARIES and os.geteuid() == 0:
+            with postgres_cluster() as url:
+                limit_cost("PostgreSQL", url, checks, post)
+        else:
+            print("sign-up limit on PostgreSQL: skipped (needs Debian's postgresql and root)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def limit_cost(title: str, url: str, checks: int, post: float) -> None:
+    from publisher import store
+    from publisher.store.migrate import migrate
+    from publisher.web.limits import RateLimit, SharedRateLimit
+
+    engine = store.connect(url)
+    migrate(engine)
+    found: dict[str, list[float]] = {"memory": [], "shared": []}
+    try:
+        for round_ in range(3):
+            clients = [f"10.{round_}.{n // 250}.{n % 250}" for n in range(checks)]
+            for kind, limit in (("memory", RateLimit()),
+                                ("shared", SharedRateLimit(engine, f"bench{round_}"))):  # fmt: skip
+                start = time.perf_counter()
+                allowed = sum(limit.allow(client) for client in clients)
+                found[kind].append((time.perf_counter() - start) / checks)
+                assert allowed == checks, (kind, allowed)
+    finally:
+        engine.dispose()
+    memory, shared = (statistics.median(found[kind]) for kind in ("memory", "shared"))
+    print(f"sign-up limit on {title}, {checks} clients: in memory {memory * 1e6:.1f} µs, "
+          f"shared {shared * 1e6:.0f} µs a sign-up ({shared / memory:,.0f} ×; "
+          f"{shared / post:.2f} × an unsubscribe POST's p50)")  # fmt: skip
 
 
 def get(port: int, path: str) -> float:

@@ -128,21 +128,17 @@ class FakeTask:
         self.request = type("Request", (), {"id": task_id})()
 
 
-def test_a_task_run_twice_sends_nobody_twice(
-    example: Path, server: tuple[int, Script], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The task as a worker runs it, on a real SQLite ledger and SMTP server: the claim
-    decides, so the same task run again (a lost worker's, given to another) and a task
-    too many send only what is still due, each recipient once."""
+def issue_for_a_worker(example: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The example with workers, sending to the test's SMTP server: issue 1 composed, its
+    rows due, and this process set up as a worker's; the issue's id."""
     from datetime import UTC, datetime
 
     from publisher.config import load_config
     from publisher.delivery import open_issue
     from publisher.workers import worker
 
-    from .test_senders import RECIPIENTS, publication, received
+    from .test_senders import publication
 
-    port, script = server
     pub = publication(example, port)
     with_workers(example)
     pub = load_config(pub.path)
@@ -156,10 +152,25 @@ def test_a_task_run_twice_sends_nobody_twice(
     assert plan is not None
     monkeypatch.setattr(worker, "_CONFIG", pub.path)
     monkeypatch.setattr(worker, "_PROCESS", None)
+    return plan.issue_id
+
+
+def test_a_task_run_twice_sends_nobody_twice(
+    example: Path, server: tuple[int, Script], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task as a worker runs it, on a real SQLite ledger and SMTP server: the claim
+    decides, so the same task run again (a lost worker's, given to another) and a task
+    too many send only what is still due, each recipient once."""
+    from publisher.workers import worker
+
+    from .test_senders import RECIPIENTS, received
+
+    port, script = server
+    issue_id = issue_for_a_worker(example, port, monkeypatch)
     try:
-        first = worker.deliver_task(FakeTask("t1"), "weekly", plan.issue_id, 200)
-        again = worker.deliver_task(FakeTask("t1"), "weekly", plan.issue_id, 200)
-        extra = worker.deliver_task(FakeTask("t2"), "weekly", plan.issue_id, 200)
+        first = worker.deliver_task(FakeTask("t1"), "weekly", issue_id, 200)
+        again = worker.deliver_task(FakeTask("t1"), "weekly", issue_id, 200)
+        extra = worker.deliver_task(FakeTask("t2"), "weekly", issue_id, 200)
     finally:
         assert worker._PROCESS is not None
         worker._PROCESS.engine.dispose()
@@ -173,36 +184,20 @@ def test_a_worker_keeps_its_smtp_connection_from_one_task_to_the_next(
     """A worker's tasks share its SMTP session (one EHLO, not one a task); a session the
     server ended while the worker was idle is replaced before the next task's first
     message, which is not lost with it (nobody deferred); the process's end says QUIT."""
-    from datetime import UTC, datetime
-
-    from publisher.config import load_config
-    from publisher.delivery import open_issue
     from publisher.workers import worker
 
-    from .test_senders import RECIPIENTS, publication, received
+    from .test_senders import RECIPIENTS, received
 
     port, script = server
-    pub = publication(example, port)
-    with_workers(example)
-    pub = load_config(pub.path)
-    for name, value in SECRET.items():
-        monkeypatch.setenv(name, value)
-    engine = store.open_database(pub)
+    issue_id = issue_for_a_worker(example, port, monkeypatch)
     try:
-        plan = open_issue(engine, pub, pub.digest("weekly"), datetime(2026, 11, 28, tzinfo=UTC))
-    finally:
-        engine.dispose()
-    assert plan is not None
-    monkeypatch.setattr(worker, "_CONFIG", pub.path)
-    monkeypatch.setattr(worker, "_PROCESS", None)
-    try:
-        first = worker.deliver_task(FakeTask("t1"), "weekly", plan.issue_id, 40)
-        second = worker.deliver_task(FakeTask("t2"), "weekly", plan.issue_id, 40)
+        first = worker.deliver_task(FakeTask("t1"), "weekly", issue_id, 40)
+        second = worker.deliver_task(FakeTask("t2"), "weekly", issue_id, 40)
         assert (first, second, script.greetings) == ({"sent": 40}, {"sent": 40}, 1)
         script.hang_up()  # the server ends the idle session
-        third = worker.deliver_task(FakeTask("t3"), "weekly", plan.issue_id, 40)
+        third = worker.deliver_task(FakeTask("t3"), "weekly", issue_id, 40)
         assert (third, script.greetings) == ({"sent": 40}, 2)
-        rest = worker.deliver_task(FakeTask("t4"), "weekly", plan.issue_id, RECIPIENTS)
+        rest = worker.deliver_task(FakeTask("t4"), "weekly", issue_id, RECIPIENTS)
         assert rest == {"sent": RECIPIENTS - 120}
         assert worker._PROCESS is not None
         backend = worker._PROCESS.sender.backends[0]

@@ -109,6 +109,21 @@ def test_reload_valid_and_invalid(example: Path) -> None:
     assert "Adding job tentatively" not in err and "executed successfully" not in err
 
 
+def idle_in_a_transaction(url: str) -> int:
+    """Connections to the database left idle inside a transaction (they hold back
+    PostgreSQL's vacuum for as long as they stay)."""
+    from sqlalchemy import text
+
+    engine = store.connect(url)
+    try:
+        with engine.connect() as db:
+            found = db.execute(text("SELECT count(*) FROM pg_stat_activity"
+                                    " WHERE state = 'idle in transaction'")).scalar_one()  # fmt: skip
+    finally:
+        engine.dispose()
+    return int(found)
+
+
 def on_duty_lines(log: Path) -> list[str]:
     # Not merely "on duty": the upgrade's log quotes migration 0008, which says it too.
     return [line for line in log.read_text().splitlines() if "on duty: composing" in line]
@@ -168,6 +183,8 @@ def test_one_scheduler_on_duty_and_the_standby_takes_over_when_it_is_killed(
                 assert f":{first.pid}:" in logs[1].read_text()  # it names the one on duty
                 time.sleep(2)  # a look or two more: still standing by
                 assert "on duty: composing" not in logs[1].read_text()
+                if database == "postgres":  # the lock's connection, between its looks
+                    assert idle_in_a_transaction(pub.database_url) == 0
                 first.send_signal(signal.SIGKILL)
                 first.wait(timeout=30)
                 # Within the lease (3 s) and a look (1 s); a margin for a loaded machine.
